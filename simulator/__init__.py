@@ -1,0 +1,42 @@
+"""xbarsim: accuracy simulation of neural networks on analog compute-in-memory chips.
+
+Public API::
+
+    net = simulator.load_model("digits_cnn")          # or a path to a model file
+    cfg = simulator.load_config("configs/digits_noisy.toml")
+    sim = simulator.Simulation(net, cfg, seed=0)       # maps weights onto arrays
+    y = sim.forward(x)                                 # x in the model's native layout
+    result = simulator.run(cfg)                        # whole inference run(s)
+    result.to_frame()                                  # one row per run
+
+Names are resolved lazily so that importing the package stays cheap.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_model": "simulator.network",
+    "save_model": "simulator.network",
+    "Network": "simulator.network",
+    "Layer": "simulator.network",
+    "load_config": "simulator.config",
+    "Config": "simulator.config",
+    "Simulation": "simulator.simulation",
+    "run": "simulator.runner",
+    "Result": "simulator.runner",
+    "from_torch": "simulator.io.torch_import",
+    "load_onnx": "simulator.io.onnx_import",
+    "load_keras_h5": "simulator.io.keras_h5",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'simulator' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

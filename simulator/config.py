@@ -1,0 +1,429 @@
+"""Inference configuration: schema, validation and loading.
+
+Parameter names are CrossSim's (manual Table 3.1) so its users can move their
+configs over; xbarsim's own additions are marked "xbarsim" below. A config is
+a TOML file (or a dict, or a CrossSim-style ``inference_config*.py`` module)
+with flat top-level keys and optional per-layer overrides::
+
+    weight_bits = 8
+    adc_bits = 8
+    [layers.conv2]
+    adc_bits = 10
+
+Validation (pydantic) rejects unknown keys with the closest valid name, wrong
+types and out-of-range values, and incompatible combinations, each as one
+:class:`~simulator.errors.ConfigError` line naming the file and the key.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+
+from simulator.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+Range = tuple[float, float]
+
+
+class HardwareParams(BaseModel):
+    """Parameters that may differ per layer (``[layers.<name>]`` overrides them)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # --- layer placement (xbarsim) -------------------------------------------
+    analog: bool = Field(True, description="Run this MVM layer on analog arrays (False = exact digital)")
+    # --- weight mapping (manual ch. 6) ---------------------------------------
+    weight_bits: int = Field(0, ge=0, le=24, description="Weight resolution in bits (0 = no quantization)")
+    weight_percentile: float = Field(100.0, gt=0, le=1000, description="Quantization range percentile P (6.2.1)")
+    weight_quantizer: Literal["uniform", "lloyd"] = Field("uniform", description="xbarsim: uniform or Lloyd-Max levels")
+    weight_levels: Optional[int] = Field(None, ge=2, le=65536, description="xbarsim: number of Lloyd levels")
+    lloyd_tol: float = Field(1e-6, gt=0, lt=1, description="xbarsim: Lloyd relative distortion tolerance")
+    lloyd_allow_degenerate: bool = Field(False, description="xbarsim: allow one Lloyd level for constant weights")
+    Nslices: int = Field(1, ge=1, le=32, description="Number of weight bit slices (6.6)")
+    NrowsMax: int = Field(0, ge=0, description="Maximum rows per array, 0 = unlimited (8.1)")
+    style: Literal["BALANCED", "OFFSET"] = "BALANCED"
+    balanced_style: Literal["one_sided", "two_sided"] = "one_sided"
+    digital_offset: bool = True
+    digital_bias: bool = True
+    bias_bits: int = Field(0, ge=0, le=32)
+    # --- array (manual ch. 8) ------------------------------------------------
+    input_bitslicing: bool = False
+    Rp: float = Field(0.0, ge=0, description="Parasitic resistance normalized to Rmin (8.3)")
+    noRowParasitics: bool = False
+    interleaved_posneg: bool = False
+    Icol_max: float = Field(0.0, ge=0, description="Column current limit in A (0 = none) (8.4)")
+    Icell_max: float = Field(0.0, ge=0, description="Current of one cell at Gmax in A (8.4)")
+    # --- ADC / DAC (manual ch. 9) --------------------------------------------
+    adc_bits: int = Field(0, ge=0, le=32)
+    dac_bits: int = Field(0, ge=0, le=32)
+    ADC_per_ibit: bool = False
+    adc_range_option: Literal["max", "granular", "calibrated"] = "max"
+    adc_range: Optional[Range] = Field(None, description="xbarsim: ADC (min, max) in algorithmic units (unsliced)")
+    adc_exponents: Optional[list[int]] = Field(
+        None, description="xbarsim: per-slice ADC range exponents C_i, limits +-y_max*2**-C_i (manual 9.3.1)"
+    )
+    dac_range: Optional[Range] = Field(None, description="xbarsim: input activation (min, max)")
+    # --- witin chip parameters (witin_nn names; None = the model's value) -----
+    noise_level: Optional[int] = Field(None, ge=0, le=9)
+    x_quant_bits: Optional[int] = Field(None, ge=8, le=12)
+    y_quant_bits: Optional[int] = Field(None, ge=8, le=12)
+    weight_quant_bits: Optional[int] = Field(None, ge=1, le=8)
+    scale_x: Optional[float] = Field(None, gt=0)
+    scale_y: Optional[float] = Field(None, gt=0)
+    scale_weight: Optional[float] = Field(None, gt=0)
+    use_auto_scale: Optional[bool] = None
+    bias_row_N: Optional[int] = Field(None, ge=1, le=64)
+    handle_neg_in: Optional[Literal["FALSE", "PN", "Shift"]] = None
+    shift_num: Optional[int] = Field(None, ge=0)
+    w_clip: Optional[float] = Field(None, gt=0)
+    bias_d: Optional[bool] = None
+
+    @field_validator("adc_range", "dac_range")
+    @classmethod
+    def _check_range(cls, v):
+        if v is not None and not v[0] < v[1]:
+            raise ValueError(f"range must satisfy min < max, got ({v[0]}, {v[1]})")
+        return v
+
+
+#: names of the per-layer parameters
+LAYER_KEYS = frozenset(HardwareParams.model_fields)
+
+
+#: A ``[layers.<name>]`` table: any subset of :class:`HardwareParams` (None = inherit).
+LayerOverrides = create_model(
+    "LayerOverrides",
+    __config__=ConfigDict(extra="forbid"),
+    **{
+        name: (Optional[f.annotation], Field(None, description=f.description))
+        for name, f in HardwareParams.model_fields.items()
+    },
+)
+
+
+class Config(HardwareParams):
+    """A whole inference configuration (global values + per-layer overrides)."""
+
+    # --- run (manual 3, 4.1) -------------------------------------------------
+    Nruns: int = Field(1, ge=1, le=100000)
+    seed: Optional[int] = Field(None, ge=0, description="xbarsim: base seed; run i uses seed + i")
+    useGPU: bool = False
+    gpu_num: int = Field(0, ge=0)
+    task: str = "digits"
+    model_name: str = "digits_cnn"
+    dataset_path: Optional[str] = None
+    ntest: int = Field(0, ge=0, description="Test images (0 = the whole test split)")
+    ntest_batch: int = Field(0, ge=0, description="Images loaded at a time (0 = all)")
+    nstart: int = Field(0, ge=0)
+    randomSampling: bool = False
+    count_interval: int = Field(0, ge=0, description="Images between running-accuracy updates (0 = progress bar only)")
+    time_interval: bool = False
+    topk: Union[int, list[int]] = 1
+    show_model_summary: bool = False
+    dataset_normalization: Literal["none", "unsigned_8b", "signed_8b"] = "none"
+    subtract_pixel_mean: bool = False
+    calibration_ntest: int = Field(0, ge=0, description="xbarsim: calibration images (0 = whole split)")
+    # --- network-level mapping -----------------------------------------------
+    fold_batchnorm: bool = True
+    ignoredLayerTypes: list[str] = Field(default_factory=lambda: ["Dropout", "GaussianNoise"])
+    # --- devices (manual ch. 7) ----------------------------------------------
+    On_off_ratio: float = Field(0.0, ge=0, description="Gmax/Gmin (0 = infinite)")
+    error_model: str = "none"
+    proportional_error: bool = False
+    alpha_error: float = Field(0.0, ge=0)
+    noise_model: str = "none"
+    proportional_noise: bool = False
+    alpha_noise: float = Field(0.0, ge=0)
+    t_drift: float = Field(0.0, ge=0, description="Days between programming and inference")
+    drift_model: str = "none"
+    device_params: dict[str, Any] = Field(default_factory=dict, description="xbarsim: extra device-model coefficients")
+    device_path: Optional[str] = Field(None, description="xbarsim: folder with extra device-model modules")
+    read_noise_mode: Literal["auto", "exact", "output"] = Field(
+        "auto", description="xbarsim: read noise per conductance (exact) or at the column output"
+    )
+    # --- ADC calibration -------------------------------------------------------
+    pct: Optional[float] = Field(None, gt=50, le=100)
+    calibration_file: Optional[str] = Field(None, description="xbarsim: calibrated ADC/DAC ranges file")
+    calibration_dir: str = Field("calibration", description="xbarsim: default folder of calibration files")
+    # --- parasitics solver ---------------------------------------------------
+    Verr_th: float = Field(2e-4, gt=0, lt=1, description="xbarsim: parasitic solver convergence (fraction of V_D)")
+    parasitics_max_iter: int = Field(200, ge=1)
+    # --- performance ---------------------------------------------------------
+    x_par: int = Field(1, ge=1)
+    y_par: int = Field(1, ge=1)
+    memory_budget_mb: float = Field(512.0, gt=0, description="xbarsim: memory for one chunk of batched MVMs")
+    precision: Literal["auto", "float32", "float64"] = Field(
+        "auto", description="xbarsim: float32 when an ADC of <= 16 bits bounds the result, else float64"
+    )
+    # --- witin ---------------------------------------------------------------
+    witin_mode: Literal["chip", "arrays"] = Field(
+        "chip", description="xbarsim: witin layers with the chip's exact semantics or on conductance arrays"
+    )
+    # --- per layer -----------------------------------------------------------
+    layers: dict[str, LayerOverrides] = Field(default_factory=dict)
+
+    # where the config came from, for error messages (not a parameter)
+    source: str = Field("<dict>", exclude=True)
+
+    @model_validator(mode="after")
+    def _combinations(self) -> "Config":
+        check_combinations(self, self, where="")
+        for name in self.layers:
+            merged = self.for_layer(name).model_dump()
+            try:
+                params = HardwareParams.model_validate(merged)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                key = ".".join(str(p) for p in err["loc"])
+                raise ValueError(f"layers.{name}.{key} = {err.get('input')!r}: {err['msg']}") from None
+            check_combinations(params, self, where=f"layers.{name}.")
+        return self
+
+    # ------------------------------------------------------------------ API
+    def for_layer(self, name: str) -> HardwareParams:
+        """The hardware parameters of layer ``name`` (global values + its overrides)."""
+        base = {k: getattr(self, k) for k in LAYER_KEYS}
+        ov = self.layers.get(name)
+        if ov is not None:
+            base.update({k: v for k, v in ov.model_dump().items() if v is not None})
+        return HardwareParams.model_construct(**base)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (TOML/JSON-able) of every parameter, per-layer overrides without unset keys."""
+        d = self.model_dump(exclude={"layers", "source"})
+        d["layers"] = {n: ov.model_dump(exclude_none=True) for n, ov in self.layers.items()}
+        return d
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "Config":
+        """A new validated Config with ``{"key": value, "layers.NAME.key": value}`` applied."""
+        data = self.to_dict()
+        apply_overrides(data, overrides)
+        return load_config(data, name=self.source)
+
+    def to_toml(self) -> str:
+        return dict_to_toml(self.to_dict())
+
+
+def check_combinations(p: HardwareParams, cfg: "Config", where: str) -> None:
+    """Reject incompatible parameter combinations (one line naming both parameters)."""
+    if p.adc_range_option == "granular" and p.adc_bits > 0:
+        missing = []
+        if p.weight_bits == 0:
+            missing.append("weight_bits > 0")
+        if p.dac_bits == 0:
+            missing.append("dac_bits > 0")
+        if not p.input_bitslicing:
+            missing.append("input_bitslicing = true")
+        if not p.ADC_per_ibit:
+            missing.append("ADC_per_ibit = true")
+        if missing:
+            raise ValueError(f"{where}adc_range_option = 'granular' requires {', '.join(missing)} (manual 9.3.3)")
+    if p.input_bitslicing and p.dac_bits == 0:
+        raise ValueError(f"{where}input_bitslicing = true requires dac_bits > 0 (the number of input bits)")
+    if p.Nslices > 1 and p.weight_bits == 0:
+        raise ValueError(f"{where}Nslices = {p.Nslices} requires weight_bits > 0")
+    if p.Nslices > 1:
+        mag = p.weight_bits - 1 if p.style == "BALANCED" else p.weight_bits
+        if p.Nslices > mag:
+            raise ValueError(
+                f"{where}Nslices = {p.Nslices} is more than the {mag} bits to slice with weight_bits = {p.weight_bits}, style = {p.style}"
+            )
+        if p.style == "BALANCED" and p.balanced_style == "two_sided":
+            raise ValueError(f"{where}Nslices > 1 with style = 'BALANCED' needs balanced_style = 'one_sided' (manual 6.6.1)")
+    if p.weight_quantizer == "uniform" and p.weight_levels is not None:
+        raise ValueError(f"{where}weight_levels is only used with weight_quantizer = 'lloyd'; use weight_bits for uniform levels")
+    if p.weight_quantizer == "lloyd":
+        if p.weight_levels is None:
+            raise ValueError(f"{where}weight_quantizer = 'lloyd' requires weight_levels (an integer >= 2)")
+        if p.Nslices > 1:
+            raise ValueError(f"{where}weight_quantizer = 'lloyd' cannot be combined with Nslices > 1")
+    if p.Rp > 0:
+        from simulator.circuits.parasitics import check_topology
+
+        try:
+            check_topology(p.Rp, p.noRowParasitics, p.style, p.interleaved_posneg, p.input_bitslicing)
+        except ConfigError as exc:
+            raise ValueError(f"{where}{exc}") from None
+    if (p.Icol_max > 0) != (p.Icell_max > 0):
+        raise ValueError(f"{where}Icol_max and Icell_max must both be set (> 0) to limit column currents")
+    if p.adc_exponents is not None and len(p.adc_exponents) != p.Nslices:
+        raise ValueError(f"{where}adc_exponents has {len(p.adc_exponents)} entries, expected Nslices = {p.Nslices}")
+
+
+# ---------------------------------------------------------------------- loading
+def _suggest(key: str, valid) -> str:
+    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _format_error(err: Mapping[str, Any], data: Mapping[str, Any], source: str) -> str:
+    loc = [str(p) for p in err["loc"]]
+    # drop pydantic's union/type tags from the location
+    loc = [p for p in loc if not p.startswith(("function-", "tuple[", "list[")) and p not in ("int", "float", "bool", "str")]
+    key = ".".join(loc) if loc else "<config>"
+    etype = err["type"]
+    if etype == "extra_forbidden":
+        valid = LAYER_KEYS if loc and loc[0] == "layers" else Config.model_fields
+        return f"{source}: unknown key {key!r}{_suggest(loc[-1], valid)}"
+    value = err.get("input")
+    msg = err["msg"]
+    if etype.startswith("literal_error"):
+        return f"{source}: {key} = {value!r} is not allowed; {msg[0].lower() + msg[1:]}"
+    if etype == "value_error" and "Value error, " in msg:
+        text = msg.split("Value error, ", 1)[1]
+        return f"{source}: {text}" if key == "<config>" else f"{source}: {key}: {text}"
+    return f"{source}: {key} = {value!r}: {msg}"
+
+
+def _normalize_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """Accept CrossSim spellings that differ only in type (tuples for topk, etc.)."""
+    data = dict(data)
+    if isinstance(data.get("topk"), tuple):
+        data["topk"] = list(data["topk"])
+    return data
+
+
+def load_config(path_or_dict: "str | Path | Mapping[str, Any] | Config | None" = None, *, name: str | None = None) -> Config:
+    """Load and validate a config from a TOML/py file path, a dict, or None (all defaults).
+
+    ``name`` labels a dict's origin in error messages. Raises :class:`ConfigError`
+    with one line naming the file and key on any problem.
+    """
+    source = path_or_dict
+    if isinstance(source, Config):
+        return source
+    if source is None:
+        data: dict[str, Any] = {}
+        name = name or "<defaults>"
+    elif isinstance(source, Mapping):
+        data = copy.deepcopy(dict(source))
+        name = name or "<dict>"
+    else:
+        path = Path(source)
+        name = str(path)
+        data = read_config_file(path)
+    data = _normalize_keys(data)
+    data.pop("source", None)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc.errors()[0], data, name)) from None
+    object.__setattr__(cfg, "source", name)
+    return cfg
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Raw dict from a ``.toml`` or CrossSim-style ``.py`` config file."""
+    if not path.exists():
+        raise ConfigError(f"config file {str(path)!r} not found")
+    if path.suffix == ".toml":
+        try:
+            with open(path, "rb") as f:
+                return tomllib.load(f)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+    if path.suffix == ".py":
+        return _read_python_config(path)
+    if path.suffix == ".json":
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: invalid JSON ({exc})") from None
+    raise ConfigError(f"{path}: config files must end in .toml, .py or .json")
+
+
+#: CrossSim inference_config.py names that xbarsim reads differently or not at all
+_CROSSSIM_IGNORED = {"gpu_num", "show_model_summary"}
+
+
+def _read_python_config(path: Path) -> dict[str, Any]:
+    """Read the upper-level assignments of a CrossSim ``inference_config*.py`` module."""
+    spec = importlib.util.spec_from_file_location(f"_xbarsim_cfg_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ConfigError(f"{path}: the Python config failed to run ({exc.__class__.__name__}: {exc})") from None
+    data = {}
+    for key, value in vars(module).items():
+        if key.startswith("_") or callable(value) or type(value).__name__ == "module":
+            continue
+        if key in ("adc_bits_vec", "dac_bits_vec"):
+            raise ConfigError(f"{path}: {key} is not supported; use [layers.<name>] adc_bits / dac_bits overrides")
+        if isinstance(value, tuple):
+            value = list(value)
+        data[key] = value
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Set ``"key"`` or ``"layers.NAME.key"`` entries of a raw config dict in place."""
+    for key, value in overrides.items():
+        parts = key.split(".")
+        if parts[0] == "layers":
+            if len(parts) != 3:
+                raise ConfigError(f"override {key!r}: per-layer keys are written layers.<layer name>.<key>")
+            data.setdefault("layers", {}).setdefault(parts[1], {})[parts[2]] = value
+        elif len(parts) == 1:
+            data[key] = value
+        else:
+            raise ConfigError(f"override {key!r}: expected a parameter name or layers.<layer>.<key>")
+    return data
+
+
+def parse_value(text: str) -> Any:
+    """Parse a command-line value: TOML syntax (numbers, booleans, strings, lists) or a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        low = text.strip().lower()
+        if low in ("true", "false"):
+            return low == "true"
+        if low in ("none", "null"):
+            return None
+        return text
+
+
+def dict_to_toml(d: Mapping[str, Any]) -> str:
+    """Minimal TOML writer for config dicts (scalars, lists, one level of tables)."""
+
+    def fmt(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(fmt(x) for x in v) + "]"
+        raise TypeError(type(v))
+
+    lines, tables = [], []
+    for k, v in d.items():
+        if v is None:
+            continue
+        if isinstance(v, Mapping):
+            tables.append((k, v))
+        else:
+            lines.append(f"{k} = {fmt(v)}")
+    for k, v in tables:
+        scalars = {a: b for a, b in v.items() if not isinstance(b, Mapping) and b is not None}
+        subs = {a: b for a, b in v.items() if isinstance(b, Mapping)}
+        if scalars or not subs:
+            lines.append(f"\n[{k}]")
+            lines += [f"{a} = {fmt(b)}" for a, b in scalars.items()]
+        for a, b in subs.items():
+            lines.append(f"\n[{k}.{a}]")
+            lines += [f"{c} = {fmt(e)}" for c, e in b.items() if e is not None]
+    return "\n".join(lines) + "\n"

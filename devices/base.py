@@ -87,3 +87,7 @@ class DeviceModel:
     def drift_mean(self, G, t_days: float, xp):
         """Deterministic part of the drift at ``t_days`` (for plots/tests)."""
         raise NotImplementedError
+
+    def drift_sigma(self, G, t_days: float, xp):
+        """Standard deviation of the drifted conductance at ``t_days`` (for plots/tests)."""
+        raise NotImplementedError

@@ -10,6 +10,11 @@ from devices.base import DeviceModel
 
 
 class AlphaModel(DeviceModel):
+    """Generic Gaussian error/noise: sigma = alpha (state-independent) or alpha * G (proportional).
+
+    Normalized units (G_max = 1); manual 7.2.1 / 7.4.1. Read noise is unclipped (output-equivalent).
+    """
+
     name = "alpha"
     provides = frozenset({"error", "noise"})
 

@@ -47,17 +47,18 @@ def _load_file(path: Path):
     return module
 
 
-def discover(extra_paths: list[str | Path] | None = None) -> dict[str, type[DeviceModel]]:
-    """Return {name: model class} over all discovery sources."""
+_NOT_MODELS = ("base", "registry", "stack", "plotting")
+
+
+def _all_models(extra_paths) -> list[type[DeviceModel]]:
+    """Every model class, in discovery order (package, plugin folders, entry points)."""
     import devices
 
-    models: dict[str, type[DeviceModel]] = {}
+    found: list[type[DeviceModel]] = []
     for info in pkgutil.iter_modules(devices.__path__):
-        if info.name in ("base", "registry", "plotting") or info.name.startswith("_"):
+        if info.name in _NOT_MODELS or info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"devices.{info.name}")
-        for cls in _models_in(module):
-            models[cls.name] = cls
+        found += _models_in(importlib.import_module(f"devices.{info.name}"))
     paths = [p for p in os.environ.get("XBARSIM_DEVICE_PATH", "").split(os.pathsep) if p]
     paths += [str(p) for p in (extra_paths or [])]
     for folder in paths:
@@ -65,33 +66,59 @@ def discover(extra_paths: list[str | Path] | None = None) -> dict[str, type[Devi
         if not folder_path.is_dir():
             raise DeviceModelError(f"device plugin folder {folder!r} does not exist")
         for file in sorted(folder_path.glob("*.py")):
-            for cls in _models_in(_load_file(file)):
-                models[cls.name] = cls
+            found += _models_in(_load_file(file))
     for ep in entry_points(group="xbarsim.devices"):
         try:
             obj = ep.load()
         except Exception as exc:
             raise DeviceModelError(f"entry point {ep.name!r} failed to load ({exc})") from None
-        classes = [obj] if inspect.isclass(obj) else _models_in(obj)
-        for cls in classes:
-            models[cls.name] = cls
-    return models
+        if inspect.isclass(obj):
+            if not (issubclass(obj, DeviceModel) and obj.name):
+                raise DeviceModelError(f"entry point {ep.name!r} is not a named DeviceModel subclass")
+            found.append(obj)
+        else:
+            found += _models_in(obj)
+    return found
+
+
+def _by_kind(extra_paths) -> dict[str, dict[str, type[DeviceModel]]]:
+    """{kind: {name: class}}; a later source overrides an earlier one for the kinds it provides.
+
+    Looking models up per kind lets one name have separate classes for its
+    error, drift and noise hooks (e.g. an "HfO2" error class and an "HfO2"
+    drift class in a plugin).
+    """
+    table: dict[str, dict[str, type[DeviceModel]]] = {k: {} for k in KINDS}
+    for cls in _all_models(extra_paths):
+        for kind in cls.provides:
+            if kind in table:
+                table[kind][cls.name] = cls
+    return table
+
+
+def discover(extra_paths: list[str | Path] | None = None) -> dict[str, type[DeviceModel]]:
+    """Return {name: model class} over all discovery sources (last source wins per name)."""
+    return {cls.name: cls for cls in _all_models(extra_paths)}
 
 
 def available_models(kind: str | None = None, extra_paths=None) -> list[str]:
-    models = discover(extra_paths)
-    return sorted(n for n, c in models.items() if kind is None or kind in c.provides)
+    """Sorted names of the models providing ``kind`` (any kind when None)."""
+    table = _by_kind(extra_paths)
+    kinds = KINDS if kind is None else (kind,)
+    return sorted({n for k in kinds for n in table.get(k, {})})
 
 
 def get_model(name: str, kind: str, extra_paths=None) -> type[DeviceModel]:
     """Return the model class called ``name`` that provides ``kind`` ("error", "drift", "noise")."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
-    models = discover(extra_paths)
-    cls = models.get(name)
-    if cls is None or kind not in cls.provides:
-        names = sorted(n for n, c in models.items() if kind in c.provides)
+    table = _by_kind(extra_paths)
+    cls = table[kind].get(name)
+    if cls is None:
+        names = sorted(table[kind])
+        other = [k for k in KINDS if name in table[k]]
+        hint = f" ({name!r} provides only: {', '.join(other)})" if other else ""
         raise DeviceModelError(
-            f"{_CONFIG_KEY[kind]} = {name!r} is not a known {kind} model; available: {', '.join(names)}"
+            f"{_CONFIG_KEY[kind]} = {name!r} is not a known {kind} model{hint}; available: {', '.join(names) or 'none'}"
         )
     return cls

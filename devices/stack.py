@@ -12,9 +12,28 @@ import logging
 
 from devices.base import DeviceModel, DeviceParams
 from devices.registry import get_model
-from simulator.errors import DeviceModelError
+from simulator.errors import DeviceModelError, XbarsimError
 
 log = logging.getLogger("xbarsim.devices")
+
+
+def _construct(cls, params) -> DeviceModel:
+    try:
+        return cls(params)
+    except XbarsimError:
+        raise
+    except Exception as exc:  # a broken plugin is a user input error
+        raise DeviceModelError(f"device model {cls.name!r}: construction failed ({exc.__class__.__name__}: {exc})") from exc
+
+
+def _call(model: DeviceModel, what: str, *args):
+    """Call hook ``what`` of ``model``; an exception from a plugin becomes one DeviceModelError line."""
+    try:
+        return getattr(model, what)(*args)
+    except XbarsimError:
+        raise
+    except Exception as exc:
+        raise DeviceModelError(f"device model {model.name!r}: {what} failed ({exc.__class__.__name__}: {exc})") from exc
 
 
 def _check(out, G, what: str, name: str, xp):
@@ -42,22 +61,27 @@ class DeviceStack:
         self.error: DeviceModel | None = None
         self.drift: DeviceModel | None = None
         self.noise: DeviceModel | None = None
-        if drift_model != "none" and params.t_drift > 0:
-            self.drift = get_model(drift_model, "drift", extra_paths)(params)
+        # resolve every named model first, so a misspelled name is an error even
+        # when that model ends up unused (e.g. t_drift = 0, or error off under drift)
+        error_cls = get_model(error_model, "error", extra_paths) if error_model != "none" else None
+        drift_cls = get_model(drift_model, "drift", extra_paths) if drift_model != "none" else None
+        noise_cls = get_model(noise_model, "noise", extra_paths) if noise_model != "none" else None
+        if drift_cls is not None and params.t_drift > 0:
+            self.drift = _construct(drift_cls, params)
             limit = self.drift.drift_valid_days
             if limit is not None and params.t_drift > limit:
                 log.warning(
                     "t_drift = %g days is beyond the %g days covered by drift model %r; results are extrapolated",
                     params.t_drift, limit, drift_model,
                 )
-        if error_model != "none":
+        if error_cls is not None:
             if self.drift is not None and error_model != "alpha":
                 # manual 7.3: a drift model includes its own time-dependent error
                 log.info("drift_model %r is active: custom error_model %r is not applied", drift_model, error_model)
             else:
-                self.error = get_model(error_model, "error", extra_paths)(params)
-        if noise_model != "none":
-            self.noise = get_model(noise_model, "noise", extra_paths)(params)
+                self.error = _construct(error_cls, params)
+        if noise_cls is not None:
+            self.noise = _construct(noise_cls, params)
 
     @property
     def Gmin(self) -> float:
@@ -66,10 +90,10 @@ class DeviceStack:
     def program(self, G, xp, rng):
         """Target conductances -> conductances at inference time (error, then drift), clipped."""
         if self.error is not None:
-            G = _check(self.error.programming_error(G, xp, rng), G, "programming_error", self.error.name, xp)
+            G = _check(_call(self.error, "programming_error", G, xp, rng), G, "programming_error", self.error.name, xp)
             G = xp.clip(G, self.Gmin, 1.0)
         if self.drift is not None:
-            G = _check(self.drift.drift(G, self.params.t_drift, xp, rng), G, "drift", self.drift.name, xp)
+            G = _check(_call(self.drift, "drift", G, self.params.t_drift, xp, rng), G, "drift", self.drift.name, xp)
             G = xp.clip(G, self.Gmin, 1.0)
         return G
 
@@ -77,7 +101,7 @@ class DeviceStack:
         """Read-noise standard deviations for ``G`` (None when read noise is off)."""
         if self.noise is None:
             return None
-        sigma = _check(self.noise.read_noise_sigma(G, xp), G, "read_noise_sigma", self.noise.name, xp)
+        sigma = _check(_call(self.noise, "read_noise_sigma", G, xp), G, "read_noise_sigma", self.noise.name, xp)
         if bool(xp.any(sigma < 0)):
             raise DeviceModelError(f"device model {self.noise.name!r}: read_noise_sigma returned negative values")
         return sigma
@@ -89,4 +113,7 @@ class DeviceStack:
 
     def sample_read(self, G, sigma, xp, rng):
         """One exact read: a fresh noisy conductance matrix."""
-        return self.noise.sample_read_noise(G, sigma, xp, rng)
+        if type(self.noise).sample_read_noise is DeviceModel.sample_read_noise:
+            return self.noise.sample_read_noise(G, sigma, xp, rng)
+        # a model's own sampler (non-Gaussian / clipped noise) is checked like the other hooks
+        return _check(_call(self.noise, "sample_read_noise", G, sigma, xp, rng), G, "sample_read_noise", self.noise.name, xp)

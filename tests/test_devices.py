@@ -420,3 +420,21 @@ def test_plot_device_every_builtin(tmp_path):
     for name in ("SONOS", "SONOS_interpolate", "PCM_Joshi", "RRAM_Milo", "parabolic", "alpha"):
         path = plot_device(name, DeviceParams(On_off_ratio=100, alpha_error=0.02, t_drift=2), tmp_path / f"{name}.png")
         assert path.exists() and path.stat().st_size > 1000
+
+
+# ---------------------------------------------------------------------------------------------------
+# example configs
+@pytest.mark.parametrize("name", ["device_sonos", "device_pcm_joshi", "device_rram_milo", "device_parabolic",
+                                  "device_sonos_drift", "device_pcm_drift"])
+def test_example_configs_build_a_device_stack(name, rng):
+    from pathlib import Path
+
+    from simulator.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "configs" / f"{name}.toml")
+    params = DeviceParams(On_off_ratio=cfg.On_off_ratio, alpha_error=cfg.alpha_error, alpha_noise=cfg.alpha_noise,
+                          t_drift=cfg.t_drift, extra=dict(cfg.device_params))
+    stack = DeviceStack(params, cfg.error_model, cfg.drift_model, cfg.noise_model)
+    assert any(m is not None for m in (stack.error, stack.drift, stack.noise))
+    G = stack.program(np.linspace(params.Gmin, 1.0, 50), np, rng)
+    assert G.min() >= params.Gmin and G.max() <= 1.0

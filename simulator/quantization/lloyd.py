@@ -49,6 +49,7 @@ Conventions
 from __future__ import annotations
 
 import math
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -147,7 +148,7 @@ def lloyd_max(w, n_levels: int, *, tol: float = 1e-6, max_iter: int = 500, init=
     :func:`quantize_lloyd` with the returned quantizer.
     """
     n = check_n_levels(n_levels, "lloyd_max")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
         raise ConfigError(f"lloyd_max: max_iter must be an integer >= 1, got {max_iter!r}")
     try:
         tol = float(tol)
@@ -175,6 +176,7 @@ def lloyd_max(w, n_levels: int, *, tol: float = 1e-6, max_iter: int = 500, init=
             )
         return LloydResult(values, _midpoints(values), 0.0, 0)
 
+    max_iter = int(max_iter)
     data = _Sorted(x)
     levels = _initial_levels(data, n, init)
     d_prev = None

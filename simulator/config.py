@@ -139,6 +139,14 @@ class Config(HardwareParams):
     ignoredLayerTypes: list[str] = Field(default_factory=lambda: ["Dropout", "GaussianNoise"])
     # --- devices (manual ch. 7) ----------------------------------------------
     On_off_ratio: float = Field(0.0, ge=0, description="Gmax/Gmin (0 = infinite)")
+
+    @field_validator("On_off_ratio")
+    @classmethod
+    def _check_ratio(cls, v):
+        if 0 < v <= 1:
+            raise ValueError(f"On_off_ratio must be 0 (infinite) or > 1, got {v}")
+        return v
+
     error_model: str = "none"
     proportional_error: bool = False
     alpha_error: float = Field(0.0, ge=0)
@@ -156,6 +164,7 @@ class Config(HardwareParams):
     pct: Optional[float] = Field(None, gt=50, le=100)
     calibration_file: Optional[str] = Field(None, description="xbarsim: calibrated ADC/DAC ranges file")
     calibration_dir: str = Field("calibration", description="xbarsim: default folder of calibration files")
+    dac_limits_file: Optional[str] = Field(None, description="xbarsim: CrossSim-style .npy input limits (layers x 2)")
     # --- parasitics solver ---------------------------------------------------
     Verr_th: float = Field(2e-4, gt=0, lt=1, description="xbarsim: parasitic solver convergence (fraction of V_D)")
     parasitics_max_iter: int = Field(200, ge=1)

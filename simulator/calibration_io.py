@@ -1,0 +1,102 @@
+"""Loading calibrated ADC and activation ranges for a simulation.
+
+Sources (``adc_range_option = "calibrated"``):
+
+* ``calibration_file`` ending in ``.h5``: written by ``xbarsim calibrate``
+  (:mod:`adc_calibration.files`), keyed by network and hardware parameters;
+* ``calibration_file`` ending in ``.npy``: CrossSim-style ADC limits, one row
+  per analog MVM layer in graph order -- ``(layers, 2)`` ``(min, max)`` in
+  algorithmic units, or ``(layers, Nslices)`` integer exponents C_i;
+* no file named: the default location where ``xbarsim calibrate`` writes the
+  file for this network and hardware key.
+
+``dac_limits_file`` (``.npy``, ``(layers, 2)``) gives input-activation ranges.
+The result maps core names to ``{"range": (lo, hi)}`` or ``{"exponents": [...]}``
+under ``"adc"`` and layer names to ``(lo, hi)`` under ``"dac"``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from simulator.errors import CalibrationError
+
+
+def _core_names(network, cfg) -> list[str]:
+    names = []
+    for layer in network.mvm_layers:
+        if not cfg.for_layer(layer.name).analog:
+            continue
+        if layer.type == "GRUCell":
+            names += [layer.name + "/ih", layer.name + "/hh"]
+        else:
+            names.append(layer.name)
+    return names
+
+
+def _load_npy(path: Path, what: str):
+    if not path.exists():
+        raise CalibrationError(f"{what} file {str(path)!r} not found")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise CalibrationError(f"{path}: not a readable .npy file ({exc.__class__.__name__})") from None
+    if arr.ndim != 2 or not np.all(np.isfinite(arr)):
+        raise CalibrationError(f"{path}: expected a finite 2-D array (layers x 2 or layers x Nslices), got shape {arr.shape}")
+    return arr
+
+
+def load_for_simulation(network, cfg) -> dict:
+    names = _core_names(network, cfg)
+    out: dict = {"adc": {}, "dac": {}}
+    if cfg.dac_limits_file:
+        arr = _load_npy(Path(cfg.dac_limits_file), "dac_limits_file")
+        layers = [l.name for l in network.mvm_layers if cfg.for_layer(l.name).analog]
+        if arr.shape != (len(layers), 2):
+            raise CalibrationError(
+                f"{cfg.dac_limits_file}: shape {arr.shape} does not match the model's {len(layers)} analog MVM layers (expected ({len(layers)}, 2))"
+            )
+        for name, (lo, hi) in zip(layers, arr):
+            if not lo < hi:
+                raise CalibrationError(f"{cfg.dac_limits_file}: layer {name!r} has min {lo} >= max {hi}")
+            out["dac"][name] = (float(lo), float(hi))
+    wants_adc = cfg.adc_range_option == "calibrated" or any(
+        o.adc_range_option == "calibrated" for o in cfg.layers.values()
+    )
+    if not wants_adc:
+        return out
+    path = Path(cfg.calibration_file) if cfg.calibration_file else None
+    if path is not None and path.suffix == ".npy":
+        arr = _load_npy(path, "calibration_file")
+        if arr.shape[0] != len(names):
+            raise CalibrationError(
+                f"{path}: {arr.shape[0]} rows of ADC limits but the model has {len(names)} analog MVM arrays ({', '.join(names)})"
+            )
+        for name, row in zip(names, arr):
+            hw = cfg.for_layer(name.split("/")[0])
+            if hw.Nslices > 1:
+                if arr.shape[1] != hw.Nslices:
+                    raise CalibrationError(f"{path}: {arr.shape[1]} columns, expected Nslices = {hw.Nslices} exponents per layer")
+                out["adc"][name] = {"exponents": [int(v) for v in row]}
+            else:
+                if arr.shape[1] != 2:
+                    raise CalibrationError(f"{path}: shape {arr.shape}, expected ({len(names)}, 2) (min, max) per layer")
+                out["adc"][name] = {"range": (float(row[0]), float(row[1]))}
+        return out
+    from adc_calibration.files import HardwareKey, default_path, load_calibration
+
+    key = HardwareKey.from_config(cfg.model_dump())
+    if path is None:
+        path = default_path(network.name, key, cfg.calibration_dir)
+    calib = load_calibration(path, network.name, key, names)
+    for name in names:
+        if name in calib.adc_ranges:
+            r = np.asarray(calib.adc_ranges[name])
+            if r.dtype.kind in "iu" or cfg.for_layer(name.split("/")[0]).Nslices > 1:
+                out["adc"][name] = {"exponents": [int(v) for v in r]}
+            else:
+                out["adc"][name] = {"range": (float(r[0]), float(r[1]))}
+    for name, rng in calib.dac_ranges.items():
+        out["dac"].setdefault(name, tuple(float(v) for v in rng))
+    return out

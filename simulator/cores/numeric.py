@@ -1,0 +1,229 @@
+"""NumericCore: one physical array and its column periphery.
+
+Holds strictly positive conductances in normalized units (``G_max = 1``,
+``G_min = 1/On_off_ratio``): the positive device plane, the negative one for
+BALANCED cells, and an optional unit column (analog offset). At construction
+the device models are applied (programming error, drift: sampled once per
+run). Each MVM then applies read noise (re-sampled every MVM and every input
+bit), column current limits, parasitic resistance, input bit slicing and the
+ADC.
+
+Units: inputs ``x`` are normalized voltages (full-scale input = 1); outputs
+are column currents in units of ``G_max * V_full`` -- for BALANCED the
+difference of the two devices' columns, taken in analog before the ADC.
+MVMs are batched: ``x`` has shape (M, R) with M = images x sliding windows.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from simulator.circuits.quantizer import UniformQuantizer
+
+log = logging.getLogger("xbarsim.cores")
+_said: set[str] = set()
+
+
+def log_once(message: str) -> None:
+    """Log an INFO message once per process."""
+    if message not in _said:
+        _said.add(message)
+        log.info(message)
+
+
+@dataclass(frozen=True)
+class InputSlicing:
+    """How inputs reach the array: all at once (DAC) or one bit at a time (8.2)."""
+
+    enabled: bool = False
+    n_bits: int = 0  # magnitude bits applied one at a time
+    signed: bool = False  # sign bit handled by a negative input voltage
+    divisor: float = 1.0  # x_hw = x_int / divisor
+    adc_per_bit: bool = False
+
+
+@dataclass(frozen=True)
+class ArrayOptions:
+    """Per-layer array settings shared by the NumericCores of a layer."""
+
+    Gmin: float
+    read_noise_mode: str = "auto"  # "auto" | "exact" | "output"
+    Rp: float = 0.0
+    topology: str | None = None
+    Verr_th: float = 2e-4
+    max_iter: int = 200
+    Icol_limit: float = 0.0  # Icol_max / Icell_max in normalized current units (0 = none)
+    memory_budget: float = 512e6  # bytes for one chunk of per-MVM temporaries
+
+
+class NumericCore:
+    """One array: conductance planes, device effects, read-out and ADC."""
+
+    def __init__(self, v_pos, v_neg, v_unit, *, options: ArrayOptions, devices, xp, rng, dtype, name: str = "") -> None:
+        self.xp, self.rng, self.dtype, self.opt, self.name = xp, rng, dtype, options, name
+        Gmin = options.Gmin
+        target_pos = (Gmin + (1 - Gmin) * xp.asarray(v_pos, dtype=dtype)).astype(dtype)
+        if v_unit is not None:  # analog offset: one extra column at the unit conductance
+            unit = xp.full((target_pos.shape[0], 1), Gmin + (1 - Gmin) * v_unit, dtype=dtype)
+            target_pos = xp.concatenate([target_pos, unit], axis=1)
+        self.has_unit = v_unit is not None
+        self.devices = devices
+        self.G_pos = devices.program(target_pos, xp, rng) if devices is not None else target_pos
+        self.G_neg = None
+        if v_neg is not None:
+            target_neg = (Gmin + (1 - Gmin) * xp.asarray(v_neg, dtype=dtype)).astype(dtype)
+            self.G_neg = devices.program(target_neg, xp, rng) if devices is not None else target_neg
+        self.sigma_pos = devices.noise_sigma(self.G_pos, xp) if devices is not None else None
+        self.sigma_neg = (
+            devices.noise_sigma(self.G_neg, xp) if devices is not None and self.G_neg is not None else None
+        )
+        self.noisy = self.sigma_pos is not None and bool(xp.any(self.sigma_pos > 0) or (
+            self.sigma_neg is not None and xp.any(self.sigma_neg > 0)))
+        self.exact_noise = False
+        if self.noisy:
+            if options.read_noise_mode == "exact":
+                self.exact_noise = True
+            elif options.read_noise_mode == "auto" and not devices.output_equivalent_ok:
+                self.exact_noise = True
+                log_once(f"read noise model {devices.noise.name!r} is not Gaussian-unclipped: "
+                         "sampling it per conductance (exact mode), which is slower")
+            elif options.read_noise_mode == "auto" and options.Rp > 0:
+                self.exact_noise = True
+                log_once("read noise with parasitic resistance: sampling it per conductance (exact mode), "
+                         "since the circuit is not linear in the conductances")
+        # Fast path: one matrix of effective conductances and one of output variances.
+        self.separate_planes = options.Rp > 0 or options.Icol_limit > 0
+        self.G_eff = self.G_pos if self.G_neg is None else self.G_pos - self.G_neg
+        self.var_eff = None
+        if self.noisy and not self.exact_noise:
+            var = self.sigma_pos**2
+            if self.sigma_neg is not None:
+                var = var + self.sigma_neg**2
+            self.var_eff = var.astype(dtype)
+        self.adc = UniformQuantizer(0)
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def n_rows(self) -> int:
+        return int(self.G_pos.shape[0])
+
+    @property
+    def n_cols(self) -> int:
+        return int(self.G_pos.shape[1])
+
+    @property
+    def needs_bitwise_analog(self) -> bool:
+        """Whether input bits must be simulated one by one even when ADC_per_ibit is False."""
+        return self.exact_noise or self.separate_planes
+
+    def set_adc(self, quantizer: UniformQuantizer) -> None:
+        """ADC in raw column-current units (same for every column and input bit)."""
+        self.adc = quantizer
+
+    # ---------------------------------------------------------------- analog
+    def _exact_noise_chunk(self, G, sigma, x):
+        """Per-MVM noisy conductances: y_m = x_m @ (G + noise_m)."""
+        xp = self.xp
+        R, C = G.shape
+        per_mvm = R * C * x.dtype.itemsize * 3
+        chunk = max(1, int(self.opt.memory_budget // per_mvm))
+        out = xp.empty((x.shape[0], C), dtype=x.dtype)
+        for s in range(0, x.shape[0], chunk):
+            xs = x[s : s + chunk]
+            Gb = xp.broadcast_to(G, (xs.shape[0], R, C))
+            Sb = xp.broadcast_to(sigma, (xs.shape[0], R, C))
+            Gn = self.devices.sample_read(Gb, Sb, xp, self.rng)
+            out[s : s + chunk] = xp.einsum("mr,mrc->mc", xs, Gn)
+        return out
+
+    def _plane_current(self, G, sigma, x):
+        """Column currents of one device plane for inputs x (M, R)."""
+        xp = self.xp
+        if self.opt.Rp > 0:
+            from simulator.circuits.parasitics import parasitic_mvm
+
+            if self.exact_noise:
+                Gn = self.devices.sample_read(xp.broadcast_to(G, (x.shape[0],) + G.shape),
+                                              xp.broadcast_to(sigma, (x.shape[0],) + G.shape), xp, self.rng)
+                I = parasitic_mvm(Gn, x[:, None, :], self.opt.Rp, self.opt.topology,
+                                  Verr_th=self.opt.Verr_th, max_iter=self.opt.max_iter, xp=xp)[:, 0, :]
+            else:
+                I = parasitic_mvm(G, x, self.opt.Rp, self.opt.topology,
+                                  Verr_th=self.opt.Verr_th, max_iter=self.opt.max_iter, xp=xp)
+        elif self.exact_noise:
+            I = self._exact_noise_chunk(G, sigma, x)
+        else:
+            I = x @ G
+        if not self.exact_noise and sigma is not None and self.noisy:
+            I = I + xp.sqrt((x * x) @ (sigma * sigma)) * self.rng.standard_normal(I.shape, dtype=I.dtype)
+        if self.opt.Icol_limit > 0:
+            I = xp.clip(I, -self.opt.Icol_limit, self.opt.Icol_limit)
+        return I
+
+    def analog(self, x):
+        """Raw column outputs (M, C) for input voltages x (M, R), read noise included."""
+        xp = self.xp
+        if self.separate_planes:
+            if (self.opt.topology == "C") and self.G_neg is not None:
+                from simulator.circuits.parasitics import parasitic_mvm
+
+                Gp, Gn = self.G_pos, self.G_neg
+                if self.noisy:
+                    Gp = self.devices.sample_read(Gp, self.sigma_pos, xp, self.rng)
+                    Gn = self.devices.sample_read(Gn, self.sigma_neg, xp, self.rng)
+                I = parasitic_mvm(Gp, x, self.opt.Rp, "C", G_neg=Gn, Verr_th=self.opt.Verr_th,
+                                  max_iter=self.opt.max_iter, xp=xp)
+                if self.opt.Icol_limit > 0:
+                    I = xp.clip(I, -self.opt.Icol_limit, self.opt.Icol_limit)
+                return I
+            I = self._plane_current(self.G_pos, self.sigma_pos if self.noisy else None, x)
+            if self.G_neg is not None:
+                I = I - self._plane_current(self.G_neg, self.sigma_neg if self.noisy else None, x)
+            return I
+        if self.exact_noise:
+            I = self._exact_noise_chunk(self.G_pos, self.sigma_pos, x)
+            if self.G_neg is not None:
+                I = I - self._exact_noise_chunk(self.G_neg, self.sigma_neg, x)
+            return I
+        I = x @ self.G_eff
+        if self.var_eff is not None:
+            I += xp.sqrt((x * x) @ self.var_eff) * self.rng.standard_normal(I.shape, dtype=I.dtype)
+        return I
+
+    # ------------------------------------------------------------------- MVM
+    def mvm(self, x, slicing: InputSlicing):
+        """Digitized outputs (M, C) in raw current units.
+
+        Without input bit slicing ``x`` holds normalized voltages. With it,
+        ``x`` holds the integer DAC codes ``x_int`` (|x_int| < 2**n_bits) and the
+        result is ``sum_k 2**k * out_k / divisor`` -- digitized per bit when
+        ``adc_per_bit``, else accumulated in analog and digitized once.
+        """
+        xp = self.xp
+        if not slicing.enabled:
+            return self.adc(self.analog(x), xp)
+        scale = 1.0 / slicing.divisor
+        if not slicing.adc_per_bit and not self.needs_bitwise_analog:
+            # Analog shift-and-add is linear: one MVM on the whole value; read
+            # noise adds with weights (2**k / divisor)**2 over the set bits.
+            xv = x * scale
+            I = xv @ self.G_eff
+            if self.var_eff is not None:
+                w = xp.zeros_like(x)
+                mag = xp.abs(x)
+                for k in range(slicing.n_bits):
+                    w += (4.0**k) * (xp.floor(mag / 2**k) % 2)
+                I += xp.sqrt((w * scale * scale) @ self.var_eff) * self.rng.standard_normal(I.shape, dtype=I.dtype)
+            return self.adc(I, xp)
+        M, R = x.shape
+        sign = xp.sign(x) if slicing.signed else None
+        mag = xp.abs(x)
+        planes = xp.empty((slicing.n_bits, M, R), dtype=x.dtype)
+        for k in range(slicing.n_bits):
+            bit = xp.floor(mag / 2**k) % 2
+            planes[k] = bit * sign if sign is not None else bit
+        out = self.analog(planes.reshape(slicing.n_bits * M, R)).reshape(slicing.n_bits, M, -1)
+        weights = xp.asarray([2.0**k * scale for k in range(slicing.n_bits)], dtype=x.dtype)[:, None, None]
+        if slicing.adc_per_bit:
+            return (self.adc(out, xp) * weights).sum(axis=0)
+        return self.adc((out * weights).sum(axis=0), xp)

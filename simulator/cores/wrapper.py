@@ -1,0 +1,70 @@
+"""WrapperCore: one row partition of a layer's weight matrix.
+
+Builds the conductance representation of its normalized weights ``w``
+(BALANCED one_sided / two_sided, OFFSET with digital or analog unit-column
+offset, ``Nslices`` weight bit slices) as one NumericCore per slice, and
+recombines their digitized outputs into ``w . x`` (normalized units: the
+layer's NeuralCore multiplies by ``W_max * x_scale``):
+
+* BALANCED: ``D_i = out_i / (1 - G_min)`` (the device difference was taken in analog);
+* OFFSET, digital offset: ``D_i = (out_i - G_min * sum(x)) / (1 - G_min)`` and
+  ``offset * sum(x)`` is subtracted digitally;
+* OFFSET, analog offset: ``D = (out - out_unit) / (1 - G_min)`` where the unit
+  column holds the conductance of a zero weight;
+
+then ``w . x = sum_i gains_i * D_i`` (shift-and-add over slices).
+"""
+from __future__ import annotations
+
+from simulator.cores.mapping import SliceEncoding, encode
+from simulator.cores.numeric import ArrayOptions, InputSlicing, NumericCore
+
+
+class WrapperCore:
+    def __init__(
+        self, w, *, weight_bits: int, Nslices: int, style: str, balanced_style: str, digital_offset: bool,
+        options: ArrayOptions, devices, xp, rng, dtype, name: str = "", encoding: SliceEncoding | None = None,
+    ) -> None:
+        self.xp, self.name, self.opt = xp, name, options
+        self.encoding = encoding or encode(
+            w, weight_bits=weight_bits, Nslices=Nslices, style=style, balanced_style=balanced_style, xp=xp, layer=name
+        )
+        enc = self.encoding
+        self.style = style
+        self.analog_offset = style == "OFFSET" and not digital_offset
+        v_unit = enc.offset / enc.gains[0] if self.analog_offset else None
+        self.cores = [
+            NumericCore(
+                enc.pos[i], enc.neg[i] if enc.neg is not None else None, v_unit,
+                options=options, devices=devices, xp=xp, rng=rng, dtype=dtype, name=f"{name}/slice{i}",
+            )
+            for i in range(enc.n_slices)
+        ]
+
+    @property
+    def n_rows(self) -> int:
+        return self.cores[0].n_rows
+
+    def mvm(self, x, x_sum, slicing: InputSlicing):
+        """``w . x`` (M, C) from inputs ``x`` (voltages or DAC codes, see NumericCore.mvm).
+
+        ``x_sum`` is ``sum(x_hw)`` over this partition's rows, shape (M, 1),
+        used by the digital offset subtraction.
+        """
+        Gmin = self.opt.Gmin
+        inv = 1.0 / (1.0 - Gmin)
+        enc = self.encoding
+        y = None
+        for gain, core in zip(enc.gains, self.cores):
+            out = core.mvm(x, slicing)
+            if self.analog_offset:
+                d = out[:, :-1] - out[:, -1:]
+            elif self.style == "OFFSET":
+                d = out - Gmin * x_sum if Gmin else out
+            else:
+                d = out
+            term = d * (gain * inv)
+            y = term if y is None else y + term
+        if self.style == "OFFSET" and not self.analog_offset:
+            y = y - enc.offset * x_sum
+        return y

@@ -1,0 +1,174 @@
+"""Digital (error-free) layer operations and the im2col transform, on NHWC arrays.
+
+Every function takes the array module ``xp`` so it runs on NumPy or CuPy.
+Sliding windows are gathered with one strided slice per kernel offset
+(``kh * kw`` slices), never a Python loop over windows or images.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+# ------------------------------------------------------------------ padding
+def same_padding(size: int, k: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """Keras/TensorFlow 'same' padding (extra pixel at the end)."""
+    eff = (k - 1) * dilation + 1
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + eff - size, 0)
+    return total // 2, total - total // 2
+
+
+def resolve_padding(padding: Any, H: int, W: int, kh: int, kw: int, sh: int, sw: int, dh: int = 1, dw: int = 1):
+    """((top, bottom), (left, right)) from 'same' / 'valid' / explicit [[t, b], [l, r]] / int."""
+    if padding in ("valid", None):
+        return (0, 0), (0, 0)
+    if padding == "same":
+        return same_padding(H, kh, sh, dh), same_padding(W, kw, sw, dw)
+    if isinstance(padding, int):
+        return (padding, padding), (padding, padding)
+    (t, b), (l, r) = padding
+    return (int(t), int(b)), (int(l), int(r))
+
+
+def pad_nhwc(x, pads, xp, value: float = 0.0):
+    (t, b), (l, r) = pads
+    if t == b == l == r == 0:
+        return x
+    return xp.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), mode="constant", constant_values=value)
+
+
+# ------------------------------------------------------------------- im2col
+def conv_output_size(size: int, k: int, stride: int, dilation: int) -> int:
+    return (size - ((k - 1) * dilation + 1)) // stride + 1
+
+
+def windows(x, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, xp):
+    """Sliding windows of a padded NHWC array: (N, Ho, Wo, kh, kw, C)."""
+    N, H, W, C = x.shape
+    Ho = conv_output_size(H, kh, sh, dh)
+    Wo = conv_output_size(W, kw, sw, dw)
+    if Ho <= 0 or Wo <= 0:
+        raise ValueError(f"kernel {kh}x{kw} does not fit the {H}x{W} input")
+    out = xp.empty((N, Ho, Wo, kh, kw, C), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, :, i, j, :] = x[:, i * dh : i * dh + sh * (Ho - 1) + 1 : sh, j * dw : j * dw + sw * (Wo - 1) + 1 : sw, :]
+    return out
+
+
+def im2col(x, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, xp):
+    """(N*Ho*Wo, kh*kw*C) matrix of sliding windows (row order kh, kw, C = Keras kernel order) and (Ho, Wo)."""
+    win = windows(x, kh, kw, sh, sw, dh, dw, xp)
+    N, Ho, Wo = win.shape[:3]
+    return win.reshape(N * Ho * Wo, -1), (Ho, Wo)
+
+
+# ------------------------------------------------------------------ pooling
+def pool2d(x, kind: str, pool, strides, padding, xp, count_include_pad: bool = False):
+    kh, kw = pool
+    sh, sw = strides
+    N, H, W, C = x.shape
+    pads = resolve_padding(padding, H, W, kh, kw, sh, sw)
+    if kind == "max":
+        xp_ = pad_nhwc(x, pads, xp, value=-float("inf"))
+        win = windows(xp_, kh, kw, sh, sw, 1, 1, xp)
+        return win.max(axis=(3, 4))
+    xpad = pad_nhwc(x, pads, xp)
+    total = windows(xpad, kh, kw, sh, sw, 1, 1, xp).sum(axis=(3, 4))
+    if count_include_pad or pads == ((0, 0), (0, 0)):
+        return total / (kh * kw)
+    ones = pad_nhwc(xp.ones((1, H, W, 1), dtype=x.dtype), pads, xp)
+    counts = windows(ones, kh, kw, sh, sw, 1, 1, xp).sum(axis=(3, 4))
+    return total / counts
+
+
+# -------------------------------------------------------------- activations
+def _erf(x, xp):
+    if xp.__name__ == "cupy":
+        from cupyx.scipy.special import erf
+    else:
+        from scipy.special import erf
+    return erf(x)
+
+
+def activation(x, name: str | None, xp, alpha: float | None = None):
+    """Apply a named activation (softmax over the last axis)."""
+    if name in (None, "linear"):
+        return x
+    if name == "relu":
+        return xp.maximum(x, 0)
+    if name == "relu6":
+        return xp.clip(x, 0, 6)
+    if name == "sigmoid":
+        return 1.0 / (1.0 + xp.exp(-x))
+    if name == "hard_sigmoid":
+        return xp.clip(0.2 * x + 0.5, 0, 1)
+    if name == "tanh":
+        return xp.tanh(x)
+    if name == "softmax":
+        e = xp.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    if name == "gelu":
+        return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0), xp))
+    if name == "leaky_relu":
+        a = 0.3 if alpha is None else alpha
+        return xp.where(x >= 0, x, a * x)
+    if name == "elu":
+        a = 1.0 if alpha is None else alpha
+        return xp.where(x >= 0, x, a * (xp.exp(xp.minimum(x, 0)) - 1))
+    if name == "swish":
+        return x / (1.0 + xp.exp(-x))
+    raise ValueError(f"unsupported activation {name!r}")
+
+
+# ----------------------------------------------------------------- layouts
+def nchw_to_nhwc(x, xp):
+    return xp.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
+
+
+def nhwc_to_nchw(x, xp):
+    return xp.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x
+
+
+def flatten(x, order: str, xp):
+    if x.ndim == 4 and order == "NCHW":
+        x = x.transpose(0, 3, 1, 2)
+    return x.reshape(x.shape[0], -1)
+
+
+def reshape(x, target_shape, order: str, xp):
+    """Reshape as the native framework would (target_shape in native layout, no batch axis)."""
+    if x.ndim == 4 and order == "NCHW":
+        x = x.transpose(0, 3, 1, 2)
+    y = x.reshape((x.shape[0],) + tuple(int(s) for s in target_shape))
+    if y.ndim == 4 and order == "NCHW":
+        y = y.transpose(0, 2, 3, 1)
+    return y
+
+
+# ----------------------------------------------------------- conv matrices
+def conv_matrix(kernel, groups: int, xp):
+    """(kh*kw*cin, cout) MVM matrix of a (possibly grouped) Conv2D kernel (kh, kw, cin/groups, cout).
+
+    Grouped convolutions map onto one array as a block-diagonal matrix: the
+    zero blocks are cells at the zero-weight state (they see device errors).
+    """
+    kh, kw, cin_g, cout = kernel.shape
+    if groups == 1:
+        return kernel.reshape(kh * kw * cin_g, cout)
+    cout_g = cout // groups
+    cin = cin_g * groups
+    M = xp.zeros((kh, kw, cin, cout), dtype=kernel.dtype)
+    for g in range(groups):
+        M[:, :, g * cin_g : (g + 1) * cin_g, g * cout_g : (g + 1) * cout_g] = kernel[:, :, :, g * cout_g : (g + 1) * cout_g]
+    return M.reshape(kh * kw * cin, cout)
+
+
+def depthwise_matrix(kernel, xp):
+    """Block-diagonal (kh*kw*cin, cin*mult) matrix of a depthwise kernel (kh, kw, cin, mult)."""
+    kh, kw, cin, mult = kernel.shape
+    M = xp.zeros((kh, kw, cin, cin * mult), dtype=kernel.dtype)
+    for c in range(cin):
+        M[:, :, c, c * mult : (c + 1) * mult] = kernel[:, :, c, :]
+    return M.reshape(kh * kw * cin, cin * mult)

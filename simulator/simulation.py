@@ -1,0 +1,476 @@
+"""The network executor: :class:`Simulation`.
+
+``Simulation(network, config, seed)`` maps every MVM layer's weights onto
+analog arrays (NeuralCore -> WrapperCore -> NumericCore; programming errors
+are sampled here, once per run) and runs the graph:
+
+* inputs arrive in the model's native layout (``Network.input_layout``,
+  NHWC or NCHW) and are converted once to the internal **NHWC** layout;
+* convolutions run as batched MVMs over all images and sliding windows at
+  once (im2col), chunked so one chunk fits ``memory_budget_mb``;
+* all other layers (pooling, activations, add, concat, batchnorm when not
+  folded, padding, flatten, witin digital ops) are exact digital operations;
+* outputs return as NumPy arrays in the native layout.
+
+``ideal_forward`` runs the same graph with exact floating-point MVMs: the
+reference the analog result is compared with.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import logging
+import math
+from typing import Any, Callable
+
+import numpy as np
+
+from devices.base import DeviceParams
+from devices.stack import DeviceStack
+from simulator import ops
+from simulator.backend import get_backend
+from simulator.config import Config, load_config
+from simulator.cores.neural import NeuralCore
+from simulator.cores.numeric import ArrayOptions
+from simulator.errors import ConfigError, DataError
+from simulator.network import Layer, Network
+
+log = logging.getLogger("xbarsim.simulation")
+
+_FOLDABLE = {"Conv2D", "Dense", "DepthwiseConv2D"}
+
+
+def fold_batchnorm(layers: list[Layer], outputs: list[str]) -> list[Layer]:
+    """Fold BatchNormalization into the preceding linear conv/dense layer (manual eq. 6.1, 6.2).
+
+    A BN is folded when its only input is a Conv2D/Dense/DepthwiseConv2D with
+    a linear activation whose only consumer is that BN. The BN layer is then
+    removed and its consumers read the conv directly.
+    """
+    by_name = {l.name: l for l in layers}
+    consumers: dict[str, list[str]] = {l.name: [] for l in layers}
+    for l in layers:
+        for src in l.inputs:
+            consumers[src].append(l.name)
+    rename: dict[str, str] = {}
+    kept = []
+    for l in layers:
+        l.inputs = [rename.get(s, s) for s in l.inputs]
+        if l.type == "BatchNormalization" and len(l.inputs) == 1:
+            src = by_name[l.inputs[0]]
+            if (
+                src.type in _FOLDABLE
+                and src.config.get("activation", "linear") in (None, "linear")
+                and consumers[src.name] == [l.name]
+                and src.name not in outputs
+            ):
+                eps = float(l.config.get("epsilon", 1e-3))
+                gamma = l.weights.get("gamma")
+                beta = l.weights.get("beta")
+                mean, var = l.weights["moving_mean"], l.weights["moving_variance"]
+                scale = (gamma if gamma is not None else 1.0) / np.sqrt(var + eps)
+                shift = (beta if beta is not None else 0.0) - mean * scale
+                key = "depthwise_kernel" if src.type == "DepthwiseConv2D" else "kernel"
+                k = src.weights[key].astype(np.float64)
+                if src.type == "DepthwiseConv2D":
+                    kh, kw, cin, mult = k.shape
+                    src.weights[key] = k * scale.reshape(cin, mult)
+                else:
+                    src.weights[key] = k * scale
+                b = src.weights.get("bias")
+                src.weights["bias"] = (b * scale if b is not None else 0.0) + shift
+                src.config["use_bias"] = True
+                rename[l.name] = src.name
+                continue
+        kept.append(l)
+    outs = [rename.get(o, o) for o in outputs]
+    return kept, outs
+
+
+def drop_ignored(layers: list[Layer], outputs: list[str], ignored: set[str]):
+    """Remove layers of the ignored types (Dropout, ...), wiring their input to their consumers."""
+    rename: dict[str, str] = {}
+    kept = []
+    for l in layers:
+        l.inputs = [rename.get(s, s) for s in l.inputs]
+        if l.type in ignored:
+            rename[l.name] = l.inputs[0]
+        else:
+            kept.append(l)
+    return kept, [rename.get(o, o) for o in outputs]
+
+
+class Simulation:
+    """One programmed chip: a network mapped onto arrays with one seed."""
+
+    def __init__(self, network: Network, config: Config | dict | str | None = None, seed: int | None = None,
+                 *, calibration=None) -> None:
+        self.network = network
+        self.config = cfg = load_config(config)
+        self.backend = get_backend(cfg.useGPU, cfg.gpu_num)
+        xp = self.xp = self.backend.xp
+        if seed is None:
+            seed = cfg.seed if cfg.seed is not None else int(np.random.SeedSequence().entropy % (2**31))
+        self.seed = int(seed)
+        self.rng = self.backend.rng(self.seed)
+        self.dtype = self._resolve_dtype()
+        self._check_layer_overrides()
+        self.calibration = calibration if calibration is not None else self._load_calibration()
+        self.devices = DeviceStack(
+            DeviceParams(
+                On_off_ratio=cfg.On_off_ratio, alpha_error=cfg.alpha_error, proportional_error=cfg.proportional_error,
+                alpha_noise=cfg.alpha_noise, proportional_noise=cfg.proportional_noise, t_drift=cfg.t_drift,
+                extra=dict(cfg.device_params),
+            ),
+            error_model=cfg.error_model, drift_model=cfg.drift_model, noise_model=cfg.noise_model,
+            extra_paths=[cfg.device_path] if cfg.device_path else None,
+        )
+        layers = [copy.deepcopy(l) for l in network.layers]
+        outputs = list(network.outputs)
+        layers, outputs = drop_ignored(layers, outputs, set(cfg.ignoredLayerTypes) - {"Input"})
+        if cfg.fold_batchnorm:
+            layers, outputs = fold_batchnorm(layers, outputs)
+        self.layers, self.outputs = layers, outputs
+        self._last_use = self._compute_last_use()
+        self.cores: dict[str, Any] = {}
+        for layer in layers:
+            if layer.is_mvm:
+                self._build_layer(layer)
+
+    # ------------------------------------------------------------ set-up
+    def _resolve_dtype(self):
+        cfg = self.config
+        if cfg.precision != "auto":
+            return self.xp.dtype(cfg.precision)
+        bits = [cfg.adc_bits] + [o.adc_bits for o in cfg.layers.values() if o.adc_bits is not None]
+        return self.xp.dtype("float32" if all(0 < b <= 16 for b in bits) else "float64")
+
+    def _check_layer_overrides(self) -> None:
+        names = [l.name for l in self.network.layers if l.is_mvm or l.attrs.get("witin")]
+        for key in self.config.layers:
+            if key not in names:
+                match = difflib.get_close_matches(key, names, n=1)
+                hint = f" (did you mean {match[0]!r}?)" if match else f"; MVM layers: {', '.join(names)}"
+                raise ConfigError(f"{self.config.source}: [layers.{key}] names no MVM layer of model {self.network.name!r}{hint}")
+
+    def _load_calibration(self):
+        cfg = self.config
+        wants_adc = cfg.adc_range_option == "calibrated" or any(
+            o.adc_range_option == "calibrated" for o in cfg.layers.values()
+        )
+        if not wants_adc and not cfg.dac_limits_file:
+            return None
+        from simulator.calibration_io import load_for_simulation
+
+        return load_for_simulation(self.network, cfg)
+
+    def _compute_last_use(self) -> dict[str, int]:
+        last = {}
+        for i, l in enumerate(self.layers):
+            for s in l.inputs:
+                last[s] = i
+        for o in self.outputs:
+            last[o] = len(self.layers)
+        return last
+
+    def _input_range(self, layer: Layer, hw) -> tuple[float, float] | None:
+        if hw.dac_range is not None:
+            return tuple(hw.dac_range)
+        if self.calibration is not None and layer.name in self.calibration.get("dac", {}):
+            return tuple(self.calibration["dac"][layer.name])
+        if "input_range" in layer.attrs:
+            return tuple(layer.attrs["input_range"])
+        return None
+
+    def _array_options(self, hw) -> ArrayOptions:
+        cfg = self.config
+        topology = None
+        if hw.Rp > 0:
+            from simulator.circuits.parasitics import check_topology
+
+            topology = check_topology(hw.Rp, hw.noRowParasitics, hw.style, hw.interleaved_posneg, hw.input_bitslicing)
+        return ArrayOptions(
+            Gmin=0.0 if cfg.On_off_ratio == 0 else 1.0 / cfg.On_off_ratio,
+            read_noise_mode=cfg.read_noise_mode, Rp=hw.Rp, topology=topology, Verr_th=cfg.Verr_th,
+            max_iter=cfg.parasitics_max_iter,
+            Icol_limit=hw.Icol_max / hw.Icell_max if hw.Icol_max > 0 else 0.0,
+            memory_budget=cfg.memory_budget_mb * 1e6,
+        )
+
+    def _make_core(self, name: str, W, bias, layer: Layer, hw):
+        """A NeuralCore for matrix W (rows = inputs), or an exact digital MVM when the layer is not analog."""
+        xp = self.xp
+        if not hw.analog:
+            Wd = xp.asarray(W, dtype=self.dtype)
+            bd = None if bias is None else xp.asarray(bias, dtype=self.dtype)
+            return lambda X: X @ Wd + bd if bd is not None else X @ Wd
+        calib = None
+        if self.calibration is not None:
+            calib = self.calibration.get("adc", {}).get(name)
+        lloyd = None
+        if hw.weight_quantizer == "lloyd":
+            from simulator.quantization.integration import lloyd_encoder
+
+            lloyd = lloyd_encoder(hw, self.config, xp, name)
+        return NeuralCore(
+            name, W, bias, hw, options=self._array_options(hw), devices=self.devices, xp=xp, rng=self.rng,
+            dtype=self.dtype, input_range=self._input_range(layer, hw), adc_calibration=calib, lloyd=lloyd,
+        )
+
+    def _build_layer(self, layer: Layer) -> None:
+        cfg = self.config
+        hw = cfg.for_layer(layer.name)
+        xp = self.xp
+        w = layer.weights
+        if layer.attrs.get("witin") and cfg.witin_mode == "chip":
+            from simulator.witin.chip import WitinChipLayer
+
+            self.cores[layer.name] = WitinChipLayer(layer, hw, xp, self.rng)
+            return
+        use_bias = layer.config.get("use_bias", True)
+        if layer.type == "Dense":
+            self.cores[layer.name] = self._make_core(layer.name, w["kernel"], w.get("bias") if use_bias else None, layer, hw)
+        elif layer.type == "Conv2D":
+            M = ops.conv_matrix(np.asarray(w["kernel"]), int(layer.config.get("groups", 1)), np)
+            self.cores[layer.name] = self._make_core(layer.name, M, w.get("bias") if use_bias else None, layer, hw)
+        elif layer.type == "DepthwiseConv2D":
+            M = ops.depthwise_matrix(np.asarray(w["depthwise_kernel"]), np)
+            self.cores[layer.name] = self._make_core(layer.name, M, w.get("bias") if use_bias else None, layer, hw)
+        elif layer.type == "Conv2DTranspose":
+            k = np.asarray(w["kernel"])  # (kh, kw, cout, cin)
+            flipped = k[::-1, ::-1].transpose(0, 1, 3, 2)  # (kh, kw, cin, cout)
+            M = flipped.reshape(-1, flipped.shape[-1])
+            self.cores[layer.name] = self._make_core(layer.name, M, w.get("bias") if use_bias else None, layer, hw)
+        elif layer.type == "GRUCell":
+            self.cores[layer.name] = (
+                self._make_core(layer.name + "/ih", w["weight_ih"], w.get("bias_ih"), layer, hw),
+                self._make_core(layer.name + "/hh", w["weight_hh"], w.get("bias_hh"), layer, hw),
+            )
+        else:  # pragma: no cover - MVM_LAYER_TYPES and this list agree
+            raise ConfigError(f"no analog mapping for layer type {layer.type}")
+
+    # ------------------------------------------------------------ running
+    def _to_internal(self, x):
+        net = self.network
+        x = np.asarray(x)
+        if net.input_shape and tuple(x.shape[1:]) != tuple(net.input_shape):
+            raise DataError(
+                f"input batch has shape {tuple(x.shape)}, expected (N, {', '.join(map(str, net.input_shape))}) "
+                f"for model {net.name!r} ({net.input_layout})"
+            )
+        x = self.backend.asarray(x, dtype=self.dtype)
+        if net.input_layout == "NCHW":
+            x = ops.nchw_to_nhwc(x, self.xp)
+        return x
+
+    def _to_native(self, y):
+        y = self.backend.asnumpy(y)
+        if self.network.input_layout == "NCHW" and y.ndim == 4:
+            y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+        return y
+
+    def forward(self, x) -> np.ndarray:
+        """Simulated outputs for a batch ``x`` in the model's native layout."""
+        return self._run(x, ideal=False)
+
+    def ideal_forward(self, x) -> np.ndarray:
+        """Exact floating-point outputs (same graph, exact MVMs in float64)."""
+        return self._run(x, ideal=True)
+
+    def _run(self, x, ideal: bool):
+        xp = self.xp
+        saved_dtype = self.dtype
+        if ideal:
+            self.dtype = xp.dtype("float64")
+        try:
+            acts: dict[str, Any] = {}
+            for i, layer in enumerate(self.layers):
+                if layer.type == "Input":
+                    out = self._to_internal(x)
+                else:
+                    ins = [acts[s] for s in layer.inputs]
+                    out = self._apply(layer, ins, ideal)
+                acts[layer.name] = out
+                for s in layer.inputs:
+                    if self._last_use.get(s) == i:
+                        del acts[s]
+            results = [self._to_native(acts[o]) for o in self.outputs]
+        finally:
+            self.dtype = saved_dtype
+        return results[0] if len(results) == 1 else results
+
+    # ------------------------------------------------------------ layers
+    def _mvm(self, name: str, layer: Layer, ideal: bool) -> Callable:
+        if not ideal:
+            return self.cores[name]
+        cache = self.__dict__.setdefault("_ideal", {})
+        if name not in cache:
+            w = layer.weights
+            t = layer.type
+            if t == "Dense":
+                W, b = w["kernel"], w.get("bias")
+            elif t == "Conv2D":
+                W, b = ops.conv_matrix(np.asarray(w["kernel"]), int(layer.config.get("groups", 1)), np), w.get("bias")
+            elif t == "DepthwiseConv2D":
+                W, b = ops.depthwise_matrix(np.asarray(w["depthwise_kernel"]), np), w.get("bias")
+            elif t == "Conv2DTranspose":
+                k = np.asarray(w["kernel"])[::-1, ::-1].transpose(0, 1, 3, 2)
+                W, b = k.reshape(-1, k.shape[-1]), w.get("bias")
+            if not layer.config.get("use_bias", True):
+                b = None
+            Wd = self.xp.asarray(W, dtype="float64")
+            bd = None if b is None else self.xp.asarray(b, dtype="float64")
+            cache[name] = (lambda X, Wd=Wd, bd=bd: X @ Wd + bd if bd is not None else X @ Wd)
+        return cache[name]
+
+    def _conv(self, x, layer: Layer, mvm, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, pads):
+        """Run a conv as batched MVMs, chunked over images to the memory budget."""
+        xp = self.xp
+        x = ops.pad_nhwc(x, pads, xp)
+        N, H, W, C = x.shape
+        Ho = ops.conv_output_size(H, kh, sh, dh)
+        Wo = ops.conv_output_size(W, kw, sw, dw)
+        if Ho <= 0 or Wo <= 0:
+            raise DataError(f"layer {layer.name!r}: kernel {kh}x{kw} does not fit its {H}x{W} input")
+        itemsize = xp.dtype(x.dtype).itemsize
+        per_image = Ho * Wo * kh * kw * C * itemsize * 2
+        chunk = max(1, int(self.config.memory_budget_mb * 1e6 // max(per_image, 1)))
+        outs = []
+        for s in range(0, N, chunk):
+            cols, _ = ops.im2col(x[s : s + chunk], kh, kw, sh, sw, dh, dw, xp)
+            y = mvm(cols)
+            outs.append(y.reshape(-1, Ho, Wo, y.shape[-1]))
+        return outs[0] if len(outs) == 1 else xp.concatenate(outs, axis=0)
+
+    def _apply(self, layer: Layer, ins: list, ideal: bool):
+        xp = self.xp
+        c = layer.config
+        t = layer.type
+        x = ins[0]
+        if layer.attrs.get("witin") and self.config.witin_mode == "chip" and not ideal and layer.is_mvm:
+            return self.cores[layer.name].forward(*ins)
+        if t == "Dense":
+            mvm = self._mvm(layer.name, layer, ideal)
+            shape = x.shape
+            y = mvm(x.reshape(-1, shape[-1]))
+            y = y.reshape(shape[:-1] + (y.shape[-1],))
+            return ops.activation(y, c.get("activation"), xp)
+        if t in ("Conv2D", "DepthwiseConv2D"):
+            kh, kw = c["kernel_size"]
+            sh, sw = c.get("strides", (1, 1))
+            dh, dw = c.get("dilation_rate", (1, 1))
+            pads = ops.resolve_padding(c.get("padding", "valid"), x.shape[1], x.shape[2], kh, kw, sh, sw, dh, dw)
+            y = self._conv(x, layer, self._mvm(layer.name, layer, ideal), kh, kw, sh, sw, dh, dw, pads)
+            return ops.activation(y, c.get("activation"), xp)
+        if t == "Conv2DTranspose":
+            return ops.activation(self._conv_transpose(x, layer, ideal), c.get("activation"), xp)
+        if t == "GRUCell":
+            return self._gru(x, ins[1] if len(ins) > 1 else None, layer, ideal)
+        if t == "MaxPooling2D":
+            pool = c.get("pool_size", (2, 2))
+            return ops.pool2d(x, "max", pool, c.get("strides") or pool, c.get("padding", "valid"), xp)
+        if t == "AveragePooling2D":
+            pool = c.get("pool_size", (2, 2))
+            return ops.pool2d(x, "avg", pool, c.get("strides") or pool, c.get("padding", "valid"), xp,
+                              count_include_pad=bool(c.get("count_include_pad", False)))
+        if t == "GlobalAveragePooling2D":
+            return x.mean(axis=(1, 2), keepdims=bool(c.get("keepdims", False)))
+        if t == "GlobalMaxPooling2D":
+            return x.max(axis=(1, 2), keepdims=bool(c.get("keepdims", False)))
+        if t == "Add":
+            y = ins[0]
+            for other in ins[1:]:
+                y = y + other
+            return y
+        if t == "Subtract":
+            return ins[0] - ins[1]
+        if t == "Multiply":
+            y = ins[0]
+            for other in ins[1:]:
+                y = y * other
+            return y
+        if t == "Divide":
+            return ins[0] / ins[1]
+        if t == "Concatenate":
+            return xp.concatenate(ins, axis=int(c.get("axis", -1)))
+        if t == "BatchNormalization":
+            w = layer.weights
+            eps = float(c.get("epsilon", 1e-3))
+            scale = xp.asarray(w.get("gamma", 1.0), dtype=x.dtype) / xp.sqrt(
+                xp.asarray(w["moving_variance"], dtype=x.dtype) + eps)
+            shift = xp.asarray(w.get("beta", 0.0), dtype=x.dtype) - xp.asarray(w["moving_mean"], dtype=x.dtype) * scale
+            return x * scale + shift
+        if t == "ZeroPadding2D":
+            p = c.get("padding", ((1, 1), (1, 1)))
+            pads = ops.resolve_padding(p if not isinstance(p, int) else p, 0, 0, 1, 1, 1, 1)
+            return ops.pad_nhwc(x, pads, xp)
+        if t == "Flatten":
+            return ops.flatten(x, c.get("order", "NHWC"), xp)
+        if t == "Reshape":
+            return ops.reshape(x, c["target_shape"], c.get("order", "NHWC"), xp)
+        if t == "Activation":
+            return ops.activation(x, c.get("activation"), xp, c.get("alpha"))
+        if t == "PReLU":
+            a = xp.asarray(layer.weights["alpha"], dtype=x.dtype)
+            return xp.where(x >= 0, x, a * x)
+        if t == "Sqrt":
+            return xp.sqrt(x)
+        if t == "Mean":
+            axis = c.get("axis")
+            return x.mean(axis=tuple(axis) if isinstance(axis, list) else axis, keepdims=bool(c.get("keepdims", False)))
+        if t in ("Dropout", "GaussianNoise"):
+            return x
+        raise ConfigError(f"layer {layer.name!r}: type {t} cannot be executed")  # pragma: no cover
+
+    def _conv_transpose(self, x, layer: Layer, ideal: bool):
+        """Transposed convolution = stride-1 convolution of the zero-upsampled input with the flipped kernel."""
+        xp = self.xp
+        c = layer.config
+        kh, kw = c["kernel_size"]
+        sh, sw = c.get("strides", (1, 1))
+        dh, dw = c.get("dilation_rate", (1, 1))
+        oph, opw = c.get("output_padding") or (0, 0)
+        N, H, W, C = x.shape
+        up = xp.zeros((N, (H - 1) * sh + 1, (W - 1) * sw + 1, C), dtype=x.dtype)
+        up[:, ::sh, ::sw, :] = x
+        pad = c.get("padding", "valid")
+        if pad == "valid":
+            crop = ((0, 0), (0, 0))
+        elif pad == "same":
+            th, tw = max(kh - sh, 0), max(kw - sw, 0)
+            crop = ((th // 2, th - th // 2), (tw // 2, tw - tw // 2))
+        else:
+            crop = ops.resolve_padding(pad, H, W, kh, kw, sh, sw)
+        eh, ew = dh * (kh - 1), dw * (kw - 1)
+        (ct, cb), (cl, cr) = crop
+        pads = ((eh - ct, eh - cb + oph), (ew - cl, ew - cr + opw))
+        # negative pads crop
+        (pt, pb), (pl, pr) = pads
+        up = ops.pad_nhwc(up, ((max(pt, 0), max(pb, 0)), (max(pl, 0), max(pr, 0))), xp)
+        up = up[:, max(-pt, 0) : up.shape[1] - max(-pb, 0), max(-pl, 0) : up.shape[2] - max(-pr, 0), :]
+        return self._conv(up, layer, self._mvm(layer.name, layer, ideal), kh, kw, 1, 1, dh, dw, ((0, 0), (0, 0)))
+
+    def _gru(self, x, h, layer: Layer, ideal: bool):
+        """torch.nn.GRUCell semantics, gate order (r, z, n); both products are MVM layers."""
+        xp = self.xp
+        H = layer.weights["weight_hh"].shape[0]
+        if h is None:
+            h = xp.zeros((x.shape[0], H), dtype=x.dtype)
+        if ideal:
+            cache = self.__dict__.setdefault("_ideal", {})
+            if layer.name not in cache:
+                w = layer.weights
+                f64 = lambda a: None if a is None else xp.asarray(a, dtype="float64")
+                Wi, Wh, bi, bh = f64(w["weight_ih"]), f64(w["weight_hh"]), f64(w.get("bias_ih")), f64(w.get("bias_hh"))
+                cache[layer.name] = (
+                    lambda X: X @ Wi + bi if bi is not None else X @ Wi,
+                    lambda X: X @ Wh + bh if bh is not None else X @ Wh,
+                )
+            ih, hh = cache[layer.name]
+        else:
+            ih, hh = self.cores[layer.name]
+        gi, gh = ih(x), hh(h)
+        r = ops.activation(gi[:, :H] + gh[:, :H], "sigmoid", xp)
+        z = ops.activation(gi[:, H : 2 * H] + gh[:, H : 2 * H], "sigmoid", xp)
+        n = xp.tanh(gi[:, 2 * H :] + r * gh[:, 2 * H :])
+        return (1 - z) * n + z * h

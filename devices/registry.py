@@ -43,7 +43,8 @@ def _load_file(path: Path):
         spec.loader.exec_module(module)
     except Exception as exc:  # a broken plugin is a user input error
         del sys.modules[mod_name]
-        raise DeviceModelError(f"{path}: device plugin failed to import ({exc.__class__.__name__}: {exc})") from None
+        why = " ".join(f"{exc.__class__.__name__}: {exc}".split())
+        raise DeviceModelError(f"{path}: device plugin failed to import ({why})") from None
     return module
 
 

@@ -17,13 +17,18 @@ from simulator.errors import DeviceModelError, XbarsimError
 log = logging.getLogger("xbarsim.devices")
 
 
+def _why(exc: Exception) -> str:
+    """``Type: message`` of an exception, on one line."""
+    return " ".join(f"{exc.__class__.__name__}: {exc}".split())
+
+
 def _construct(cls, params) -> DeviceModel:
     try:
         return cls(params)
     except XbarsimError:
         raise
     except Exception as exc:  # a broken plugin is a user input error
-        raise DeviceModelError(f"device model {cls.name!r}: construction failed ({exc.__class__.__name__}: {exc})") from exc
+        raise DeviceModelError(f"device model {cls.name!r}: construction failed ({_why(exc)})") from exc
 
 
 def _call(model: DeviceModel, what: str, *args):
@@ -33,7 +38,7 @@ def _call(model: DeviceModel, what: str, *args):
     except XbarsimError:
         raise
     except Exception as exc:
-        raise DeviceModelError(f"device model {model.name!r}: {what} failed ({exc.__class__.__name__}: {exc})") from exc
+        raise DeviceModelError(f"device model {model.name!r}: {what} failed ({_why(exc)})") from exc
 
 
 def _check(out, G, what: str, name: str, xp):

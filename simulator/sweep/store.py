@@ -42,7 +42,9 @@ def default_name(source: Optional[str], names: Sequence[str]) -> str:
     stem = "sweep"
     if source and not source.startswith("<"):
         stem = Path(source).stem or "sweep"
-    return safe_name("_".join([stem, *names]))
+    # parameters already named by the stem are not repeated (alpha_error.toml -> alpha_error)
+    extra = [n for n in names if n.lower() not in stem.lower()]
+    return safe_name("_".join([stem, *extra]))
 
 
 def safe_name(text: str) -> str:
@@ -115,6 +117,7 @@ def describe_difference(old: Mapping[str, Any], new: Mapping[str, Any], limit: i
             out.append(f"{k}: {old.get(k)!r} -> {new.get(k)!r}")
     if not out and old.get("points") != new.get("points"):
         out.append("points")
+    out = list(dict.fromkeys(out))  # Nruns/seed appear in the base config and at the top level
     if len(out) > limit:
         out = out[:limit] + [f"{len(out) - limit} more"]
     return "; ".join(out) or "unknown difference"

@@ -53,7 +53,10 @@ class HardwareParams(BaseModel):
     Nslices: int = Field(1, ge=1, le=32, description="Number of weight bit slices (6.6)")
     NrowsMax: int = Field(0, ge=0, description="Maximum rows per array, 0 = unlimited (8.1)")
     style: Literal["BALANCED", "OFFSET"] = "BALANCED"
-    balanced_style: Literal["one_sided", "two_sided"] = "one_sided"
+    balanced_style: Literal["one_sided", "two_sided", "unified_reference"] = "one_sided"
+    G_ref: Optional[float] = Field(
+        None, ge=0, lt=1, description="xbarsim: reference conductance of balanced_style = 'unified_reference' (default G_min)"
+    )
     digital_offset: bool = True
     digital_bias: bool = True
     bias_bits: int = Field(0, ge=0, le=32)
@@ -252,6 +255,8 @@ def check_combinations(p: HardwareParams, cfg: "Config", where: str) -> None:
             raise ValueError(f"{where}Nslices > 1 with style = 'BALANCED' needs balanced_style = 'one_sided' (manual 6.6.1)")
     if p.weight_quantizer == "uniform" and p.weight_levels is not None:
         raise ValueError(f"{where}weight_levels is only used with weight_quantizer = 'lloyd'; use weight_bits for uniform levels")
+    if p.balanced_style == "unified_reference" and p.weight_quantizer != "lloyd":
+        raise ValueError(f"{where}balanced_style = 'unified_reference' is the non-uniform-level mapping; it needs weight_quantizer = 'lloyd'")
     if p.weight_quantizer == "lloyd":
         if p.weight_levels is None:
             raise ValueError(f"{where}weight_quantizer = 'lloyd' requires weight_levels (an integer >= 2)")

@@ -309,6 +309,11 @@ def _translate(cls: str, name: str, conf: Mapping[str, Any], ctx: _Ctx) -> list[
         return [(name, "Activation", {"activation": "softmax"}, [])]
     if cls == "PReLU":
         return [(name, "PReLU", {}, ["alpha"])]
+    # training-only layers kept in the graph when not ignored (the executor passes them through)
+    if cls in ("Dropout", "SpatialDropout2D", "GaussianDropout", "AlphaDropout"):
+        return [(name, "Dropout", {"rate": float(conf.get("rate", 0.0))}, [])]
+    if cls == "GaussianNoise":
+        return [(name, "GaussianNoise", {"stddev": float(conf.get("stddev", 0.0))}, [])]
     if cls in _MODEL_CLASSES:
         raise ModelError(f"{where}: nested models are not supported; save the model with its layers flattened")
     raise ModelError(

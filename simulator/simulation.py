@@ -277,7 +277,14 @@ class Simulation:
         """Exact floating-point outputs (same graph, exact MVMs in float64)."""
         return self._run(x, ideal=True)
 
-    def _run(self, x, ideal: bool):
+    def output_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Internal (NHWC) output shape of every layer, batch axis excluded (one zero image traced)."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        x = np.zeros((1,) + tuple(self.network.input_shape), dtype=np.float64)
+        self._run(x, ideal=True, record=shapes)
+        return shapes
+
+    def _run(self, x, ideal: bool, record: dict | None = None):
         xp = self.xp
         saved_dtype = self.dtype
         if ideal:
@@ -291,6 +298,8 @@ class Simulation:
                     ins = [acts[s] for s in layer.inputs]
                     out = self._apply(layer, ins, ideal)
                 acts[layer.name] = out
+                if record is not None:
+                    record[layer.name] = tuple(out.shape[1:])
                 for s in layer.inputs:
                     if self._last_use.get(s) == i:
                         del acts[s]

@@ -1,0 +1,101 @@
+"""``xbarsim inspect MODEL [CONFIG] [--weights]``: layers, shapes, MVM sizes and array counts."""
+from __future__ import annotations
+
+import click
+import numpy as np
+
+from simulator.cores.mapping import partition_sizes, weight_range
+
+
+def mvm_matrices(layer) -> list[tuple[str, tuple[int, int]]]:
+    """(core name, (rows, cols)) of every MVM matrix of a layer, rows = inputs."""
+    w = layer.weights
+    t = layer.type
+    if t == "Dense":
+        return [(layer.name, tuple(w["kernel"].shape))]
+    if t == "Conv2D":
+        kh, kw, cin_g, cout = w["kernel"].shape
+        return [(layer.name, (kh * kw * cin_g * int(layer.config.get("groups", 1)), cout))]
+    if t == "DepthwiseConv2D":
+        kh, kw, cin, mult = w["depthwise_kernel"].shape
+        return [(layer.name, (kh * kw * cin, cin * mult))]
+    if t == "Conv2DTranspose":
+        kh, kw, cout, cin = w["kernel"].shape
+        return [(layer.name, (kh * kw * cin, cout))]
+    if t == "GRUCell":
+        return [(layer.name + "/ih", tuple(w["weight_ih"].shape)), (layer.name + "/hh", tuple(w["weight_hh"].shape))]
+    return []
+
+
+def array_count(rows: int, has_bias: bool, hw) -> tuple[int, int, int, int]:
+    """(partitions, slices, polarity, total arrays) for one matrix, as manual 1.2.1 counts cores."""
+    n_rows = rows + (1 if has_bias and not hw.digital_bias else 0)
+    parts = len(partition_sizes(n_rows, hw.NrowsMax))
+    slices = hw.Nslices
+    polarity = 2 if hw.style == "BALANCED" else 1
+    return parts, slices, polarity, parts * slices * polarity
+
+
+def weight_report(W: np.ndarray, hw) -> str:
+    from simulator.quantization import lloyd_max, quantize_uniform
+
+    w = np.clip(W / weight_range(W, hw.weight_percentile, np), -1, 1).ravel()
+    if hw.weight_quantizer == "lloyd":
+        n = hw.weight_levels
+    elif hw.weight_bits > 0:
+        n = 2**hw.weight_bits - 1 if hw.style == "BALANCED" else 2**hw.weight_bits
+    else:
+        return "      (weight_bits = 0: unquantized)"
+    wu, _ = quantize_uniform(w, n, 1.0)
+    mse_u = float(np.mean((wu - w) ** 2))
+    try:
+        res = lloyd_max(w, n, tol=hw.lloyd_tol, allow_degenerate=True)
+        mse_l = res.mse
+        levels = res.levels
+    except Exception as exc:  # pragma: no cover - reported, not fatal
+        return f"      Lloyd failed: {exc}"
+    shown = ", ".join(f"{v:+.3f}" for v in levels) if len(levels) <= 16 else f"{len(levels)} levels in [{levels[0]:+.3f}, {levels[-1]:+.3f}]"
+    return (f"      {n} levels (normalized weights): uniform MSE {mse_u:.3e}, Lloyd MSE {mse_l:.3e} "
+            f"({mse_l / mse_u if mse_u else float('nan'):.2f}x)\n      Lloyd levels: {shown}")
+
+
+@click.command("inspect")
+@click.argument("model")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--weights", is_flag=True, help="Per layer: quantization levels and MSE, uniform vs Lloyd.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
+def command(model: str, config: str | None, weights: bool, sets: tuple[str, ...]) -> None:
+    """Print MODEL's layers, shapes, MVM sizes and, with CONFIG, the arrays each layer needs."""
+    from simulator.cli.commands.run import load_with_overrides
+    from simulator.network import load_model
+    from simulator.simulation import Simulation
+
+    net = load_model(model)
+    cfg = load_with_overrides(config, sets) if (config or sets) else None
+    shapes = Simulation(net, {"fold_batchnorm": False}, seed=0).output_shapes()
+    click.echo(f"model {net.name}: input {net.input_layout} {list(net.input_shape)} (shapes below are NHWC)")
+    click.echo(f"{'layer':<24} {'type':<22} {'output':<16} {'params':>9}  MVM (rows x cols)")
+    total_params = 0
+    total_arrays = 0
+    for layer in net.layers:
+        params = int(sum(np.asarray(v).size for v in layer.weights.values()))
+        total_params += params
+        mats = mvm_matrices(layer)
+        mv = ", ".join(f"{r}x{c}" for _, (r, c) in mats)
+        click.echo(f"{layer.name:<24} {layer.type:<22} {str(list(shapes.get(layer.name, ()))):<16} {params:>9}  {mv}")
+        if cfg is not None and mats:
+            hw = cfg.for_layer(layer.name)
+            if not hw.analog:
+                click.echo("      digital (analog = false)")
+                continue
+            for core, (r, c) in mats:
+                has_bias = (layer.config.get("use_bias", True) and ("bias" in layer.weights or "bias_ih" in layer.weights))
+                parts, slices, pol, n = array_count(r, has_bias, hw)
+                total_arrays += n
+                click.echo(f"      {core}: {parts} partition(s) x {slices} slice(s) x {pol} polarity = {n} arrays"
+                           + (" (+ unit column)" if hw.style == "OFFSET" and not hw.digital_offset else ""))
+        if weights and mats and cfg is not None:
+            for key in ("kernel", "depthwise_kernel", "weight_ih", "weight_hh"):
+                if key in layer.weights:
+                    click.echo(weight_report(np.asarray(layer.weights[key], dtype=np.float64), cfg.for_layer(layer.name)))
+    click.echo(f"total parameters {total_params}" + (f", arrays {total_arrays}" if cfg is not None else ""))

@@ -465,3 +465,27 @@ def test_plot_histograms(tmp_path):
     paths = plot_histograms(store, {"conv1": (-2.0, 2.0), "fc": np.array([[-4, 4], [-1, 1]])}, tmp_path)
     assert [p.name for p in paths] == ["conv1_adc.png", "fc_adc.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_error_model_matches_simulator_adc():
+    """The optimizer's quantizer is the simulator's ADC, and its histogram-based
+    error equals the error of quantizing the raw samples."""
+    quantizer = pytest.importorskip("simulator.circuits.quantizer")
+    rng = np.random.default_rng(10)
+    x = rng.laplace(0.5, 3.0, size=300_000)
+    h = StreamingHistogram().update(x)
+    for nbits in (3, 6, 9):
+        lo, hi = optimize_range(h, nbits)
+        for a, b in ((lo, hi), (-7.3, 11.1), (0.2, 9.0)):
+            q = quantizer.UniformQuantizer(nbits, a, b)
+            assert np.allclose(q.levels(np), quantizer_levels(a, b, nbits))
+            emp = float(np.mean((q(x, np) - x) ** 2))
+            assert expected_error(h, a, b, nbits) == pytest.approx(emp, rel=0.01)
+
+
+def test_hardware_key_from_config_object():
+    config = pytest.importorskip("simulator.config")
+    cfg = config.load_config({"Nslices": 2, "weight_bits": 8, "NrowsMax": 64, "pct": 99.9, "style": "OFFSET"})
+    key = HardwareKey.from_config(cfg)
+    assert key == HardwareKey(Nslices=2, NrowsMax=64, style="OFFSET", pct=99.9)
+    assert HardwareKey.from_config(config.load_config({"pct": 99.9})).pct is None  # unsliced: pct unused

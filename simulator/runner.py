@@ -107,7 +107,6 @@ def run(
     """
     cfg = load_config(config)
     net = network if network is not None else load_model(cfg.model_name)
-    data = dataset if dataset is not None else load_test_dataset(cfg)
     base_seed = cfg.seed if cfg.seed is not None else int(np.random.SeedSequence().entropy % (2**31))
     indices = list(range(cfg.Nruns)) if runs is None else list(runs)
     ks = _topks(cfg)
@@ -116,6 +115,7 @@ def run(
     ref = Simulation(net, cfg.with_overrides({"error_model": "none", "noise_model": "none", "drift_model": "none"})
                      if cfg.error_model != "none" or cfg.noise_model != "none" or cfg.drift_model != "none" else cfg,
                      seed=base_seed)
+    data = dataset if dataset is not None else load_test_dataset(cfg)
     t0 = time.perf_counter()
     ideal_hits = {k: 0 for k in ks}
     n = 0

@@ -23,7 +23,7 @@ piece contributes ``mass * ((centre - level)**2 + width**2 / 12)``.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 

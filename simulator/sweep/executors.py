@@ -185,24 +185,28 @@ class LocalPoolExecutor(Executor):
         try:
             for fut in as_completed(futures):
                 yield futures[fut], fut.result()
-        except BaseException:
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
             self._abort()
+            raise
+        except BaseException:
+            # a failed run: let the runs in progress end, start no more
+            pool, self._pool = self._pool, None
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
         finally:
             self.close()
 
     def _abort(self) -> None:
+        """Stop now: cancel queued tasks and terminate the workers (runs in progress are lost)."""
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        procs = list(getattr(pool, "_processes", {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for p in procs:  # do not wait for runs in progress
-            with contextlib.suppress(Exception):
-                p.terminate()
+        procs = list((getattr(pool, "_processes", None) or {}).values())
         for p in procs:
             with contextlib.suppress(Exception):
-                p.join(5)
+                p.terminate()
+        with contextlib.suppress(Exception):
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -252,7 +256,7 @@ class DaskExecutor(Executor):
             )
             futures[fut.key] = (fut, t)
         try:
-            for fut in as_completed([f for f, _ in futures.values()]):
+            for fut in as_completed([f for f, _ in futures.values()], loop=self.client.loop):
                 yield futures[fut.key][1], fut.result()
         except BaseException:
             with contextlib.suppress(Exception):

@@ -169,6 +169,8 @@ def reference_forward(net, x):
             if a.ndim == 4 and c.get("order") == "NCHW":
                 a = a.transpose(0, 3, 1, 2)
             y = a.reshape(len(a), -1)
+        elif t == "PReLU":
+            y = np.where(ins[0] > 0, ins[0], w["alpha"] * ins[0])
         elif t in ("Dropout", "GaussianNoise"):
             y = ins[0]
         else:

@@ -472,3 +472,30 @@ def test_real_runner_cli(tmp_path, real_runner):
     assert r.exit_code == 0, r.output
     df = _frame(out / "alpha_error")
     assert df["alpha_error"].tolist() == [0.0, 0.1] and df["ideal_accuracy"].notna().all()
+
+
+def model_missing_runner(config, *, runs=None, progress=False):
+    from simulator.errors import ModelError
+
+    if config.noise_level == 5:
+        raise ModelError("bundled model 'witin_digits' is not installed")
+    return fake_runner(config, runs=runs, progress=progress)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_user_error_in_a_run_names_the_point(tmp_path, workers):
+    from simulator.errors import ModelError
+
+    with pytest.raises(ModelError, match=r"^sweep point 2 \(noise_level=5\), run \d: bundled model 'witin_digits'"):
+        run_sweep(BASE, ["noise_level=1,3,5,7"], workers=workers, out=tmp_path, runner=model_missing_runner)
+    df = _frame(tmp_path / "sweep_noise_level")
+    assert 2 not in set(df["point"]) and {0, 1} <= set(df["point"])  # finished points are kept
+
+
+def test_user_error_on_dask_names_the_point(tmp_path, dask_cluster):
+    from simulator.errors import ModelError
+
+    with pytest.raises(ModelError, match=r"^sweep point 2 \(noise_level=5\), run \d: bundled model"):
+        run_sweep(BASE, ["noise_level=1,3,5,7"], scheduler=dask_cluster.scheduler_address, out=tmp_path,
+                  runner=model_missing_runner)
+    assert 2 not in set(_frame(tmp_path / "sweep_noise_level")["point"])

@@ -182,16 +182,25 @@ class LocalPoolExecutor(Executor):
         with _thread_env(1):
             self._pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=limit_threads, initargs=(1,))
             futures = {self._pool.submit(execute_task, t.config, t.run, runner, t.label): t for t in tasks}
+        yielded, error = set(), None
         try:
             for fut in as_completed(futures):
+                if fut.exception() is not None:
+                    error = fut.exception()
+                    break
+                yielded.add(fut)
                 yield futures[fut], fut.result()
+            if error is not None:
+                # a failed run: start no more, let the runs in progress end and
+                # hand over their results (they may complete points), then raise
+                pool, self._pool = self._pool, None
+                pool.shutdown(wait=True, cancel_futures=True)
+                for fut, task in futures.items():
+                    if fut not in yielded and fut.done() and not fut.cancelled() and fut.exception() is None:
+                        yield task, fut.result()
+                raise error
         except (KeyboardInterrupt, SystemExit, GeneratorExit):
             self._abort()
-            raise
-        except BaseException:
-            # a failed run: let the runs in progress end, start no more
-            pool, self._pool = self._pool, None
-            pool.shutdown(wait=True, cancel_futures=True)
             raise
         finally:
             self.close()
@@ -255,8 +264,17 @@ class DaskExecutor(Executor):
                 execute_task, t.config, t.run, runner, t.label, pure=False, key=f"xbarsim-sweep-{tag}-{t.point}-{t.run}"
             )
             futures[fut.key] = (fut, t)
+        yielded = set()
         try:
             for fut in as_completed([f for f, _ in futures.values()], loop=self.client.loop):
+                if fut.status == "error":
+                    # hand over what else has finished (it may complete points), then raise
+                    for key, (other, task) in futures.items():
+                        if key not in yielded and other.status == "finished":
+                            yielded.add(key)
+                            yield task, other.result()
+                    fut.result()  # raises the run's exception
+                yielded.add(fut.key)
                 yield futures[fut.key][1], fut.result()
         except BaseException:
             with contextlib.suppress(Exception):

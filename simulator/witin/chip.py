@@ -1,0 +1,446 @@
+"""Exact chip semantics of one witin CIM layer (WTM2101 class).
+
+:class:`WitinChipLayer` reproduces what witin_nn computes in eval mode for
+WitinLinear / WitinConv2d / WitinConvTranspose2d (bit for bit at
+``noise_level = 0``, the same output-noise statistics at ``noise_level > 0``)
+and a GRU cell built from two such products. The integer pipeline is::
+
+    NPU_x  = quantize_input(x)                      uint xb (PN: sign-magnitude)
+    low, high = split_input(NPU_x)                  low 8 bits analog, rest digital
+    analog  = low  (*) NPU_w + 128 * bias_steps + noise
+    digital = high (*) NPU_w + 128 * bias_d_steps
+    NPU_y  = clip(clip(round(analog/g)) + round(digital/g))
+    y      = NPU_y / scale_y
+
+where ``(*)`` is the layer's product (matrix product, convolution or
+transposed convolution). All integer math runs in float64 (exact).
+
+The witin parameters of a layer live in ``layer.attrs["witin"]`` (see
+:data:`WITIN_KEYS` and ``simulator/io/torch_import.py``); a user's config
+may override each of them (``None`` keeps the model's value).
+
+Noise (NORMAL model, ``docs/witin_noise.md``): every analog cell holding
+NPU_w reads with Gaussian error of std ``k*|NPU_w| + b`` (``k = 0.015605*L``,
+``b = 0.3145*L`` for noise level L), the bias rows likewise. By default the
+error is drawn at the output, independently for every output element
+(``noise_mode = "output"``: variance ``sum x_low**2 * std**2``, one extra
+product). ``noise_mode = "weight"`` draws one perturbed weight array per
+forward call and shares it across the batch and all sliding windows, which
+is what witin_nn does during training.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from simulator.errors import ModelError
+from simulator.witin import quant
+
+#: Keys of ``layer.attrs["witin"]`` (and of the user's overrides).
+WITIN_KEYS = (
+    "noise_level",
+    "x_quant_bits",
+    "y_quant_bits",
+    "weight_quant_bits",
+    "scale_x",
+    "scale_y",
+    "scale_weight",
+    "use_auto_scale",
+    "bias_row_N",
+    "handle_neg_in",
+    "shift_num",
+    "w_clip",
+    "bias_d",
+)
+
+#: Defaults of witin_nn's WitinLayerConfig.
+DEFAULTS: dict[str, Any] = {
+    "noise_level": 0,
+    "x_quant_bits": 8,
+    "y_quant_bits": 8,
+    "weight_quant_bits": 8,
+    "scale_x": 1.0,
+    "scale_y": 1.0,
+    "scale_weight": 1.0,
+    "use_auto_scale": True,
+    "bias_row_N": 8,
+    "handle_neg_in": "FALSE",
+    "shift_num": 1.0,
+    "w_clip": None,
+    "bias_d": 0.0,
+    "noise_mode": "output",
+}
+
+_NEG_ALIASES = {1: "FALSE", 2: "PN", 3: "Shift", "false": "FALSE", "pn": "PN", "shift": "Shift", "none": "FALSE"}
+
+
+def normalize_handle_neg_in(value: Any) -> str:
+    """'FALSE' / 'PN' / 'Shift' from a string, an enum member or witin's integer code."""
+    if value is None or value is False:
+        return "FALSE"
+    if hasattr(value, "name") and not isinstance(value, str):  # HandleNegInType member
+        value = value.name
+    if isinstance(value, str):
+        text = value.split(".")[-1]
+        if text in quant.HANDLE_NEG_IN:
+            return text
+        if text.lower() in _NEG_ALIASES:
+            return _NEG_ALIASES[text.lower()]
+    elif isinstance(value, int) and value in _NEG_ALIASES:
+        return _NEG_ALIASES[value]
+    raise ModelError(f"witin handle_neg_in must be one of FALSE, PN, Shift, got {value!r}")
+
+
+def _get(params: Any, key: str):
+    if params is None:
+        return None
+    if isinstance(params, dict):
+        return params.get(key)
+    return getattr(params, key, None)
+
+
+class _Spec:
+    """Resolved witin parameters of one product (model values, user overrides, defaults)."""
+
+    def __init__(self, where: str, model: dict, params: Any, layer_type: str):
+        self.where = where
+        v: dict[str, Any] = {}
+        for key in WITIN_KEYS + ("noise_mode",):
+            user = _get(params, key)
+            if key == "bias_d" and isinstance(user, bool):
+                # a boolean override switches the model's bias_d on (True) or off (False)
+                user = None if user else 0.0
+            v[key] = user if user is not None else model.get(key, DEFAULTS[key])
+        self.noise_level = int(v["noise_level"] or 0)
+        self.xb = int(v["x_quant_bits"])
+        self.yb = int(v["y_quant_bits"])
+        self.wb = int(v["weight_quant_bits"])
+        self.bias_row_N = int(v["bias_row_N"])
+        self.handle_neg_in = normalize_handle_neg_in(v["handle_neg_in"])
+        self.shift_num = float(v["shift_num"])
+        self.w_clip = None if v["w_clip"] in (None, 0) else float(v["w_clip"])
+        self.bias_d = v["bias_d"]
+        self.noise_mode = v["noise_mode"]
+        self._check(layer_type)
+        if bool(v["use_auto_scale"]):
+            try:
+                self.scale_x = quant.input_scale(self._io(model, "io_max_x"), self.xb, self.handle_neg_in)
+                self.scale_weight = quant.weight_scale(self._io(model, "io_max_weight"), self.wb)
+                self.scale_y = quant.output_scale(self._io(model, "io_max_y"), self.yb)
+            except ModelError as exc:
+                raise ModelError(f"{where}: {exc}") from None
+            # a user may still pin individual scales
+            for key in ("scale_x", "scale_weight", "scale_y"):
+                user = _get(params, key)
+                if user is not None and _get(params, "use_auto_scale") is False:
+                    setattr(self, key, float(user))
+        else:
+            self.scale_x = float(v["scale_x"])
+            self.scale_weight = float(v["scale_weight"])
+            self.scale_y = float(v["scale_y"])
+        for key in ("scale_x", "scale_weight", "scale_y"):
+            if not getattr(self, key) > 0:
+                raise ModelError(f"{where}: witin {key} must be > 0, got {getattr(self, key)!r}")
+        self.g = quant.g_value(self.scale_x, self.scale_weight, self.scale_y)
+        self.shift = (
+            quant.shift_offset(self.shift_num, self.scale_x, self.xb) if self.handle_neg_in == "Shift" else 0.0
+        )
+
+    def _io(self, model: dict, key: str) -> float:
+        if key not in model or model[key] is None:
+            raise ModelError(f"{self.where}: use_auto_scale needs witin {key!r} (the layer's autoscale io_max)")
+        return float(model[key])
+
+    def _check(self, layer_type: str) -> None:
+        w = self.where
+        if not 8 <= self.xb <= 12:
+            raise ModelError(f"{w}: witin x_quant_bits must be 8..12, got {self.xb}")
+        if not 8 <= self.yb <= 12:
+            raise ModelError(f"{w}: witin y_quant_bits must be 8..12, got {self.yb}")
+        if not 1 <= self.wb <= 8:
+            raise ModelError(f"{w}: witin weight_quant_bits must be 1..8, got {self.wb}")
+        if self.bias_row_N < 1:
+            raise ModelError(f"{w}: witin bias_row_N must be >= 1, got {self.bias_row_N}")
+        if not 0 <= self.noise_level <= 9:
+            raise ModelError(f"{w}: witin noise_level must be 0..9, got {self.noise_level}")
+        if self.shift_num < 0:
+            raise ModelError(f"{w}: witin shift_num must be >= 0, got {self.shift_num}")
+        if self.noise_mode not in ("output", "weight"):
+            raise ModelError(f"{w}: witin noise_mode must be 'output' or 'weight', got {self.noise_mode!r}")
+        if self.handle_neg_in == "Shift" and layer_type == "Conv2DTranspose":
+            raise ModelError(f"{w}: witin handle_neg_in = Shift is not available for ConvTranspose2d (use PN)")
+
+
+# ---------------------------------------------------------------- products
+def _pads2(value) -> tuple[tuple[int, int], tuple[int, int]]:
+    if value in (None, "valid"):
+        return (0, 0), (0, 0)
+    if isinstance(value, int):
+        return (value, value), (value, value)
+    (t, b), (l, r) = value
+    return (int(t), int(b)), (int(l), int(r))
+
+
+def _pair(value, default) -> tuple[int, int]:
+    if value is None:
+        return default
+    if isinstance(value, int):
+        return value, value
+    return int(value[0]), int(value[1])
+
+
+def _same_pads(size: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
+    eff = (k - 1) * dilation + 1
+    out = -(-size // stride)
+    total = max((out - 1) * stride + eff - size, 0)
+    return total // 2, total - total // 2
+
+
+class _Dense:
+    def __init__(self, kernel, xp):
+        self.xp = xp
+        self.kernel = kernel  # (in, out)
+
+    def fan_sum(self, nw):
+        return nw.sum(axis=0)
+
+    def __call__(self, x, w):
+        return x @ w
+
+
+class _Conv2D:
+    """Cross-correlation of NHWC input with a (kh, kw, cin/groups, cout) kernel."""
+
+    def __init__(self, config: dict, xp):
+        self.xp = xp
+        self.k = _pair(config.get("kernel_size"), None)
+        self.s = _pair(config.get("strides"), (1, 1))
+        self.d = _pair(config.get("dilation_rate"), (1, 1))
+        self.padding = config.get("padding", "valid")
+        self.groups = int(config.get("groups", 1) or 1)
+
+    def fan_sum(self, nw):
+        return nw.sum(axis=(0, 1, 2))
+
+    def _pad(self, x):
+        kh, kw = self.k
+        if self.padding == "same":
+            pads = (_same_pads(x.shape[1], kh, self.s[0], self.d[0]), _same_pads(x.shape[2], kw, self.s[1], self.d[1]))
+        else:
+            pads = _pads2(self.padding)
+        (t, b), (l, r) = pads
+        if t or b or l or r:
+            x = self.xp.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
+        return x
+
+    def __call__(self, x, w):
+        xp = self.xp
+        x = self._pad(x)
+        N, H, W, C = x.shape
+        kh, kw = self.k
+        (sh, sw), (dh, dw) = self.s, self.d
+        Ho = (H - ((kh - 1) * dh + 1)) // sh + 1
+        Wo = (W - ((kw - 1) * dw + 1)) // sw + 1
+        if Ho <= 0 or Wo <= 0:
+            raise ModelError(f"kernel {kh}x{kw} does not fit the {H}x{W} input")
+        G = self.groups
+        cg = C // G
+        cout = w.shape[-1]
+        og = cout // G
+        out = xp.zeros((N, Ho, Wo, cout), dtype=x.dtype)
+        for a in range(kh):
+            for b in range(kw):
+                patch = x[:, a * dh : a * dh + (Ho - 1) * sh + 1 : sh, b * dw : b * dw + (Wo - 1) * sw + 1 : sw, :]
+                if G == 1:
+                    out += patch @ w[a, b]
+                else:
+                    for g in range(G):
+                        out[..., g * og : (g + 1) * og] += patch[..., g * cg : (g + 1) * cg] @ w[a, b, :, g * og : (g + 1) * og]
+        return out
+
+
+class _Conv2DTranspose:
+    """Transposed convolution of NHWC input with a Keras (kh, kw, cout, cin) kernel.
+
+    ``padding`` is 'valid', 'same' or explicit ``[[t, b], [l, r]]`` crops (torch's
+    ``padding``); ``output_padding`` extends the bottom/right edge.
+    """
+
+    def __init__(self, config: dict, xp):
+        self.xp = xp
+        self.k = _pair(config.get("kernel_size"), None)
+        self.s = _pair(config.get("strides"), (1, 1))
+        self.d = _pair(config.get("dilation_rate"), (1, 1))
+        self.padding = config.get("padding", "valid")
+        self.op = _pair(config.get("output_padding"), (0, 0))
+
+    def fan_sum(self, nw):  # not used: Shift is unavailable for transposed convolutions
+        return nw.sum(axis=(0, 1, 3))
+
+    def __call__(self, x, w):
+        xp = self.xp
+        N, H, W, C = x.shape
+        kh, kw = self.k
+        (sh, sw), (dh, dw), (oph, opw) = self.s, self.d, self.op
+        full_h = (H - 1) * sh + (kh - 1) * dh + 1
+        full_w = (W - 1) * sw + (kw - 1) * dw + 1
+        if self.padding == "same":
+            th, tw = max(kh - sh, 0), max(kw - sw, 0)
+            (ct, cb), (cl, cr) = (th // 2, th - th // 2), (tw // 2, tw - tw // 2)
+        else:
+            (ct, cb), (cl, cr) = _pads2(self.padding)
+        cout = w.shape[2]
+        big = xp.zeros((N, full_h + oph, full_w + opw, cout), dtype=x.dtype)
+        for a in range(kh):
+            for b in range(kw):
+                contrib = x @ w[a, b].T  # (N, H, W, cout)
+                big[:, a * dh : a * dh + (H - 1) * sh + 1 : sh, b * dw : b * dw + (W - 1) * sw + 1 : sw, :] += contrib
+        Ho = full_h - ct - cb + oph
+        Wo = full_w - cl - cr + opw
+        return big[:, ct : ct + Ho, cl : cl + Wo, :]
+
+
+class _Product:
+    """One witin CIM product: quantized weights, bias steps, scales and the integer pipeline."""
+
+    def __init__(self, where, spec: _Spec, op, kernel, bias, xp, rng):
+        self.where, self.spec, self.op, self.xp, self.rng = where, spec, op, xp, rng
+        s = spec
+        self.nw = quant.quantize_weight(xp.asarray(kernel), s.scale_weight, s.wb, xp, s.w_clip)
+        n_out = self.nw.shape[2] if isinstance(op, _Conv2DTranspose) else self.nw.shape[-1]
+        b = xp.zeros(n_out, dtype=xp.float32) if bias is None else xp.asarray(bias, dtype=xp.float32).reshape(-1)
+        comp = None
+        if s.handle_neg_in == "Shift":
+            comp = s.shift * op.fan_sum(self.nw) / quant.BIAS_ROW_INPUT
+        bias_d = None
+        if s.xb > quant.ANALOG_INPUT_BITS and s.bias_d is not None:
+            bd = xp.asarray(s.bias_d, dtype=xp.float32).reshape(-1)
+            bias_d = bd if bd.size == n_out else xp.broadcast_to(bd, (n_out,))
+        self.analog_steps, self.digital_steps = quant.analog_bias_units(
+            b, s.scale_x, s.scale_weight, s.bias_row_N, s.xb, xp, shift_comp=comp, bias_d=bias_d
+        )
+        self.has_digital = s.xb > quant.ANALOG_INPUT_BITS
+        if s.noise_level > 0:
+            self.w_std = quant.weight_noise_std(self.nw, s.noise_level, xp)
+            self.bias_var = quant.bias_noise_var(self.analog_steps, s.bias_row_N, s.noise_level, xp)
+
+    def npu(self, x):
+        """NPU_y (integer valued) for input ``x`` in the layer's float units."""
+        xp, s = self.xp, self.spec
+        nx = quant.quantize_input(x, s.scale_x, s.xb, s.handle_neg_in, xp, s.shift)
+        if self.has_digital:
+            low, high = quant.split_input(nx, xp)
+        else:
+            low, high = nx, None
+        if s.noise_level > 0 and s.noise_mode == "weight":
+            w_noisy = self.nw + self.rng.standard_normal(self.nw.shape) * self.w_std
+            analog = self.op(low, xp.asarray(w_noisy))
+            bias_noise = self.rng.standard_normal(self.analog_steps.shape) * xp.sqrt(self.bias_var)
+            analog = analog + (self.analog_steps * quant.BIAS_ROW_INPUT + xp.asarray(bias_noise))
+        else:
+            analog = self.op(low, self.nw) + self.analog_steps * quant.BIAS_ROW_INPUT
+            if s.noise_level > 0:
+                var = self.op(low * low, self.w_std * self.w_std) + self.bias_var
+                analog = analog + xp.sqrt(var) * xp.asarray(self.rng.standard_normal(analog.shape))
+        if not self.has_digital:
+            return quant.quantize_output(analog, s.g, s.yb, xp)
+        digital = self.op(high, self.nw) + self.digital_steps * quant.BIAS_ROW_INPUT
+        return quant.combine_outputs(analog, digital, s.g, s.yb, xp)
+
+    def __call__(self, x):
+        return self.npu(x) / self.spec.scale_y
+
+
+class WitinChipLayer:
+    """One witin CIM layer computed as the WTM2101 chip computes it.
+
+    Parameters
+    ----------
+    layer : simulator.network.Layer
+        A Dense, Conv2D, Conv2DTranspose or GRUCell layer whose
+        ``attrs["witin"]`` holds its witin parameters.
+    params : object or dict
+        User overrides with attribute (or key) access to the witin names;
+        ``None`` values keep the model's value. May be ``None``.
+    xp : module
+        NumPy or CuPy.
+    rng : Generator
+        Random generator (``standard_normal``) for the noise.
+
+    ``forward(x)`` takes NHWC (conv) or (N, features) input and returns the
+    layer output in the module's units (``NPU_y / scale_y``); GRUCell layers
+    take ``forward(x, h)``. The float activation attached to the layer
+    (``config["activation"]``) is applied afterwards, digitally.
+    """
+
+    SUPPORTED = ("Dense", "Conv2D", "Conv2DTranspose", "GRUCell")
+
+    def __init__(self, layer, params, xp, rng):
+        self.layer = layer
+        self.xp = xp
+        self.rng = rng
+        self.type = layer.type
+        where = f"layer {layer.name!r} ({layer.type})"
+        model = dict(layer.attrs.get("witin") or {})
+        if layer.type not in self.SUPPORTED:
+            raise ModelError(f"{where}: witin chip semantics exist for {', '.join(self.SUPPORTED)} layers only")
+        w = layer.weights
+        use_bias = layer.config.get("use_bias", True)
+        if layer.type == "GRUCell":
+            self.units = int(w["weight_hh"].shape[0])
+            parts = {}
+            for part, wkey, bkey in (("ih", "weight_ih", "bias_ih"), ("hh", "weight_hh", "bias_hh")):
+                sub = {k: v for k, v in model.items() if k not in ("ih", "hh")}
+                sub.update(model.get(part) or {})
+                spec = _Spec(f"{where} [{part}]", sub, params, "Dense")
+                bias = w.get(bkey) if use_bias else None
+                parts[part] = _Product(where, spec, _Dense(w[wkey], xp), w[wkey], bias, xp, rng)
+            self.ih, self.hh = parts["ih"], parts["hh"]
+            self.spec = self.ih.spec
+            return
+        spec = _Spec(where, model, params, layer.type)
+        self.spec = spec
+        if layer.type == "Dense":
+            op, kernel = _Dense(w["kernel"], xp), w["kernel"]
+        elif layer.type == "Conv2D":
+            op, kernel = _Conv2D(layer.config, xp), w["kernel"]
+        else:
+            op, kernel = _Conv2DTranspose(layer.config, xp), w["kernel"]
+        bias = w.get("bias") if use_bias else None
+        self.product = _Product(where, spec, op, kernel, bias, xp, rng)
+
+    # ------------------------------------------------------------------ API
+    @property
+    def scales(self) -> dict[str, float]:
+        s = self.spec
+        return {"scale_x": s.scale_x, "scale_weight": s.scale_weight, "scale_y": s.scale_y, "g_value": s.g}
+
+    def forward(self, x, h=None):
+        xp = self.xp
+        if self.type == "GRUCell":
+            return self._gru(x, h)
+        y = self.product(x)
+        act = self.layer.config.get("activation")
+        if act not in (None, "linear"):
+            from simulator import ops
+
+            y = ops.activation(y, act, xp)
+        return y
+
+    __call__ = forward
+
+    def npu(self, x):
+        """The integer NPU_y of a Dense/Conv layer (for inspection and tests)."""
+        return self.product.npu(x)
+
+    def _gru(self, x, h):
+        xp = self.xp
+        H = self.units
+        if h is None:
+            h = xp.zeros((x.shape[0], H), dtype=xp.float64)
+        gi = self.ih(x)
+        gh = self.hh(h)
+        r = 1.0 / (1.0 + xp.exp(-(gi[:, :H] + gh[:, :H])))
+        z = 1.0 / (1.0 + xp.exp(-(gi[:, H : 2 * H] + gh[:, H : 2 * H])))
+        n = xp.tanh(gi[:, 2 * H :] + r * gh[:, 2 * H :])
+        return (1.0 - z) * n + z * xp.asarray(h, dtype=xp.float64)
+

@@ -1,0 +1,223 @@
+"""witin_nn quantization formulas as small pure functions.
+
+These are the rules by which a witin_nn CIM layer (WitinLinear, WitinConv2d,
+WitinConvTranspose2d, the two products of a GRU cell) maps floating-point
+tensors to the integers the chip computes with. Every function takes an array
+module ``xp`` (NumPy or CuPy) where it handles arrays; scalars are plain
+Python floats.
+
+Integer-valued results are returned as float64 arrays (exact for every value
+the chip can produce) so that the matrix products downstream are exact.
+
+Conventions verified against witin_nn 0.1.3 in eval mode (see
+``scripts/compare_witin_nn.py``):
+
+* rounding is round-half-to-even everywhere (``torch.round``);
+* auto scale: ``scale = 2**(bits-1) / 2**ceil(log2(io_max))``. The input is
+  unsigned for ``handle_neg_in`` FALSE and PN, so its scale uses
+  ``bits = x_quant_bits + 1`` (this is why the guide's example
+  ``x_max = 1.7309`` at 8 bits gives ``scale_x = 128``); with Shift the input
+  is signed and ``bits = x_quant_bits``;
+* weights: ``clip(round(w * scale_weight), -2**(wb-1), 2**(wb-1)-1)``;
+* bias: ``clip(round(b * scale_x * scale_weight / 128), -128*N, 127*N) * 128``
+  (N = bias_row_N rows of the array driven with input 128);
+* output: ``clip(round(acc / g_value), -2**(yb-1), 2**(yb-1)-1)`` with
+  ``g_value = scale_x * scale_weight / scale_y``; with x_quant_bits > 8 the
+  analog part (low 8 input bits, bias rows, noise) and the digital part (high
+  input bits, bias_d) are rounded separately, the analog part is clipped to
+  the output range, and the sum is clipped again.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from simulator.errors import ModelError
+
+HANDLE_NEG_IN = ("FALSE", "PN", "Shift")
+
+#: Bits the analog array takes per input; higher input bits are computed digitally.
+ANALOG_INPUT_BITS = 8
+
+#: Input value driving every bias row.
+BIAS_ROW_INPUT = 128
+
+
+def _round(a, xp):
+    """Round half to even (numpy/cupy ``round`` does this, as does ``torch.round``)."""
+    return xp.round(a)
+
+
+def auto_scale(io_max: float, bits: int, what: str = "") -> float:
+    """The guide's auto-scale rule ``2**(bits-1) / 2**ceil(log2(io_max))``.
+
+    ``io_max`` is the recorded maximum absolute value (the
+    ``autoscale_*_obj.io_max`` buffer). ``io_max == 0`` cannot give a scale:
+    that raises :class:`ModelError` with witin_nn's message.
+    """
+    value = float(io_max)
+    if not math.isfinite(value) or value <= 0.0:
+        label = f" for {what}" if what else ""
+        raise ModelError(
+            f"Unable to determine quant scale{label}: io_max = {value:g} (it must be a positive, finite maximum |value|)"
+        )
+    # witin_nn evaluates log2 in float32
+    exponent = float(np.ceil(np.log2(np.float32(value))))
+    return float(2.0 ** (bits - 1) / 2.0**exponent)
+
+
+def input_scale(io_max: float, x_quant_bits: int, handle_neg_in: str = "FALSE") -> float:
+    """Auto scale of a CIM layer's input: unsigned (FALSE, PN) inputs use all ``x_quant_bits`` for magnitude."""
+    check_handle_neg_in(handle_neg_in)
+    bits = x_quant_bits if handle_neg_in == "Shift" else x_quant_bits + 1
+    return auto_scale(io_max, bits, "the input (io_max_x)")
+
+
+def weight_scale(io_max: float, weight_quant_bits: int = 8) -> float:
+    return auto_scale(io_max, weight_quant_bits, "the weights (io_max_weight)")
+
+
+def output_scale(io_max: float, y_quant_bits: int = 8) -> float:
+    return auto_scale(io_max, y_quant_bits, "the output (io_max_y)")
+
+
+def g_value(scale_x: float, scale_weight: float, scale_y: float) -> float:
+    """The chip's output divisor ``scale_x * scale_weight / scale_y``."""
+    return float(scale_x) * float(scale_weight) / float(scale_y)
+
+
+def check_handle_neg_in(value: Any) -> str:
+    if value not in HANDLE_NEG_IN:
+        raise ModelError(f"witin handle_neg_in must be one of {', '.join(HANDLE_NEG_IN)}, got {value!r}")
+    return value
+
+
+def shift_offset(shift_num: float, scale_x: float, x_quant_bits: int) -> float:
+    """Integer input offset of HandleNegInType.Shift.
+
+    ``shift_num`` is limited to ``2**x_quant_bits / scale_x`` (the whole
+    unsigned input range), then converted to input units and rounded.
+    """
+    eff = min(float(shift_num), 2.0**x_quant_bits / float(scale_x))
+    return float(np.round(np.float32(eff) * np.float32(scale_x)))
+
+
+def quantize_input(x, scale_x: float, x_quant_bits: int, handle_neg_in: str, xp, shift: float = 0.0):
+    """NPU_x: the integer input the chip sees.
+
+    FALSE: ``clip(round(x*scale_x), 0, 2**xb-1)`` (negative inputs become 0);
+    PN:    ``clip(round(x*scale_x), -(2**xb-1), 2**xb-1)`` (the sign moves to a
+    second copy of the weights, so the array still sees magnitudes);
+    Shift: ``clip(round(x*scale_x + shift), 0, 2**xb-1)`` with ``shift`` from
+    :func:`shift_offset`. witin_nn computes this in float32, and so do we.
+    """
+    check_handle_neg_in(handle_neg_in)
+    top = 2.0**x_quant_bits - 1
+    xf = xp.asarray(x, dtype=xp.float32) * xp.float32(scale_x)
+    if handle_neg_in == "Shift":
+        xf = xf + xp.float32(shift)
+    q = _round(xf, xp).astype(xp.float64)
+    lo = -top if handle_neg_in == "PN" else 0.0
+    return xp.clip(q, lo, top)
+
+
+def quantize_weight(w, scale_weight: float, weight_quant_bits: int, xp, w_clip: float | None = None):
+    """NPU_weight = clip(round(clip(w, ±w_clip) * scale_weight), -2**(wb-1), 2**(wb-1)-1)."""
+    wf = xp.asarray(w, dtype=xp.float32)
+    if w_clip is not None:
+        wf = xp.clip(wf, -xp.float32(w_clip), xp.float32(w_clip))
+    half = 2.0 ** (weight_quant_bits - 1)
+    return xp.clip(_round(wf * xp.float32(scale_weight), xp).astype(xp.float64), -half, half - 1)
+
+
+def bias_units(b, scale_x: float, scale_weight: float, xp):
+    """``b * scale_x * scale_weight / 128`` (bias in units of one bias-row step, unrounded, float32 like witin_nn)."""
+    bf = xp.asarray(b, dtype=xp.float32)
+    return (bf * xp.float32(scale_x) * xp.float32(scale_weight) / xp.float32(BIAS_ROW_INPUT)).astype(xp.float64)
+
+
+def clip_bias_units(k, bias_row_N: int, xp):
+    """Bias steps realisable on ``bias_row_N`` rows: ``[-128*N, 127*N]``."""
+    return xp.clip(k, -128.0 * bias_row_N, 127.0 * bias_row_N)
+
+
+def quantize_bias(b, scale_x: float, scale_weight: float, bias_row_N: int, xp):
+    """NPU_bias = clip(round(b*scale_x*scale_weight/128), -128N, 127N) * 128 (plain case: no Shift, no bias_d)."""
+    return clip_bias_units(_round(bias_units(b, scale_x, scale_weight, xp), xp), bias_row_N, xp) * BIAS_ROW_INPUT
+
+
+def analog_bias_units(b, scale_x, scale_weight, bias_row_N, x_quant_bits, xp, *, shift_comp=None, bias_d=None):
+    """Bias steps on the analog bias rows, including Shift's compensation and the part moved out by ``bias_d``.
+
+    ``shift_comp`` is ``shift * sum_i NPU_w[i, j] / 128`` per output; ``bias_d``
+    (float units, like the bias) is only used when ``x_quant_bits > 8``.
+    With 8-bit inputs the compensation is folded into the bias before one
+    rounding; with wider inputs the bias is rounded first and the
+    compensation (minus bias_d's steps) is subtracted before a second rounding.
+    Returns ``(analog_steps, digital_steps)``, both integer valued.
+    """
+    units = bias_units(b, scale_x, scale_weight, xp)
+    comp = 0.0 if shift_comp is None else shift_comp
+    digital = xp.zeros_like(units)
+    if x_quant_bits <= ANALOG_INPUT_BITS:
+        steps = _round(units - comp, xp)
+    else:
+        if bias_d is not None:
+            digital = digital + _round(bias_units(bias_d, scale_x, scale_weight, xp), xp)
+        steps = _round(_round(units, xp) - digital - comp, xp)
+    return clip_bias_units(steps, bias_row_N, xp), digital
+
+
+def split_input(nx, xp, analog_bits: int = ANALOG_INPUT_BITS):
+    """Split NPU_x into the low ``analog_bits`` (analog array) and the rest (digital), sign-magnitude for PN.
+
+    Guide 2.5: a 10-bit input 0..1023 becomes NPU_x = low 8 bits (0..255) and
+    NPU_x_d = the high 2 bits times 256; ``low + high == nx``.
+    """
+    step = 2.0**analog_bits
+    mag = xp.abs(nx)
+    low = xp.sign(nx) * xp.fmod(mag, step)
+    return low, nx - low
+
+
+def quantize_output(acc, g: float, y_quant_bits: int, xp):
+    """NPU_y = clip(round(acc / g), -2**(yb-1), 2**(yb-1)-1)."""
+    half = 2.0 ** (y_quant_bits - 1)
+    return xp.clip(_round(acc / g, xp), -half, half - 1)
+
+
+def combine_outputs(analog_acc, digital_acc, g: float, y_quant_bits: int, xp):
+    """Final NPU_y of a split computation: the analog part is rounded and clipped, the digital part
+    rounded, and their sum clipped to ``y_quant_bits`` (guide 2.5, step 4)."""
+    half = 2.0 ** (y_quant_bits - 1)
+    ya = quantize_output(analog_acc, g, y_quant_bits, xp)
+    yd = _round(digital_acc / g, xp)
+    return xp.clip(ya + yd, -half, half - 1)
+
+
+# ----------------------------------------------------------------- noise
+#: NORMAL noise model: per-level weight-noise std ``k*|NPU_w| + b`` in weight LSBs (fitted, see docs/witin_noise.md).
+NOISE_K_PER_LEVEL = 0.015605
+NOISE_B_PER_LEVEL = 0.3145
+
+
+def noise_coefficients(noise_level: int) -> tuple[float, float]:
+    """``(k, b)`` of the NORMAL model: a cell holding NPU_w has read-noise std ``k*|NPU_w| + b``."""
+    lvl = int(noise_level)
+    if not 0 <= lvl <= 9:
+        raise ModelError(f"witin noise_level must be in 0..9, got {noise_level!r}")
+    return NOISE_K_PER_LEVEL * lvl, NOISE_B_PER_LEVEL * lvl
+
+
+def weight_noise_std(nw, noise_level: int, xp):
+    k, b = noise_coefficients(noise_level)
+    return k * xp.abs(nw) + b
+
+
+def bias_noise_var(analog_steps, bias_row_N: int, noise_level: int, xp):
+    """Output-noise variance from the bias rows: N rows of weight ``steps/N`` driven at 128."""
+    k, b = noise_coefficients(noise_level)
+    per_row = xp.abs(analog_steps) / bias_row_N
+    return bias_row_N * (BIAS_ROW_INPUT * (k * per_row + b)) ** 2

@@ -545,3 +545,52 @@ def test_truncated_file(tmp_path, fraction):
 def test_missing_file(tmp_path):
     with pytest.raises(ModelError, match="not found"):
         load_keras_h5(tmp_path / "nope.h5")
+
+
+# ======================================================== xbarsim convert (Keras)
+def test_convert_command_keras(tmp_path):
+    from click.testing import CliRunner
+
+    from simulator.cli import cli
+
+    rng = np.random.default_rng(7)
+    config, weights = functional_model(rng)
+    src = write_keras_h5(tmp_path / "func.h5", config, weights)
+    out = tmp_path / "ours.h5"
+    runner = CliRunner()
+    res = runner.invoke(cli, ["convert", str(src), str(out)])
+    assert res.exit_code == 0, res.output
+    assert "wrote" in res.output and "(3 MVM)" in res.output
+    net = load_model(out)
+    with h5py.File(out, "r") as f:
+        assert f.attrs["format"] == "xbarsim-model"
+    x = rng.random((2, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(reference_forward(net, x), reference_forward(load_keras_h5(src), x))
+    # OUT exists -> one-line error, exit 2; --force overwrites
+    res = runner.invoke(cli, ["convert", str(src), str(out)])
+    assert res.exit_code == 2 and "--force" in res.output and len(res.output.strip().splitlines()) == 1
+    assert runner.invoke(cli, ["convert", str(src), str(out), "--force"]).exit_code == 0
+    # keeping training-only layers
+    res = runner.invoke(cli, ["convert", str(src), str(tmp_path / "keep.h5"), "--keep-training-layers"])
+    assert res.exit_code == 0 and load_model(tmp_path / "keep.h5")["noise"].type == "GaussianNoise"
+    # a non-model HDF5 file and an unknown layer type: exit 2, one line
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f.create_dataset("data", data=np.arange(3))
+    res = runner.invoke(cli, ["convert", str(other), str(tmp_path / "o.h5")])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1 and "neither" in res.output
+    config["config"]["layers"].append(_layer("LSTM", "lstm_9", inbound=["sm"], units=2))
+    bad = write_keras_h5(tmp_path / "bad.h5", config, weights)
+    res = runner.invoke(cli, ["convert", str(bad), str(tmp_path / "b.h5")])
+    assert res.exit_code == 2 and "'LSTM'" in res.output and "'lstm_9'" in res.output
+
+
+def test_convert_command_resnet(tmp_path):
+    from click.testing import CliRunner
+
+    from simulator.cli import cli
+
+    src = _resnet_path("ResNet20")
+    res = CliRunner().invoke(cli, ["convert", str(src), str(tmp_path / "r20.h5")])
+    assert res.exit_code == 0, res.output
+    assert len(load_model(tmp_path / "r20.h5").mvm_layers) == 22

@@ -257,3 +257,36 @@ def test_missing_onnx_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ModelError, match="optional 'onnx' package"):
         load_onnx("whatever.onnx")
+
+
+# ======================================================== xbarsim convert (ONNX, PyTorch)
+def test_convert_command_onnx_and_torch(tmp_path):
+    from click.testing import CliRunner
+
+    from simulator.cli import cli
+
+    model = TinyResNet().eval()
+    x = torch.randn(2, 1, 8, 8)
+    src = tmp_path / "tiny.onnx"
+    onnx.save(export(model, x), str(src))
+    runner = CliRunner()
+    res = runner.invoke(cli, ["convert", str(src), str(tmp_path / "tiny.h5")])
+    assert res.exit_code == 0, res.output
+    net = load_model(tmp_path / "tiny.h5")
+    assert net.input_layout == "NCHW"
+    check(net, model, x)
+    # PyTorch: a whole module saved with torch.save
+    seq = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 8 * 8, 3)).eval()
+    pt = tmp_path / "seq.pt"
+    torch.save(seq, pt)
+    res = runner.invoke(cli, ["convert", str(pt), str(tmp_path / "seq.h5")])
+    assert res.exit_code == 2 and "--input-shape" in res.output
+    torch.save(seq.state_dict(), tmp_path / "sd.pt")
+    res = runner.invoke(cli, ["convert", str(tmp_path / "sd.pt"), str(tmp_path / "sd.h5"), "--input-shape", "1,1,8,8"])
+    assert res.exit_code == 2 and "state_dict" in res.output
+    if importlib.util.find_spec("simulator.io.torch_import") is None:
+        pytest.skip("simulator.io.torch_import not available")
+    res = runner.invoke(cli, ["convert", str(pt), str(tmp_path / "seq.h5"), "--input-shape", "1,8,8"])
+    assert res.exit_code == 0, res.output
+    check(load_model(tmp_path / "seq.h5"), seq, x)

@@ -33,7 +33,7 @@ def cli(verbose: int) -> None:
     """Accuracy simulator for neural networks on analog compute-in-memory chips."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("xbarsim").setLevel(min(level, logging.INFO))
+    logging.getLogger("xbarsim").setLevel(level)
 
 
 def _register() -> None:

@@ -25,10 +25,10 @@ _said: set[str] = set()
 
 
 def log_once(message: str) -> None:
-    """Log an INFO message once per process."""
+    """Log a message once per process (WARNING: it changes speed, not results)."""
     if message not in _said:
         _said.add(message)
-        log.info(message)
+        log.warning(message)
 
 
 @dataclass(frozen=True)

@@ -376,8 +376,9 @@ def test_resume_reruns_incomplete_points(tmp_path):
     assert (folder / "results.csv").read_text() == ref_csv
 
 
-def test_killed_sweep_resumes(tmp_path):
-    """SIGKILL a CLI sweep in the middle; --resume completes it, equal to an uninterrupted sweep."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_killed_sweep_resumes(tmp_path, sig):
+    """Kill (or Ctrl-C) a CLI sweep in the middle; --resume completes it, equal to an uninterrupted sweep."""
     cfg = tmp_path / "base.toml"
     cfg.write_text('model_name = "digits_cnn"\ntask = "digits"\nntest = 50\nNruns = 2\n')
     args = ["sweep", str(cfg), "-p", "adc_bits=1:10", "--out", str(tmp_path / "out"), "-j", "1", "--no-plot"]
@@ -394,9 +395,12 @@ def test_killed_sweep_resumes(tmp_path):
                 break
             assert proc.poll() is None, proc.stderr.read().decode()
             time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(sig)
     finally:
         proc.wait(30)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and b"--resume" in proc.stderr.read()
+    assert not (csv.parent / ".lock").exists() or sig == signal.SIGKILL
     done = set(_frame(csv.parent)["point"])
     assert 3 <= len(done) < 10
     r = CliRunner().invoke(cli, [*args, "--runner", "test_sweep:fake_runner", "--resume", "--no-progress"])
@@ -499,3 +503,24 @@ def test_user_error_on_dask_names_the_point(tmp_path, dask_cluster):
         run_sweep(BASE, ["noise_level=1,3,5,7"], scheduler=dask_cluster.scheduler_address, out=tmp_path,
                   runner=model_missing_runner)
     assert 2 not in set(_frame(tmp_path / "sweep_noise_level")["point"])
+
+
+def test_folder_lock(tmp_path):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    lock = folder / ".lock"
+    # held by a live process on this host: refused, nothing written
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getppid()}))
+    with pytest.raises(SweepError, match="in use by another sweep"):
+        run_sweep(BASE, ["adc_bits=4,8"], workers=1, out=tmp_path, name="s", runner=failing_runner)
+    assert sorted(p.name for p in folder.iterdir()) == [".lock"]
+    # left by a driver that died: taken over, and released at the end
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid}))
+    res = run_sweep(BASE, ["adc_bits=4,8"], workers=1, out=tmp_path, name="s", runner=fake_runner)
+    assert len(res.results) == 4 and not lock.exists()
+    info = json.loads((folder / "sweep.json").read_text())["info"]
+    res = run_sweep(BASE, ["adc_bits=4,8"], workers=1, out=tmp_path, name="s", runner=fake_runner, resume=True)
+    info2 = json.loads((folder / "sweep.json").read_text())["info"]
+    assert info2["started"] == info["started"] and len(info2["resumed"]) == 1

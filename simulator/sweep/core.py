@@ -99,6 +99,9 @@ def run_sweep(
             f"# run i of this point uses seed {seed} + i\n" + cfg.to_toml()
             for k, cfg in enumerate(configs)
         ]
+        store.lock()
+        # another driver may have written here since the check above
+        complete = store.check(desc, resume=resume, npoints=npoints, nruns=nruns)
         store.open(desc, tomls)
         todo = [k for k in range(npoints) if k not in complete]
         say(
@@ -129,23 +132,29 @@ def run_sweep(
                 accs = [float(r["accuracy"]) for r in rows]
                 bar.set_postfix_str(f"{spec.label(task.point)}: acc {sum(accs) / len(accs):.4f}", refresh=False)
                 bar.update(1)
+        if bar is not None:
+            bar.close()
+            bar = None
+        if own_executor:
+            executor.close()
+        # ------------------------------------------------------ report
+        from simulator.sweep.report import plot_summary, summarize
+
+        store.sort_results()
+        results = store.read_frame()
+        summary = summarize(results, spec, pvals)
+        _store.atomic_write(store.summary_path, summary.to_csv(index=False))
+        note, plot_path = None, None
+        if plot:
+            note = plot_summary(summary, spec, store.plot_path, title=folder_name, nruns=nruns)
+            plot_path = None if note else store.plot_path
+        return SweepResult(store.folder, results, summary, plot_path, npoints, nruns, len(complete), note)
     finally:
         if bar is not None:
             bar.close()
         if own_executor:
             executor.close()
-    # ---------------------------------------------------------- report
-    from simulator.sweep.report import plot_summary, summarize
-
-    store.sort_results()
-    results = store.read_frame()
-    summary = summarize(results, spec, pvals)
-    _store.atomic_write(store.summary_path, summary.to_csv(index=False))
-    note, plot_path = None, None
-    if plot:
-        note = plot_summary(summary, spec, store.plot_path, title=folder_name, nruns=nruns)
-        plot_path = None if note else store.plot_path
-    return SweepResult(store.folder, results, summary, plot_path, npoints, nruns, len(complete), note)
+        store.unlock()
 
 
 def _rows(point: int, values: Mapping[str, Any], payloads: Mapping[int, dict], nruns: int, seed: int) -> list[dict]:

@@ -29,6 +29,7 @@ SUMMARY = "summary.csv"
 DESCRIPTION = "sweep.json"
 POINTS = "points"
 PLOT = "accuracy.png"
+LOCK = ".lock"
 FORMAT = "xbarsim-sweep/1"
 
 #: fixed leading/trailing columns of results.csv (the swept params follow "point")
@@ -211,9 +212,54 @@ class SweepStore:
         return complete, keep
 
     # ------------------------------------------------------------ writing
+    # ------------------------------------------------------------ lock
+    def lock(self) -> None:
+        """Take ``.lock`` so that two drivers never write the same folder (creates the folder)."""
+        import socket
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / LOCK
+        me = {"host": socket.gethostname(), "pid": os.getpid()}
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    other = json.loads(path.read_text())
+                except (OSError, ValueError):
+                    other = {}
+                if other.get("host") == me["host"] and not _pid_alive(int(other.get("pid", -1))):
+                    with_suppress_unlink(str(path))  # left by a driver that was killed
+                    continue
+                raise SweepError(
+                    f"{self.folder} is in use by another sweep (pid {other.get('pid', '?')} on {other.get('host', '?')}); "
+                    f"if none is running, delete {path}"
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self._locked = True
+            return
+
+    def unlock(self) -> None:
+        if getattr(self, "_locked", False):
+            with_suppress_unlink(str(self.folder / LOCK))
+            self._locked = False
+
     def open(self, desc: Mapping[str, Any], point_tomls: Sequence[str]) -> None:
         """Create the folder, write ``sweep.json`` and ``points/<k>.toml``; drop partial rows."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        desc = dict(desc)
+        if self.description_path.exists() and "info" in desc:
+            # resuming: keep when the sweep started, record when it was resumed
+            try:
+                old = json.loads(self.description_path.read_text()).get("info", {})
+            except (OSError, ValueError):
+                old = {}
+            info = dict(desc["info"])
+            if "started" in old:
+                info["resumed"] = list(old.get("resumed", [])) + [info.get("started")]
+                info["started"] = old["started"]
+            desc["info"] = info
         atomic_write(self.description_path, json.dumps(desc, indent=2) + "\n")
         self.points_dir.mkdir(exist_ok=True)
         for k, text in enumerate(point_tomls):
@@ -277,6 +323,20 @@ class SweepStore:
         if not self.results_path.exists() or not self.results_path.stat().st_size:
             return pd.DataFrame()
         return pd.read_csv(self.results_path)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:  # pragma: no cover - e.g. Windows
+        return True
+    return True
 
 
 def _merge_columns(header: Sequence[str], keys: Sequence[str]) -> list[str]:

@@ -70,9 +70,9 @@ def command(config, params, zip_, workers, scheduler, scheduler_timeout, resume,
 
     \b
     Examples:
-      xbarsim sweep sweeps/alpha_error.toml --param alpha_error=0:0.2:lin:11
-      xbarsim sweep configs/digits.toml -p adc_bits=4,6,8 -p dac_bits=4,6,8
-      xbarsim sweep cfg.toml -p noise_level=0:9 --scheduler tcp://10.0.0.5:8786
+      xbarsim sweep sweeps/alpha_error.toml --param alpha_error=0:0.5:lin:11
+      xbarsim sweep sweeps/adc_dac_grid.toml -p adc_bits=6:10 -p dac_bits=3,4,6,8
+      xbarsim sweep sweeps/witin_noise_level.toml -p noise_level=0:9 --scheduler tcp://10.0.0.5:8786
     """
     from simulator.sweep import run_sweep
     from simulator.sweep.report import format_summary

@@ -165,6 +165,9 @@ class Config(HardwareParams):
     )
     # --- ADC calibration -------------------------------------------------------
     pct: Optional[float] = Field(None, gt=50, le=100)
+    profile_adc_biased: bool = Field(
+        False, description="ReLU-aware ADC profiling: drop ADC inputs with y + b < 0 before a ReLU (manual 9.4)"
+    )
     calibration_file: Optional[str] = Field(None, description="xbarsim: calibrated ADC/DAC ranges file")
     calibration_dir: str = Field("calibration", description="xbarsim: default folder of calibration files")
     dac_limits_file: Optional[str] = Field(None, description="xbarsim: CrossSim-style .npy input limits (layers x 2)")

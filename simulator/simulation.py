@@ -173,11 +173,13 @@ class Simulation:
             last[o] = len(self.layers)
         return last
 
-    def _input_range(self, layer: Layer, hw) -> tuple[float, float] | None:
+    def _input_range(self, layer: Layer, hw, name: str | None = None) -> tuple[float, float] | None:
         if hw.dac_range is not None:
             return tuple(hw.dac_range)
-        if self.calibration is not None and layer.name in self.calibration.get("dac", {}):
-            return tuple(self.calibration["dac"][layer.name])
+        dac = self.calibration.get("dac", {}) if self.calibration is not None else {}
+        for key in (name, layer.name):  # a core's own range (GRU "<layer>/ih"), else the layer's
+            if key is not None and key in dac:
+                return tuple(dac[key])
         if "input_range" in layer.attrs:
             return tuple(layer.attrs["input_range"])
         return None
@@ -214,7 +216,7 @@ class Simulation:
             lloyd = lloyd_encoder(hw, self.config, xp, name)
         return NeuralCore(
             name, W, bias, hw, options=self._array_options(hw), devices=self.devices, xp=xp, rng=self.rng,
-            dtype=self.dtype, input_range=self._input_range(layer, hw), adc_calibration=calib, lloyd=lloyd,
+            dtype=self.dtype, input_range=self._input_range(layer, hw, name), adc_calibration=calib, lloyd=lloyd,
         )
 
     def _build_layer(self, layer: Layer) -> None:

@@ -37,6 +37,8 @@ class NeuralCore:
         lloyd=None,
     ) -> None:
         self.name, self.hw, self.xp, self.dtype, self.opt = name, hw, xp, dtype, options
+        #: optional profiling hook ``probe(X)``: raw input activations (M, n_in) before the DAC
+        self.probe = None
         W = xp.asarray(W, dtype=dtype)
         n_in, n_out = W.shape
         self.n_in, self.n_out = n_in, n_out
@@ -217,6 +219,8 @@ class NeuralCore:
 
     def _forward(self, X):
         xp = self.xp
+        if self.probe is not None:
+            self.probe(X)
         x, x_hw = self.encode_inputs(X)
         y = None
         need_sum = self.hw.style == "OFFSET"

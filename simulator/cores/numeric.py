@@ -101,6 +101,9 @@ class NumericCore:
                 var = var + self.sigma_neg**2
             self.var_eff = var.astype(dtype)
         self.adc = UniformQuantizer(0)
+        #: optional profiling hook ``probe(adc_inputs, input_bit)``, called with the
+        #: raw ADC inputs (M, C) right before the ADC (input_bit None, or k per input bit)
+        self.probe = None
 
     # ------------------------------------------------------------------ shape
     @property
@@ -201,7 +204,10 @@ class NumericCore:
         """
         xp = self.xp
         if not slicing.enabled:
-            return self.adc(self.analog(x), xp)
+            I = self.analog(x)
+            if self.probe is not None:
+                self.probe(I, None)
+            return self.adc(I, xp)
         scale = 1.0 / slicing.divisor
         if not slicing.adc_per_bit and not self.needs_bitwise_analog:
             # Analog shift-and-add is linear: one MVM on the whole value; read
@@ -214,6 +220,8 @@ class NumericCore:
                 for k in range(slicing.n_bits):
                     w += (4.0**k) * (xp.floor(mag / 2**k) % 2)
                 I += xp.sqrt((w * scale * scale) @ self.var_eff) * self.rng.standard_normal(I.shape, dtype=I.dtype)
+            if self.probe is not None:
+                self.probe(I, None)
             return self.adc(I, xp)
         M, R = x.shape
         sign = xp.sign(x) if slicing.signed else None
@@ -225,5 +233,11 @@ class NumericCore:
         out = self.analog(planes.reshape(slicing.n_bits * M, R)).reshape(slicing.n_bits, M, -1)
         weights = xp.asarray([2.0**k * scale for k in range(slicing.n_bits)], dtype=x.dtype)[:, None, None]
         if slicing.adc_per_bit:
+            if self.probe is not None:
+                for k in range(slicing.n_bits):
+                    self.probe(out[k], k)
             return (self.adc(out, xp) * weights).sum(axis=0)
-        return self.adc((out * weights).sum(axis=0), xp)
+        I = (out * weights).sum(axis=0)
+        if self.probe is not None:
+            self.probe(I, None)
+        return self.adc(I, xp)

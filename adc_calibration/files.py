@@ -270,11 +270,53 @@ def _attr(v: Any) -> Any:
 
 
 def _calibrate_hint(path: Path, network_name: str, key: HardwareKey, config_path: Optional[str],
-                    root: Optional[os.PathLike | str]) -> str:
-    cmd = f"xbarsim calibrate {config_path or 'CONFIG'}"
-    if Path(path) != default_path(network_name, key, root):
-        cmd += f" --out {path}"
+                    root: Optional[os.PathLike | str], cli_args: Optional[Sequence[str]] = None) -> str:
+    """The ``xbarsim calibrate`` command that writes ``path`` (matches simulator/cli/commands/calibrate.py).
+
+    ``cli_args`` are the command's arguments after the config (e.g. ``--set``
+    overrides, already shell-quoted; with them and no ``config_path`` the
+    command runs on the defaults); without them ``--out PATH`` is added when
+    ``path`` is not the default location for the network and key.
+    """
+    import shlex
+
+    cmd = "xbarsim calibrate"
+    if config_path:
+        cmd += f" {shlex.quote(str(config_path))}"
+    elif cli_args is None:
+        cmd += " CONFIG"
+    if cli_args is not None:
+        cmd += "".join(f" {a}" for a in cli_args)
+    elif Path(path) != default_path(network_name, key, root):
+        cmd += f" --out {shlex.quote(str(path))}"
     return f"`{cmd}`"
+
+
+def _other_keys(path: Path, network_name: str, key: HardwareKey) -> str:
+    """For a missing file: which parameters differ in the files made for this network next to it ('' if none)."""
+    folder = path.parent
+    if not folder.is_dir():
+        return ""
+    import h5py
+
+    found = []
+    for other in sorted(folder.glob(f"{_safe(network_name)}__*.h5")):
+        try:
+            with h5py.File(other, "r") as f:
+                attrs = {k: _attr(v) for k, v in f.attrs.items()}
+            if attrs.get("format") != FORMAT or str(attrs.get("network_name")) != str(network_name):
+                continue
+            okey = HardwareKey(**{fl.name: attrs.get(fl.name) for fl in fields(HardwareKey) if fl.name in attrs})
+        except (OSError, TypeError, ValueError):
+            continue
+        diffs = [f"{fl.name} = {getattr(okey, fl.name)!r} there but {getattr(key, fl.name)!r} in the config"
+                 for fl in fields(HardwareKey) if getattr(okey, fl.name) != getattr(key, fl.name)]
+        if diffs:
+            found.append((len(diffs), other, diffs))
+    if not found:
+        return ""
+    n, other, diffs = min(found, key=lambda t: t[0])
+    return f" (the file for the nearest hardware, {other}, differs: {'; '.join(diffs)})"
 
 
 def load_calibration(
@@ -287,6 +329,7 @@ def load_calibration(
     root: Optional[os.PathLike | str] = None,
     require_dac: bool = False,
     layer_nslices: Optional[Mapping[str, int]] = None,
+    cli_args: Optional[Sequence[str]] = None,
 ) -> Calibration:
     """Load and check a calibration file written by :func:`save_calibration`.
 
@@ -298,14 +341,17 @@ def load_calibration(
     one of ``layers`` (or an activation range, with ``require_dac``), or holds
     a range of the wrong shape, a non-finite value or ``lo >= hi``.
     ``layer_nslices`` gives layers whose number of slices differs from
-    ``key.Nslices`` (per-layer overrides).
+    ``key.Nslices`` (per-layer overrides). ``cli_args`` completes the
+    suggested ``xbarsim calibrate`` command (see :func:`_calibrate_hint`).
     """
     import h5py
 
     path = Path(path)
-    rerun = _calibrate_hint(path, network_name, key, config_path, root)
+    rerun = _calibrate_hint(path, network_name, key, config_path, root, cli_args)
     if not path.is_file():
-        raise CalibrationError(f"calibration file {path} does not exist; run {rerun} to produce it")
+        raise CalibrationError(
+            f"calibration file {path} does not exist{_other_keys(path, network_name, key)}; run {rerun} to produce it"
+        )
     where = f"calibration file {path}: "
     try:
         f = h5py.File(path, "r")

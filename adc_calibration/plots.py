@@ -73,14 +73,17 @@ def _label_of(hists, i: int, n: int) -> str:
 
 
 def plot_histograms(store: ProfileStore, ranges: Mapping[str, Any], out_dir: os.PathLike | str, *,
-                    activations: bool = False, nbars: int = 200) -> list[Path]:
+                    activations: bool = False, nbars: int = 200,
+                    units: Optional[Mapping[str, str]] = None) -> list[Path]:
     """Save one PNG per layer of ``store`` to ``out_dir``; returns the paths.
 
     Each shows the profiled ADC-input histogram (log y; one curve per weight
     bit slice, input bits merged) with ``ranges[layer]`` drawn as vertical
     lines: a ``(lo, hi)`` pair, or an ``(Nslices, 2)`` array of per-slice
     limits (e.g. from :func:`adc_calibration.optimizers.sliced_limits`).
-    Layers missing from ``ranges`` are drawn without limits. With
+    Layers missing from ``ranges`` are drawn without limits; ``units``
+    maps layers to another x-axis label (e.g. raw units of bit-sliced
+    layers). With
     ``activations=True`` the activation histograms are plotted instead
     (files ``<layer>_act.png``).
     """
@@ -100,5 +103,6 @@ def plot_histograms(store: ProfileStore, ranges: Mapping[str, Any], out_dir: os.
         lim = _limits(ranges[layer]) if layer in ranges and ranges[layer] is not None else None
         fname = re.sub(r"[^A-Za-z0-9_.-]+", "_", layer) + suffix + ".png"
         n = sum(h.count for _, h in hs)
-        paths.append(plot_histogram(hs, lim, f"{layer} ({n} values)", out_dir / fname, nbars=nbars, xlabel=xlabel))
+        xl = (units or {}).get(layer, xlabel)
+        paths.append(plot_histogram(hs, lim, f"{layer} ({n} values)", out_dir / fname, nbars=nbars, xlabel=xl))
     return paths

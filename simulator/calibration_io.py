@@ -89,7 +89,14 @@ def load_for_simulation(network, cfg) -> dict:
     key = HardwareKey.from_config(cfg.model_dump())
     if path is None:
         path = default_path(network.name, key, cfg.calibration_dir)
-    calib = load_calibration(path, network.name, key, names)
+    from adc_calibration.calibrate import calibrate_cli_args
+
+    config_path, cli_args = calibrate_cli_args(cfg)
+    layer_nslices = {n: cfg.for_layer(n.split("/")[0]).Nslices for n in names}
+    calib = load_calibration(
+        path, network.name, key, names, config_path=config_path, root=cfg.calibration_dir, cli_args=cli_args,
+        layer_nslices={n: v for n, v in layer_nslices.items() if v != key.Nslices},
+    )
     for name in names:
         if name in calib.adc_ranges:
             r = np.asarray(calib.adc_ranges[name])
@@ -100,3 +107,18 @@ def load_for_simulation(network, cfg) -> dict:
     for name, rng in calib.dac_ranges.items():
         out["dac"].setdefault(name, tuple(float(v) for v in rng))
     return out
+
+
+def calibration_for(network, cfg):
+    """What :class:`~simulator.simulation.Simulation` loads for ``cfg`` (None when it needs no file).
+
+    Loading once and passing the result to every Simulation of a run avoids
+    re-reading the file, and makes a missing or mismatched file fail on the
+    user's config (not on a derived one, such as the ideal reference's).
+    """
+    wants_adc = cfg.adc_range_option == "calibrated" or any(
+        o.adc_range_option == "calibrated" for o in cfg.layers.values()
+    )
+    if not wants_adc and not cfg.dac_limits_file:
+        return None
+    return load_for_simulation(network, cfg)

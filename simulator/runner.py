@@ -111,10 +111,14 @@ def run(
     indices = list(range(cfg.Nruns)) if runs is None else list(runs)
     ks = _topks(cfg)
 
+    # calibrated ranges, read once for every run
+    from simulator.calibration_io import calibration_for
+
+    calib = calibration_for(net, cfg)
     # ideal (floating-point) reference, once
     ref = Simulation(net, cfg.with_overrides({"error_model": "none", "noise_model": "none", "drift_model": "none"})
                      if cfg.error_model != "none" or cfg.noise_model != "none" or cfg.drift_model != "none" else cfg,
-                     seed=base_seed)
+                     seed=base_seed, calibration=calib)
     data = dataset if dataset is not None else load_test_dataset(cfg)
     t0 = time.perf_counter()
     ideal_hits = {k: 0 for k in ks}
@@ -137,7 +141,7 @@ def run(
     for i in indices:
         seed = base_seed + i
         t0 = time.perf_counter()
-        sim = Simulation(net, cfg, seed=seed)
+        sim = Simulation(net, cfg, seed=seed, calibration=calib)
         hits = {k: 0 for k in ks}
         seen = 0
         next_report = cfg.count_interval

@@ -1,0 +1,54 @@
+"""``xbarsim calibrate [CONFIG] [options]``: profile and optimize ADC / activation ranges (manual 9.4-9.6)."""
+from __future__ import annotations
+
+import click
+
+from simulator.cli.commands.run import load_with_overrides, parameter_summary
+
+
+@click.command("calibrate")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--what", type=click.Choice(["adc", "dac", "both"]), default="both", show_default=True,
+              help="Calibrate ADC ranges, activation (DAC) ranges, or both (activations first).")
+@click.option("--nbits", type=click.IntRange(1, 32), default=None,
+              help="Resolution used by the range optimization [default: the config's adc_bits / dac_bits, or 8].")
+@click.option("--pct", type=click.FloatRange(50, 100, min_open=True), default=None,
+              help="Percentile the ranges of bit-sliced layers must cover (sets pct; part of the hardware key) "
+                   "[default: the config's pct, or 99.99].")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Calibration file to write [default: calibration_file, else <calibration_dir>/<network>__<key>.h5].")
+@click.option("--ntest", type=click.IntRange(1), default=None,
+              help="Calibration images [default: calibration_ntest, else ntest, else the whole calibration split].")
+@click.option("--plots", "plots", type=click.Path(file_okay=False), default=None,
+              help="Save histogram PNGs with the chosen limits to this folder.")
+@click.option("--raw-dir", "raw_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write every profiled value to this folder (float32 dumps + index.json).")
+@click.option("--optimizer", default="mse", show_default=True,
+              help="Range optimizer: mse (manual Fig. 9.4), minmax, percentile, or module:function.")
+@click.option("--relu-aware/--no-relu-aware", "relu_aware", default=None,
+              help="ReLU-aware ADC profiling [default: the config's profile_adc_biased].")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def command(config, what, nbits, pct, out, ntest, plots, raw_dir, optimizer, relu_aware, sets, no_progress) -> None:
+    """Calibrate the ADC and activation ranges of the chip described by CONFIG.
+
+    Runs the network on the calibration split with the ADCs disabled (and,
+    for activation ranges, the DACs disabled), collects histograms of every
+    ADC input and layer input, optimizes the ranges and writes one
+    calibration file for the network and hardware key, which `xbarsim run`
+    loads with adc_range_option = "calibrated".
+    """
+    from adc_calibration.calibrate import calibrate
+
+    cfg = load_with_overrides(config, sets)
+    click.echo(parameter_summary(cfg))
+    path, table = calibrate(
+        cfg, what=what, nbits=nbits, pct=pct, optimizer=optimizer, out=out, plots_dir=plots, ntest=ntest,
+        raw_dir=raw_dir, relu_aware=relu_aware, progress=not no_progress,
+        meta={"config_file": config, "overrides": list(sets)},
+    )
+    click.echo(table)
+    if plots:
+        click.echo(f"histograms with the chosen limits in {plots}")
+    if raw_dir:
+        click.echo(f"raw profiled values in {raw_dir} (index.json lists the files)")

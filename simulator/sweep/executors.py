@@ -234,14 +234,30 @@ class DaskExecutor(Executor):
             from distributed import Client
         except ImportError:  # pragma: no cover - a dependency of xbarsim
             raise SweepError("--scheduler needs dask.distributed: pip install 'dask[distributed]'") from None
+        _preflight(address, timeout)
+        made: list = []
+
+        class _Client(Client):  # remembers itself, to be closed if its start fails
+            def __init__(self, *args, **kwargs):
+                made.append(self)
+                super().__init__(*args, **kwargs)
+
+        reason = None
         try:
-            self.client = Client(address, timeout=timeout, set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            self.client = _Client(address, timeout=timeout, set_as_default=False)
+        except Exception as exc:  # refused, timed out, or not a Dask scheduler at all
+            text = str(exc).strip()
+            reason = text.splitlines()[0] if text else exc.__class__.__name__
+        if reason is not None:
+            # close the half-started client now (else it times out again at exit)
+            for c in made:
+                with contextlib.suppress(Exception):
+                    c.close(timeout=1)
+            made.clear()
             raise SweepError(
-                f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s ({reason}); "
+                f"cannot connect to a Dask scheduler at {address!r} within {timeout:g} s ({reason}); "
                 f"nothing was run or written"
-            ) from None
+            )
 
     def describe(self) -> str:
         try:
@@ -286,6 +302,41 @@ class DaskExecutor(Executor):
         if client is not None:
             with contextlib.suppress(Exception):
                 client.close()
+
+
+def _preflight(address: str, timeout: float) -> None:
+    """Check a tcp/tls scheduler address with a plain socket before dask.distributed tries it.
+
+    A failed ``Client`` leaves a half-made object that times out again at exit;
+    a refused or malformed address is reported here, cleanly and at once.
+    """
+    import socket
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        proto, loc = parse_address(address)
+    except ValueError as exc:
+        raise SweepError(f"--scheduler {address!r}: not a scheduler address like tcp://HOST:8786 ({exc})") from None
+    from distributed.comm.registry import backends
+
+    if proto not in backends:
+        raise SweepError(
+            f"--scheduler {address!r}: unknown address scheme {proto!r} (known: {', '.join(sorted(backends))})"
+        )
+    if proto not in ("tcp", "tls"):
+        return
+    try:
+        host, port = parse_host_port(loc, default_port=8786)
+    except ValueError as exc:
+        raise SweepError(f"--scheduler {address!r}: not a scheduler address like tcp://HOST:8786 ({exc})") from None
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or exc.__class__.__name__
+        raise SweepError(
+            f"cannot reach the Dask scheduler at {address!r} ({reason}); nothing was run or written"
+        ) from None
 
 
 def make_executor(workers: Optional[int] = None, scheduler: Optional[str] = None, timeout: float = 10.0) -> Executor:

@@ -177,6 +177,19 @@ def test_larger_arrays_match_nodal(topology, shape, Rp):
     assert _rel_err(res.I, reference(Gp, X, Rp, topology, G_neg)) < 1e-6
 
 
+@pytest.mark.parametrize("topology", ["A", "B", "C"])
+def test_transposed_array_is_the_mirrored_circuit(topology):
+    """Non-square arrays: rows and columns are not interchangeable, each matches the reference."""
+    rng = np.random.default_rng(_seed("rect", topology))
+    Gp, Gn, X = _case((7, 3), 5, rng, "analog" if topology == "A" else "signed")
+    G_neg = Gn if topology == "C" else None
+    I = parasitic_mvm(Gp, X, 3e-2, topology, G_neg=G_neg, Verr_th=1e-11)
+    assert _rel_err(I, reference(Gp, X, 3e-2, topology, G_neg)) < 1e-6
+    Gq, Gm, Y = _case((3, 7), 5, rng, "analog" if topology == "A" else "signed")
+    J = parasitic_mvm(Gq, Y, 3e-2, topology, G_neg=Gm if topology == "C" else None, Verr_th=1e-11)
+    assert _rel_err(J, reference(Gq, Y, 3e-2, topology, Gm if topology == "C" else None)) < 1e-6
+
+
 def test_B_differs_from_A_for_zero_bits():
     """In A a row driven at 0 V still sinks current; in B its cells are disconnected."""
     rng = np.random.default_rng(1)

@@ -254,57 +254,68 @@ class _Solver:
         self.Rp = Rp
         R, C = G.shape[-2:]
         self.batch_shape = tuple(numpy.broadcast_shapes(G.shape[:-2], X.shape[:-2]))
-        self.work_shape = self.batch_shape + (X.shape[-2], R, C)
-        self.Xc = X[..., :, :, None]  # (..., M, R, 1)
+        # Working arrays are (..., M, C, R): cell (i, j) of MVM m at [..., m, j, i].
+        self.work_shape = self.batch_shape + (X.shape[-2], C, R)
+        self.Xc = X[..., :, None, :]  # (..., M, 1, R)
+
+        def cells(a):  # (..., R, C) -> (..., 1, C, R)
+            return xp.ascontiguousarray(xp.swapaxes(a, -1, -2))[..., None, :, :]
+
         if topology == "C":
             # Net driven conductance and total conductance loading the column node.
-            self.Gd = (G - G_neg)[..., None, :, :]
-            self.Gs = (G + G_neg)[..., None, :, :]
+            self.Gd = cells(G - G_neg)
+            self.Gs = cells(G + G_neg)
         else:
-            self.Gd = self.Gs = G[..., None, :, :]
+            self.Gd = self.Gs = cells(G)
         # Rows gated off (input bit 0) in B and C: the cells draw no current.
         self.active = None if topology == "A" else (self.Xc != 0).astype(G.dtype)
         # C: the current driven into the column with P = 0, (Gp - Gn) x.
         self.Q = self.Gd * self.Xc if topology == "C" else None
 
-    # -- the wire operator A (times Rp) -------------------------------------
-    def _column_voltage(self, I, out):
-        """Column node voltages from cell currents (sense node at the last row)."""
+    # -- the wire operator A (without the factor Rp) ----------------------------
+    # Column j: the segment below cell i carries S_i = sum_{l<=i} I_l and the
+    # column node of cell i sits at sum_{k>=i} S_k = sum_l (R - max(i, l)) I_l.
+    # Row i: the segment left of cell j carries T_j = sum_{l>=j} I_l and the
+    # drop from the driver to cell j is sum_{k<=j} T_k = sum_l (min(l, j) + 1) I_l.
+    def _rev_cumsum(self, a, axis, out):
+        """sum_{k>=i} a_k along ``axis`` into ``out`` (contiguous buffers only, no flips)."""
         xp = self.xp
-        seg = xp.cumsum(I, axis=-2)  # current in the segment below each cell
-        xp.cumsum(xp.flip(seg, axis=-2), axis=-2, out=xp.flip(out, axis=-2))
+        xp.cumsum(a, axis=axis, out=out)
+        total = xp.sum(a, axis=axis, keepdims=True)
+        xp.subtract(total, out, out=out)
+        out += a
         return out
 
-    def _row_drop(self, I, out):
-        """Voltage lost along each row from the driver (at column 0) to each cell."""
-        xp = self.xp
-        seg = xp.flip(xp.cumsum(xp.flip(I, axis=-1), axis=-1), axis=-1)  # segment left of each cell
-        xp.cumsum(seg, axis=-1, out=out)
-        return out
+    def _wires(self, I, out, tmp, tmp2):
+        """Parasitic voltage lost by every cell, divided by Rp, for cell currents ``I``.
 
-    def _wires(self, I, out, tmp):
-        """``A @ I`` (without the factor Rp): total parasitic voltage each cell loses."""
-        self._column_voltage(I, out)
+        Arrays are stored column-major, ``[..., m, j, i]``: the column wires run
+        along the last (contiguous) axis, where cumulative sums are fastest.
+        """
+        xp = self.xp
+        xp.cumsum(I, axis=-1, out=tmp)  # column segment currents S
+        self._rev_cumsum(tmp, -1, out)  # column node voltages
         if self.topology == "A":
-            out += self._row_drop(I, tmp)
+            self._rev_cumsum(I, -2, tmp)  # row segment currents T
+            xp.cumsum(tmp, axis=-2, out=tmp2)  # row drops
+            out += tmp2
         return out
 
     # -- relaxation factor ----------------------------------------------------
     def auto_gamma(self):
         """Per-array optimal gamma ``2 / (2 + lam)`` from an upper bound on lam = rho(Rp A D)."""
         xp = self.xp
-        D = self.Gs[..., 0, :, :]  # (..., R, C); inputs gated off only shrink rho
+        D = self.Gs[..., 0, :, :]  # (..., C, R); inputs gated off only shrink rho
         v = xp.ones(D.shape, dtype=D.dtype)
-        out = xp.empty_like(v)
-        tmp = xp.empty_like(v)
+        out, tmp, tmp2 = (xp.empty_like(v) for _ in range(3))
         axes = (-2, -1)
         for _ in range(_POWER_STEPS):
-            w = self._wires(D * v, out, tmp)
+            w = self._wires(D * v, out, tmp, tmp2)
             wmax = xp.max(w, axis=axes, keepdims=True)
             wmax = xp.where(wmax > 0, wmax, 1)
             # Keep v strictly positive so the Collatz-Wielandt bound below holds.
             v = w / wmax + 1e-3
-        w = self._wires(D * v, out, tmp)
+        w = self._wires(D * v, out, tmp, tmp2)
         lam = self.Rp * xp.max(w / v, axis=axes)  # >= spectral radius of Rp A D
         gam = 2.0 / (2.0 + lam)
         return gam[..., None, None, None].astype(D.dtype)  # broadcast over (M, R, C)
@@ -338,18 +349,19 @@ class _Solver:
         I = xp.empty(self.work_shape, dtype=dtype)
         F = xp.empty(self.work_shape, dtype=dtype)
         tmp = xp.empty(self.work_shape, dtype=dtype)
+        tmp2 = xp.empty(self.work_shape, dtype=dtype) if self.topology == "A" else None
         rp = xp.asarray(self.Rp, dtype=dtype)
         best = math.inf
         err = math.inf
         n = 0
         while True:
             self._cell_currents(P, I)
-            self._wires(I, F, tmp)
+            self._wires(I, F, tmp, tmp2)
             F *= rp
             F -= P  # residual F(P) - P
             err = float(xp.max(xp.abs(F)))
             if err < tol:
-                return "converged", n, err, xp.sum(I, axis=-2)
+                return "converged", n, err, xp.sum(I, axis=-1)
             if not math.isfinite(err) or err > _DIVERGENCE_FACTOR * best:
                 return "diverged", n, err, None
             if n >= budget:

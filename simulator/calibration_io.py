@@ -47,6 +47,13 @@ def _load_npy(path: Path, what: str):
     return arr
 
 
+def _inline_adc(hw) -> bool:
+    """True when a layer needs no calibration file: not calibrated, or its range is in the config."""
+    if hw.adc_range_option != "calibrated" or hw.adc_bits == 0:
+        return True
+    return hw.adc_exponents is not None or (hw.Nslices == 1 and hw.adc_range is not None)
+
+
 def load_for_simulation(network, cfg) -> dict:
     names = _core_names(network, cfg)
     out: dict = {"adc": {}, "dac": {}}
@@ -67,6 +74,8 @@ def load_for_simulation(network, cfg) -> dict:
     if not wants_adc:
         return out
     path = Path(cfg.calibration_file) if cfg.calibration_file else None
+    if path is None and all(_inline_adc(cfg.for_layer(n.split("/")[0])) for n in names):
+        return out  # every calibrated layer has its range in the config: no file needed
     if path is not None and path.suffix == ".npy":
         arr = _load_npy(path, "calibration_file")
         if arr.shape[0] != len(names):

@@ -152,7 +152,7 @@ class NeuralCore:
             if S > 1 or calibration.get("exponents") is not None:
                 exps = calibration.get("exponents")
             rng_alg = calibration.get("range")
-        if S > 1:
+        if S > 1 or (exps is not None and rng_alg is None):  # exponents C_i (eqs. 9.1-9.2), also unsliced
             if exps is None:
                 raise CalibrationError(
                     f"layer {self.name!r}: adc_range_option = 'calibrated' with Nslices = {S} needs per-slice "

@@ -10,7 +10,8 @@ layer's NeuralCore multiplies by ``W_max * x_scale``):
 * OFFSET, digital offset: ``D_i = (out_i - G_min * sum(x)) / (1 - G_min)`` and
   ``offset * sum(x)`` is subtracted digitally;
 * OFFSET, analog offset: ``D = (out - out_unit) / (1 - G_min)`` where the unit
-  column holds the conductance of a zero weight;
+  column holds the conductance of a zero weight (per slice: that slice's part
+  of the zero weight's encoding, see :func:`unit_fractions`);
 
 then ``w . x = sum_i gains_i * D_i`` (shift-and-add over slices).
 """
@@ -18,6 +19,27 @@ from __future__ import annotations
 
 from simulator.cores.mapping import SliceEncoding, encode
 from simulator.cores.numeric import ArrayOptions, InputSlicing, NumericCore
+from simulator.errors import ConfigError
+
+
+def unit_fractions(enc: SliceEncoding) -> list[float]:
+    """Conductance fraction of the analog-offset unit column in every slice.
+
+    The unit column holds a zero weight: ``sum_i gains_i * u_i = offset``. One
+    slice: ``u = offset / gain``. Bit-sliced (uniform levels): the zero weight
+    is the offset-encoded integer ``2**(B-1)``, whose base-``2**b`` digits are
+    the slices' levels (e.g. eq. 6.8: level 2 in the top 2-bit slice, 0 below).
+    """
+    if enc.n_slices == 1:
+        if enc.gains[0] == 0:
+            raise ConfigError(
+                "OFFSET with digital_offset = false: the weights have a single level (gain 0), so no unit column "
+                "can represent their offset; set digital_offset = true"
+            )
+        return [enc.offset / enc.gains[0]]
+    top, b = enc.device_levels, enc.bits_per_slice
+    code = int(round(enc.offset * top / enc.gains[0]))  # offset in units of the lowest slice's level
+    return [((code >> (b * i)) & (2**b - 1)) / top for i in range(enc.n_slices)]
 
 
 class WrapperCore:
@@ -32,10 +54,10 @@ class WrapperCore:
         enc = self.encoding
         self.style = style
         self.analog_offset = style == "OFFSET" and not digital_offset
-        v_unit = enc.offset / enc.gains[0] if self.analog_offset else None
+        v_units = unit_fractions(enc) if self.analog_offset else [None] * enc.n_slices
         self.cores = [
             NumericCore(
-                enc.pos[i], enc.neg[i] if enc.neg is not None else None, v_unit,
+                enc.pos[i], enc.neg[i] if enc.neg is not None else None, v_units[i],
                 options=options, devices=devices, xp=xp, rng=rng, dtype=dtype, name=f"{name}/slice{i}",
             )
             for i in range(enc.n_slices)

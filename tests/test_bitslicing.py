@@ -20,6 +20,13 @@ from simulator.network import Layer, Network
 RNG = np.random.default_rng(2024)
 
 
+@pytest.fixture(autouse=True)
+def _fixed_rng():
+    """Every test draws the same numbers whatever ran before it (also under xdist)."""
+    global RNG
+    RNG = np.random.default_rng(2024)
+
+
 # ----------------------------------------------------------------- helpers
 def dense_net(W, b=None, input_range=None):
     n_in, n_out = W.shape

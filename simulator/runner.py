@@ -85,6 +85,22 @@ def _correct(out: np.ndarray, labels: np.ndarray, ks: list[int]) -> dict[int, in
     return {k: int(hits[:, :k].any(axis=1).sum()) for k in ks}
 
 
+#: floating-point accuracy per (model, data selection): sweeps run many points on one model and data set
+_IDEAL_CACHE: dict[tuple, tuple] = {}
+
+_IDEAL_KEYS = ("model_name", "task", "dataset_path", "ntest", "nstart", "randomSampling", "dataset_normalization",
+               "subtract_pixel_mean", "fold_batchnorm", "ignoredLayerTypes", "topk", "ntest_batch")
+
+
+def _ideal_key(cfg: Config) -> tuple:
+    from simulator.models import resolve_model_path
+
+    path = resolve_model_path(cfg.model_name)
+    values = tuple(str(getattr(cfg, k)) for k in _IDEAL_KEYS)
+    seed = cfg.seed if cfg.randomSampling else None
+    return (str(path), path.stat().st_mtime_ns, seed) + values
+
+
 def load_test_dataset(cfg: Config, split: str = "test"):
     from simulator.io.datasets import load_dataset
 

@@ -92,8 +92,11 @@ _IDEAL_KEYS = ("model_name", "task", "dataset_path", "ntest", "nstart", "randomS
                "subtract_pixel_mean", "fold_batchnorm", "ignoredLayerTypes", "topk", "ntest_batch")
 
 
-def _ideal_key(cfg: Config) -> tuple:
+def _ideal_key(cfg: Config) -> tuple | None:
     from simulator.models import resolve_model_path
+
+    if cfg.randomSampling and cfg.seed is None:
+        return None  # a fresh random selection every call
 
     path = resolve_model_path(cfg.model_name)
     values = tuple(str(getattr(cfg, k)) for k in _IDEAL_KEYS)

@@ -34,7 +34,14 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from adc_calibration.files import HardwareKey, default_path, load_calibration, save_calibration
+from adc_calibration.files import (
+    HardwareKey,
+    _attr,
+    check_dac_range,
+    default_path,
+    load_calibration,
+    save_calibration,
+)
 from adc_calibration.optimizers import (
     OPTIMIZERS,
     activation_range,
@@ -91,8 +98,11 @@ def _existing(path: Path, network_name: str, key: HardwareKey):
         import h5py
 
         with h5py.File(path, "r") as f:
-            adc_layers = [str(ds.attrs.get("layer", n)) for n, ds in f.get("adc", {}).items()]
-        return load_calibration(path, network_name, key, adc_layers)
+            adc_layers = [str(_attr(ds.attrs.get("layer", n))) for n, ds in f.get("adc", {}).items()]
+            dac = {str(_attr(ds.attrs.get("layer", n))): ds[()] for n, ds in f.get("dac", {}).items()}
+        cal = load_calibration(path, network_name, key, adc_layers)  # checks network and key
+        cal.dac_ranges = {layer: check_dac_range(v, layer, f"{path}: ") for layer, v in dac.items()}
+        return cal
     except (CalibrationError, OSError, KeyError) as exc:
         log.info("not reusing %s: %s", path, exc)
         return None

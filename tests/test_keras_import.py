@@ -594,3 +594,22 @@ def test_convert_command_resnet(tmp_path):
     res = CliRunner().invoke(cli, ["convert", str(src), str(tmp_path / "r20.h5")])
     assert res.exit_code == 0, res.output
     assert len(load_model(tmp_path / "r20.h5").mvm_layers) == 22
+
+
+def test_keras3_style_inbound_nodes(tmp_path):
+    """Keras 3 legacy-h5 configs describe inbound tensors as dicts with keras_history."""
+    rng = np.random.default_rng(8)
+    config, weights = functional_model(rng)
+    for layer in config["config"]["layers"]:
+        nodes = layer.get("inbound_nodes")
+        if nodes:
+            tensors = [{"class_name": "__keras_tensor__", "config": {"shape": [None], "dtype": "float32",
+                                                                     "keras_history": [src, 0, 0]}}
+                       for src, *_ in nodes[0]]
+            layer["inbound_nodes"] = [{"args": [tensors] if len(tensors) > 1 else tensors, "kwargs": {}}]
+        if layer["class_name"] == "InputLayer":
+            layer["config"]["batch_shape"] = layer["config"].pop("batch_input_shape")
+    path = write_keras_h5(tmp_path / "k3.h5", config, weights)
+    net = load_keras_h5(path)
+    ref = load_keras_h5(write_keras_h5(tmp_path / "k2.h5", *functional_model(np.random.default_rng(8))))
+    assert [(l.name, l.inputs) for l in net.layers] == [(l.name, l.inputs) for l in ref.layers]

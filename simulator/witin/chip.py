@@ -121,9 +121,10 @@ class _Spec:
         self.bias_d = v["bias_d"]
         self.noise_mode = v["noise_mode"]
         self._check(layer_type)
+        self.input_mode = quant.INPUT_MODES[(layer_type, self.handle_neg_in)]
         if bool(v["use_auto_scale"]):
             try:
-                self.scale_x = quant.input_scale(self._io(model, "io_max_x"), self.xb, self.handle_neg_in)
+                self.scale_x = quant.input_scale(self._io(model, "io_max_x"), self.xb, self.handle_neg_in, self.input_mode)
                 self.scale_weight = quant.weight_scale(self._io(model, "io_max_weight"), self.wb)
                 self.scale_y = quant.output_scale(self._io(model, "io_max_y"), self.yb)
             except ModelError as exc:
@@ -221,7 +222,8 @@ class _Conv2D:
     def fan_sum(self, nw):
         return nw.sum(axis=(0, 1, 2))
 
-    def _pad(self, x):
+    def pad_input(self, x):
+        """Zero-pad the float input (before quantization, as witin_nn does)."""
         kh, kw = self.k
         if self.padding == "same":
             pads = (_same_pads(x.shape[1], kh, self.s[0], self.d[0]), _same_pads(x.shape[2], kw, self.s[1], self.d[1]))
@@ -233,8 +235,8 @@ class _Conv2D:
         return x
 
     def __call__(self, x, w):
+        """The product of an already padded input (see :meth:`pad_input`)."""
         xp = self.xp
-        x = self._pad(x)
         N, H, W, C = x.shape
         kh, kw = self.k
         (sh, sw), (dh, dw) = self.s, self.d
@@ -299,6 +301,17 @@ class _Conv2DTranspose:
         return big[:, ct : ct + Ho, cl : cl + Wo, :]
 
 
+#: (product, input mode) -> output bits of a product computed in one pass without the analog/digital input
+#: split; "yb" = y_quant_bits. Products not listed split inputs wider than 8 bits (guide 2.5).
+ONE_PASS = {
+    ("_Conv2D", "signed"): "yb",
+    ("_Conv2D", "pn"): 8,
+    ("_Conv2D", "shift"): "yb",
+    ("_Conv2DTranspose", "unsigned"): "yb",
+    ("_Conv2DTranspose", "pn"): "yb",
+}
+
+
 class _Product:
     """One witin CIM product: quantized weights, bias steps, scales and the integer pipeline."""
 
@@ -312,13 +325,17 @@ class _Product:
         if s.handle_neg_in == "Shift":
             comp = s.shift * op.fan_sum(self.nw) / quant.BIAS_ROW_INPUT
         bias_d = None
-        if s.xb > quant.ANALOG_INPUT_BITS and s.bias_d is not None:
+        one_pass = (type(op).__name__, s.input_mode) in ONE_PASS
+        if s.xb > quant.ANALOG_INPUT_BITS and not one_pass and s.bias_d is not None:
             bd = xp.asarray(s.bias_d, dtype=xp.float32).reshape(-1)
             bias_d = bd if bd.size == n_out else xp.broadcast_to(bd, (n_out,))
         self.analog_steps, self.digital_steps = quant.analog_bias_units(
-            b, s.scale_x, s.scale_weight, s.bias_row_N, s.xb, xp, shift_comp=comp, bias_d=bias_d
+            b, s.scale_x, s.scale_weight, s.bias_row_N, 8 if one_pass else s.xb, xp,
+            shift_comp=comp, bias_d=bias_d,
         )
-        self.has_digital = s.xb > quant.ANALOG_INPUT_BITS
+        one_pass = ONE_PASS.get((type(op).__name__, s.input_mode))
+        self.out_bits = None if one_pass is None else (s.yb if one_pass == "yb" else int(one_pass))
+        self.has_digital = s.xb > quant.ANALOG_INPUT_BITS and one_pass is None
         if s.noise_level > 0:
             self.w_std = quant.weight_noise_std(self.nw, s.noise_level, xp)
             self.bias_var = quant.bias_noise_var(self.analog_steps, s.bias_row_N, s.noise_level, xp)
@@ -326,9 +343,15 @@ class _Product:
     def npu(self, x):
         """NPU_y (integer valued) for input ``x`` in the layer's float units."""
         xp, s = self.xp, self.spec
-        nx = quant.quantize_input(x, s.scale_x, s.xb, s.handle_neg_in, xp, s.shift)
+        if hasattr(self.op, "pad_input"):
+            x = self.op.pad_input(xp.asarray(x))
+        nx = quant.quantize_input(x, s.scale_x, s.xb, s.handle_neg_in, xp, s.shift, s.input_mode)
+        if self.out_bits is not None:
+            # witin_nn 0.1.3 computes these products in one pass (no input split) and clips
+            # the result to ``out_bits``
+            return quant.quantize_output(self._analog(nx), s.g, self.out_bits, xp)
         if self.has_digital:
-            low, high = quant.split_input(nx, xp)
+            low, high = quant.split_input(nx, xp, twos_complement=s.input_mode == "signed")
         else:
             low, high = nx, None
         if s.noise_level > 0 and s.noise_mode == "weight":
@@ -345,6 +368,16 @@ class _Product:
             return quant.quantize_output(analog, s.g, s.yb, xp)
         digital = self.op(high, self.nw) + self.digital_steps * quant.BIAS_ROW_INPUT
         return quant.combine_outputs(analog, digital, s.g, s.yb, xp)
+
+    def _analog(self, low, with_bias=True):
+        xp, s = self.xp, self.spec
+        steps = self.analog_steps if with_bias else xp.zeros_like(self.analog_steps)
+        acc = self.op(low, self.nw) + steps * quant.BIAS_ROW_INPUT
+        if s.noise_level > 0:
+            bias_var = self.bias_var if with_bias else quant.bias_noise_var(steps, s.bias_row_N, s.noise_level, xp)
+            var = self.op(low * low, self.w_std * self.w_std) + bias_var
+            acc = acc + xp.sqrt(var) * xp.asarray(self.rng.standard_normal(acc.shape))
+        return acc
 
     def __call__(self, x):
         return self.npu(x) / self.spec.scale_y

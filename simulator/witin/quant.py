@@ -38,6 +38,16 @@ from simulator.errors import ModelError
 
 HANDLE_NEG_IN = ("FALSE", "PN", "Shift")
 
+#: How a layer type treats its input for each handle_neg_in (witin_nn 0.1.3 behaviour):
+#: "unsigned" clip(round(x*s), 0, 2**xb-1); "pn" sign-magnitude ±(2**xb-1);
+#: "signed" clip(round(x*s), -2**(xb-1), 2**(xb-1)-1) with a signed (xb-1)-bit scale;
+#: "shift" unsigned after adding the Shift offset, signed scale.
+INPUT_MODES = {
+    ("Dense", "FALSE"): "unsigned", ("Dense", "PN"): "pn", ("Dense", "Shift"): "shift",
+    ("Conv2D", "FALSE"): "signed", ("Conv2D", "PN"): "pn", ("Conv2D", "Shift"): "shift",
+    ("Conv2DTranspose", "FALSE"): "unsigned", ("Conv2DTranspose", "PN"): "pn",
+}
+
 #: Bits the analog array takes per input; higher input bits are computed digitally.
 ANALOG_INPUT_BITS = 8
 
@@ -68,10 +78,17 @@ def auto_scale(io_max: float, bits: int, what: str = "") -> float:
     return float(2.0 ** (bits - 1) / 2.0**exponent)
 
 
-def input_scale(io_max: float, x_quant_bits: int, handle_neg_in: str = "FALSE") -> float:
-    """Auto scale of a CIM layer's input: unsigned (FALSE, PN) inputs use all ``x_quant_bits`` for magnitude."""
+def input_scale(io_max: float, x_quant_bits: int, handle_neg_in: str = "FALSE", mode: str | None = None) -> float:
+    """Auto scale of a CIM layer's input.
+
+    Unsigned inputs (mode "unsigned"/"pn", the WitinLinear default for FALSE
+    and PN) use all ``x_quant_bits`` for the magnitude: ``bits = x_quant_bits + 1``.
+    Signed inputs ("shift", "signed") use ``bits = x_quant_bits``.
+    """
     check_handle_neg_in(handle_neg_in)
-    bits = x_quant_bits if handle_neg_in == "Shift" else x_quant_bits + 1
+    if mode is None:
+        mode = "shift" if handle_neg_in == "Shift" else ("pn" if handle_neg_in == "PN" else "unsigned")
+    bits = x_quant_bits if mode in ("shift", "signed") else x_quant_bits + 1
     return auto_scale(io_max, bits, "the input (io_max_x)")
 
 
@@ -104,7 +121,7 @@ def shift_offset(shift_num: float, scale_x: float, x_quant_bits: int) -> float:
     return float(np.round(np.float32(eff) * np.float32(scale_x)))
 
 
-def quantize_input(x, scale_x: float, x_quant_bits: int, handle_neg_in: str, xp, shift: float = 0.0):
+def quantize_input(x, scale_x: float, x_quant_bits: int, handle_neg_in: str, xp, shift: float = 0.0, mode: str | None = None):
     """NPU_x: the integer input the chip sees.
 
     FALSE: ``clip(round(x*scale_x), 0, 2**xb-1)`` (negative inputs become 0);
@@ -114,12 +131,17 @@ def quantize_input(x, scale_x: float, x_quant_bits: int, handle_neg_in: str, xp,
     :func:`shift_offset`. witin_nn computes this in float32, and so do we.
     """
     check_handle_neg_in(handle_neg_in)
+    if mode is None:
+        mode = "shift" if handle_neg_in == "Shift" else ("pn" if handle_neg_in == "PN" else "unsigned")
     top = 2.0**x_quant_bits - 1
     xf = xp.asarray(x, dtype=xp.float32) * xp.float32(scale_x)
-    if handle_neg_in == "Shift":
+    if mode == "shift":
         xf = xf + xp.float32(shift)
     q = _round(xf, xp).astype(xp.float64)
-    lo = -top if handle_neg_in == "PN" else 0.0
+    if mode == "signed":
+        half = 2.0 ** (x_quant_bits - 1)
+        return xp.clip(q, -half, half - 1)
+    lo = -top if mode == "pn" else 0.0
     return xp.clip(q, lo, top)
 
 
@@ -170,13 +192,16 @@ def analog_bias_units(b, scale_x, scale_weight, bias_row_N, x_quant_bits, xp, *,
     return clip_bias_units(steps, bias_row_N, xp), digital
 
 
-def split_input(nx, xp, analog_bits: int = ANALOG_INPUT_BITS):
+def split_input(nx, xp, analog_bits: int = ANALOG_INPUT_BITS, twos_complement: bool = False):
     """Split NPU_x into the low ``analog_bits`` (analog array) and the rest (digital), sign-magnitude for PN.
 
     Guide 2.5: a 10-bit input 0..1023 becomes NPU_x = low 8 bits (0..255) and
     NPU_x_d = the high 2 bits times 256; ``low + high == nx``.
     """
     step = 2.0**analog_bits
+    if twos_complement:  # signed inputs: the low bits stay non-negative
+        low = nx - xp.floor(nx / step) * step
+        return low, nx - low
     mag = xp.abs(nx)
     low = xp.sign(nx) * xp.fmod(mag, step)
     return low, nx - low

@@ -1,0 +1,230 @@
+#!/usr/bin/env python
+"""Compare simulator.witin.chip.WitinChipLayer with witin_nn's eval-mode layers.
+
+Usage::
+
+    python scripts/compare_witin_nn.py /path/to/witin-nn-checkout [--cases 600] [--noise-calls 400]
+
+The checkout is the public witmem/witin-nn repository; its compiled package
+for this Python (``py311_linux``) is put on ``sys.path``; nothing of it is
+copied. For random weights, inputs and layer configs (x/y/weight bits,
+handle_neg_in FALSE/PN/Shift, shift_num, bias_row_N, w_clip, bias_d, auto
+and fixed scales, strides, padding, dilation, groups, output_padding) of
+WitinLinear, WitinConv2d and WitinConvTranspose2d it counts output elements
+that differ (bit-exact comparison at noise_level 0). For noise levels 1..9 it
+compares the output noise std (many forward calls) of both implementations.
+witin_nn 0.1.3 ships no GRU cell, so GRU cells are not compared.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import math
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def load_witin(checkout: Path):
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}_linux"
+    pkg = checkout / tag
+    if not (pkg / "witin_nn").is_dir():
+        sys.exit(f"{checkout}: no {tag}/witin_nn in this checkout (needs the build for this Python)")
+    sys.path.insert(0, str(pkg))
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints a banner
+        import witin_nn
+    return witin_nn
+
+
+def make_module(wn, kind, cfg_values, rnd: random.Random):
+    cfg = wn.LayerConfigFactory.get_default_config()
+    cfg.use_quantization = True
+    for k, v in cfg_values.items():
+        setattr(cfg, k, v)
+    if kind == "Linear":
+        nin, nout = rnd.choice([1, 7, 64, 200]), rnd.choice([1, 5, 16])
+        m = wn.WitinLinear(nin, nout, bias=rnd.random() < 0.85, layer_config=cfg)
+        shape = (rnd.choice([1, 4, 9]), nin)
+    elif kind == "Conv2d":
+        groups = rnd.choice([1, 1, 2])
+        cin = groups * rnd.choice([1, 3])
+        cout = groups * rnd.choice([1, 4])
+        k = rnd.choice([1, 2, 3])
+        m = wn.WitinConv2d(cin, cout, k, stride=rnd.choice([1, 2]), padding=rnd.choice([0, 1]),
+                           dilation=rnd.choice([1, 1, 2]), groups=groups, bias=rnd.random() < 0.85, layer_config=cfg)
+        shape = (rnd.choice([1, 2]), cin, rnd.choice([5, 7]), rnd.choice([5, 6]))
+    else:
+        cin, cout = rnd.choice([1, 3]), rnd.choice([1, 4])
+        k = rnd.choice([1, 2, 3])
+        stride = rnd.choice([1, 2])
+        dil = rnd.choice([1, 1, 2])
+        op = rnd.choice([0, stride - 1])
+        m = wn.WitinConvTranspose2d(cin, cout, k, stride=stride, padding=rnd.choice([0, 1]),
+                                    output_padding=op, dilation=dil, bias=rnd.random() < 0.85, layer_config=cfg)
+        shape = (rnd.choice([1, 2]), cin, rnd.choice([3, 5]), rnd.choice([4, 5]))
+    return m, shape
+
+
+def random_config(kind, rnd: random.Random, noise_level=0):
+    wn_enum = WN.HandleNegInType
+    xb = rnd.choice([8, 8, 9, 10, 11, 12])
+    neg = rnd.choice(["FALSE", "PN"] + (["Shift"] if kind != "ConvTranspose2d" else []))
+    values = {
+        "x_quant_bits": xb,
+        "y_quant_bits": rnd.choice([8, 8, 9, 10, 12]),
+        "weight_quant_bits": rnd.choice([8, 8, 8, 6, 4]),
+        "bias_row_N": rnd.choice([1, 2, 4, 8, 8, 16]),
+        "handle_neg_in": getattr(wn_enum, neg),
+        "shift_num": rnd.choice([0.25, 0.5, 1.0, 0.3, 0.77, 2.0]),
+        "noise_level": noise_level,
+    }
+    if rnd.random() < 0.2:
+        values["w_clip"] = rnd.choice([0.05, 0.2, 0.5])
+    if xb > 8 and rnd.random() < 0.3:
+        import torch
+
+        values["bias_d"] = torch.tensor(rnd.choice([0.01, -0.2, 0.5, 2.0]))
+    auto = rnd.random() < 0.85
+    values["use_auto_scale"] = auto
+    if not auto:
+        values["scale_x"] = rnd.choice([16, 64, 100, 256])
+        values["scale_weight"] = rnd.choice([32, 128, 50])
+        values["scale_y"] = rnd.choice([4, 16, 10])
+    return values, neg
+
+
+def build_case(kind, rnd, noise_level=0):
+    import torch
+
+    values, neg = random_config(kind, rnd, noise_level)
+    m, shape = make_module(WN, kind, values, rnd)
+    m.eval()
+    io = (rnd.uniform(0.1, 4), rnd.uniform(0.05, 1), rnd.uniform(0.5, 20))
+    with torch.no_grad():
+        m.autoscale_x_obj.io_max.fill_(io[0])
+        m.autoscale_weight_obj.io_max.fill_(io[1])
+        m.autoscale_y_obj.io_max.fill_(io[2])
+        m.weight.mul_(rnd.uniform(0.5, 4))
+        if m.bias is not None:
+            m.bias.mul_(rnd.uniform(0, 20))
+    lo = -0.6 if neg != "FALSE" else -0.2
+    x = (torch.rand(*shape) * (1.2 - lo) + lo) * io[0]
+    return m, x, values
+
+
+def ours(m, x, rng, params=None):
+    import torch
+
+    from simulator.io.torch_import import from_torch
+    from simulator.witin.chip import WitinChipLayer
+
+    net = from_torch(torch.nn.Sequential(m), x)
+    layer = net.layers[1]
+    chip = WitinChipLayer(layer, params, np, rng)
+    xn = x.numpy()
+    if xn.ndim == 4:
+        xn = xn.transpose(0, 2, 3, 1)
+    y = chip.forward(xn)
+    if y.ndim == 4:
+        y = y.transpose(0, 3, 1, 2)
+    return y, chip
+
+
+def compare_exact(n_cases: int, seed: int, kinds=("Linear", "Conv2d", "ConvTranspose2d"), negs=None):
+    import torch
+
+    rnd = random.Random(seed)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    stats = {}
+    examples = []
+    for i in range(n_cases):
+        kind = kinds[i % len(kinds)]
+        m, x, values = build_case(kind, rnd)
+        if negs and _neg_name(values) not in negs:
+            continue
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+            ref = m(x).numpy()
+        y, _ = ours(m, x, rng)
+        bad = int((y.astype(np.float32) != ref).sum())
+        s = stats.setdefault(kind, [0, 0, 0, 0])
+        s[0] += 1
+        s[1] += ref.size
+        s[2] += bad
+        s[3] += bad > 0
+        if bad and len(examples) < 10:
+            examples.append((kind, {k: (v.item() if hasattr(v, "item") else str(v)) for k, v in values.items()}, bad, ref.size))
+    return stats, examples
+
+
+def _neg_name(values) -> str:
+    return str(values["handle_neg_in"]).split(".")[-1]
+
+
+def compare_noise(levels, calls: int, seed: int):
+    """Ratio of our output noise std to witin_nn's, per level, pooled over elements and layer kinds."""
+    import torch
+
+    rnd = random.Random(seed + 1)
+    torch.manual_seed(seed + 1)
+    rng = np.random.default_rng(seed + 1)
+    rows = []
+    for level in levels:
+        ratios = []
+        for kind in ("Linear", "Conv2d", "ConvTranspose2d"):
+            for _ in range(2):
+                m, x, _values = build_case(kind, rnd, noise_level=level)
+                # small output scale so that the noise is many output steps and rarely saturates
+                with torch.no_grad():
+                    m.autoscale_y_obj.io_max.fill_(m.autoscale_y_obj.io_max.item() * 8)
+                with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+                    ref = np.stack([m(x).numpy() for _ in range(calls)])
+                _, chip = ours(m, x, rng)
+                xn = x.numpy().transpose(0, 2, 3, 1) if x.dim() == 4 else x.numpy()
+                ys = np.stack([chip.forward(xn) for _ in range(calls)])
+                if ys.ndim == 5:
+                    ys = ys.transpose(0, 1, 4, 2, 3)
+                v_ref, v_our = ref.var(axis=0).mean(), ys.var(axis=0).mean()
+                if v_ref > 0:
+                    ratios.append(math.sqrt(v_our / v_ref))
+        rows.append((level, float(np.mean(ratios)), float(np.min(ratios)), float(np.max(ratios)), len(ratios)))
+    return rows
+
+
+def main(argv=None):
+    global WN
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkout", type=Path, help="path of a witmem/witin-nn checkout")
+    ap.add_argument("--cases", type=int, default=600)
+    ap.add_argument("--noise-calls", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-noise", action="store_true")
+    ap.add_argument("--kinds", default="Linear,Conv2d,ConvTranspose2d", help="comma-separated layer kinds")
+    ap.add_argument("--neg", default="", help="only these handle_neg_in values (comma-separated)")
+    args = ap.parse_args(argv)
+    WN = load_witin(args.checkout)
+    negs = tuple(args.neg.split(",")) if args.neg else None
+    stats, examples = compare_exact(args.cases, args.seed, tuple(args.kinds.split(",")), negs)
+    print("bit-exact comparison at noise_level 0 (witin_nn eval vs WitinChipLayer)")
+    print(f"{'layer':<18}{'cases':>7}{'elements':>11}{'mismatch':>10}{'cases w/ mismatch':>19}")
+    for kind, (n, el, bad, badc) in stats.items():
+        print(f"{kind:<18}{n:>7}{el:>11}{bad:>10}{badc:>19}")
+    for ex in examples:
+        print("  mismatch:", ex)
+    if not args.no_noise:
+        print(f"\noutput noise std ratio ours / witin_nn ({args.noise_calls} calls per case)")
+        print(f"{'level':>5}{'mean':>8}{'min':>8}{'max':>8}{'cases':>7}")
+        for level, mean, lo, hi, n in compare_noise(range(1, 10), args.noise_calls, args.seed):
+            print(f"{level:>5}{mean:>8.3f}{lo:>8.3f}{hi:>8.3f}{n:>7}")
+    return 0
+
+
+WN = None
+
+if __name__ == "__main__":
+    sys.exit(main())

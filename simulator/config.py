@@ -127,7 +127,7 @@ class Config(HardwareParams):
     model_name: str = "digits_cnn"
     dataset_path: Optional[str] = None
     ntest: int = Field(0, ge=0, description="Test images (0 = the whole test split)")
-    ntest_batch: int = Field(0, ge=0, description="Images loaded at a time (0 = all)")
+    ntest_batch: int = Field(500, ge=0, description="Images loaded and simulated at a time (0 = all at once)")
     nstart: int = Field(0, ge=0)
     randomSampling: bool = False
     count_interval: int = Field(0, ge=0, description="Images between running-accuracy updates (0 = progress bar only)")

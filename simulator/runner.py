@@ -142,7 +142,7 @@ def run(
     t0 = time.perf_counter()
     ideal_hits = {k: 0 for k in ks}
     n = 0
-    for x, y in data.iter_batches():
+    for x, y in data.iter_batches(layout=net.input_layout):
         hits = _correct(ref.ideal_forward(x), np.asarray(y), ks)
         for k in ks:
             ideal_hits[k] += hits[k]
@@ -164,7 +164,7 @@ def run(
         hits = {k: 0 for k in ks}
         seen = 0
         next_report = cfg.count_interval
-        for x, y in data.iter_batches():
+        for x, y in data.iter_batches(layout=net.input_layout):
             h = _correct(sim.forward(x), np.asarray(y), ks)
             for k in ks:
                 hits[k] += h[k]

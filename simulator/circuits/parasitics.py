@@ -87,8 +87,10 @@ every array in the batch (Collatz-Wielandt bound after a few power steps on
 the ``(R, C)`` arrays, no ``M`` dimension) and uses that optimum. Should the
 residual nevertheless grow (or a user-given ``gamma`` be too large) the solve
 restarts with ``gamma`` halved. Each iteration is a handful of elementwise
-operations and four cumulative sums over ``(..., M, R, C)`` arrays: no Python
-loop over MVMs, rows or columns.
+operations and two (B, C) or four (A) cumulative sums over ``(..., M, R, C)``
+arrays, O(M R C) work with no Python loop over MVMs, rows or columns. The
+working arrays are stored column-major (``[..., m, j, i]``) because NumPy's
+cumulative sum is about three times faster along the contiguous axis.
 """
 from __future__ import annotations
 
@@ -359,7 +361,7 @@ class _Solver:
             self._wires(I, F, tmp, tmp2)
             F *= rp
             F -= P  # residual F(P) - P
-            err = float(xp.max(xp.abs(F)))
+            err = max(float(xp.max(F)), -float(xp.min(F)))  # max |F|, no temporary
             if err < tol:
                 return "converged", n, err, xp.sum(I, axis=-1)
             if not math.isfinite(err) or err > _DIVERGENCE_FACTOR * best:

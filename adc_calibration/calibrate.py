@@ -51,7 +51,7 @@ from adc_calibration.optimizers import (
     sliced_limits,
     sliced_range_exponents,
 )
-from adc_calibration.profiling import LayerInfo, profile
+from adc_calibration.profiling import profile
 from simulator.errors import CalibrationError
 
 log = logging.getLogger("xbarsim.calibration")
@@ -86,7 +86,7 @@ def _call_optimizer(opt: Callable, name: Any, hist, nbits: int, **kw) -> tuple[f
     if func is percentile_range:
         kw.setdefault("pct", DEFAULT_PCT)
     elif func not in OPTIMIZERS.values():
-        kw = {k: v for k, v in kw.items() if v not in (None, False)}
+        kw = {k: v for k, v in kw.items() if v is not None and v is not False}
     return opt(hist, nbits, **kw)
 
 

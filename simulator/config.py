@@ -244,6 +244,9 @@ def check_combinations(p: HardwareParams, cfg: "Config", where: str) -> None:
             missing.append("ADC_per_ibit = true")
         if missing:
             raise ValueError(f"{where}adc_range_option = 'granular' requires {', '.join(missing)} (manual 9.3.3)")
+        if p.weight_quantizer == "lloyd":
+            raise ValueError(f"{where}adc_range_option = 'granular' needs equally spaced weight levels; "
+                             "weight_quantizer = 'lloyd' has none (use 'max' or 'calibrated')")
     if p.input_bitslicing and p.dac_bits == 0:
         raise ValueError(f"{where}input_bitslicing = true requires dac_bits > 0 (the number of input bits)")
     if p.Nslices > 1 and p.weight_bits == 0:

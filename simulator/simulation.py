@@ -199,6 +199,16 @@ class Simulation:
             memory_budget=cfg.memory_budget_mb * 1e6,
         )
 
+    @staticmethod
+    def _weight_structure(layer: Layer):
+        """Mask of the MVM-matrix entries that are real weights (None: all are), for block-diagonal layers."""
+        if layer.type == "DepthwiseConv2D":
+            return ops.depthwise_matrix(np.ones_like(layer.weights["depthwise_kernel"]), np) != 0
+        groups = int(layer.config.get("groups", 1))
+        if layer.type == "Conv2D" and groups > 1:
+            return ops.conv_matrix(np.ones_like(layer.weights["kernel"]), groups, np) != 0
+        return None
+
     def _make_core(self, name: str, W, bias, layer: Layer, hw):
         """A NeuralCore for matrix W (rows = inputs), or an exact digital MVM when the layer is not analog."""
         xp = self.xp
@@ -213,7 +223,7 @@ class Simulation:
         if hw.weight_quantizer == "lloyd":
             from simulator.quantization.integration import lloyd_encoder
 
-            lloyd = lloyd_encoder(hw, self.config, xp, name)
+            lloyd = lloyd_encoder(hw, self.config, xp, name, structure=self._weight_structure(layer))
         return NeuralCore(
             name, W, bias, hw, options=self._array_options(hw), devices=self.devices, xp=xp, rng=self.rng,
             dtype=self.dtype, input_range=self._input_range(layer, hw, name), adc_calibration=calib, lloyd=lloyd,

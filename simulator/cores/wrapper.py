@@ -36,7 +36,13 @@ def unit_fractions(enc: SliceEncoding) -> list[float]:
                 "OFFSET with digital_offset = false: the weights have a single level (gain 0), so no unit column "
                 "can represent their offset; set digital_offset = true"
             )
-        return [enc.offset / enc.gains[0]]
+        u = enc.offset / enc.gains[0]
+        if not -1e-12 <= u <= 1 + 1e-12:
+            raise ConfigError(
+                f"OFFSET with digital_offset = false: a zero weight lies outside the weight levels' range (unit column "
+                f"at conductance fraction {u:.3g}, outside [0, 1]); set digital_offset = true"
+            )
+        return [min(max(u, 0.0), 1.0)]
     top, b = enc.device_levels, enc.bits_per_slice
     code = int(round(enc.offset * top / enc.gains[0]))  # offset in units of the lowest slice's level
     return [((code >> (b * i)) & (2**b - 1)) / top for i in range(enc.n_slices)]

@@ -39,14 +39,31 @@ def fit_levels(w, hw, where: str = ""):
         raise
 
 
-def lloyd_encoder(hw, config, xp, name: str):
-    """Callable ``w -> (w_q, encoding_for(rows))`` used by NeuralCore for Lloyd levels."""
+def lloyd_encoder(hw, config, xp, name: str, structure=None):
+    """Callable ``w -> (w_q, encoding_for(rows))`` used by NeuralCore for Lloyd levels.
+
+    ``structure`` (optional bool array, the MVM matrix's shape without extra
+    rows) marks the real weights of a block-diagonal matrix (depthwise or
+    grouped convolution). Only those are fitted and quantized; the structural
+    zeros stay exact zeros (cells at the zero-weight state), so they neither
+    pull a level towards zero nor leak between channels. Rows beyond
+    ``structure`` (an analog bias row) are weights.
+    """
     Gmin = 0.0 if config.On_off_ratio == 0 else 1.0 / config.On_off_ratio
 
     def encode(w):
-        result = fit_levels(w, hw, name)
+        w_host = np.asarray(w.get() if hasattr(w, "get") else w, dtype=np.float64)
+        mask = None
+        if structure is not None:
+            mask = np.ones(w_host.shape, dtype=bool)
+            mask[: structure.shape[0]] = np.asarray(structure, dtype=bool)
+        result = fit_levels(w_host[mask] if mask is not None else w_host, hw, name)
         levels = np.asarray(result.levels, dtype=np.float64)
-        idx = xp.asarray(np.searchsorted(result.thresholds, np.asarray(w.get() if hasattr(w, "get") else w), side="left"))
+        idx_h = np.searchsorted(result.thresholds, w_host, side="left")
+        if mask is not None:  # one extra table entry, 0.0, for the structural zeros
+            levels = np.append(levels, 0.0)
+            idx_h = np.where(mask, idx_h, levels.shape[0] - 1)
+        idx = xp.asarray(idx_h)
         wq = xp.asarray(levels)[idx]
         if hw.style == "BALANCED":
             if hw.balanced_style == "two_sided":
@@ -71,7 +88,7 @@ def lloyd_encoder(hw, config, xp, name: str):
         def for_rows(rows: slice) -> SliceEncoding:
             return SliceEncoding(
                 hw.style, [vp[rows]], None if vn is None else [vn[rows]], [gain], offset=offset,
-                weight_levels=len(levels), meta={"levels": levels, "lloyd_mse": result.mse},
+                weight_levels=len(result.levels), meta={"levels": np.asarray(result.levels), "lloyd_mse": result.mse},
             )
 
         return wq, for_rows

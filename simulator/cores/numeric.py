@@ -139,20 +139,39 @@ class NumericCore:
             out[s : s + chunk] = xp.einsum("mr,mrc->mc", xs, Gn)
         return out
 
+    def _parasitic(self, x, G, sigma, topology, G_neg=None, sigma_neg=None):
+        """Column currents through the IR-drop circuit solver, chunked over MVMs to the memory budget.
+
+        With ``sigma`` given, read noise is sampled per conductance for every MVM
+        (each MVM gets its own noisy array), as the circuit is not linear in G.
+        """
+        from simulator.circuits.parasitics import parasitic_mvm
+
+        xp = self.xp
+        R, C = G.shape
+        per_mvm = R * C * x.dtype.itemsize * (24 if sigma is not None else 12)
+        chunk = max(1, int(self.opt.memory_budget // per_mvm))
+        kw = dict(Verr_th=self.opt.Verr_th, max_iter=self.opt.max_iter, xp=xp)
+        out = xp.empty((x.shape[0], C), dtype=x.dtype)
+        for s in range(0, x.shape[0], chunk):
+            xs = x[s : s + chunk]
+            if sigma is None:
+                out[s : s + chunk] = parasitic_mvm(G, xs, self.opt.Rp, topology, G_neg=G_neg, **kw)
+                continue
+            m = xs.shape[0]
+            Gp = self.devices.sample_read(xp.broadcast_to(G, (m, R, C)), xp.broadcast_to(sigma, (m, R, C)), xp, self.rng)
+            Gn = None
+            if G_neg is not None:
+                Gn = self.devices.sample_read(xp.broadcast_to(G_neg, (m, R, C)),
+                                              xp.broadcast_to(sigma_neg, (m, R, C)), xp, self.rng)
+            out[s : s + chunk] = parasitic_mvm(Gp, xs[:, None, :], self.opt.Rp, topology, G_neg=Gn, **kw)[:, 0, :]
+        return out
+
     def _plane_current(self, G, sigma, x):
         """Column currents of one device plane for inputs x (M, R)."""
         xp = self.xp
         if self.opt.Rp > 0:
-            from simulator.circuits.parasitics import parasitic_mvm
-
-            if self.exact_noise:
-                Gn = self.devices.sample_read(xp.broadcast_to(G, (x.shape[0],) + G.shape),
-                                              xp.broadcast_to(sigma, (x.shape[0],) + G.shape), xp, self.rng)
-                I = parasitic_mvm(Gn, x[:, None, :], self.opt.Rp, self.opt.topology,
-                                  Verr_th=self.opt.Verr_th, max_iter=self.opt.max_iter, xp=xp)[:, 0, :]
-            else:
-                I = parasitic_mvm(G, x, self.opt.Rp, self.opt.topology,
-                                  Verr_th=self.opt.Verr_th, max_iter=self.opt.max_iter, xp=xp)
+            I = self._parasitic(x, G, sigma if self.exact_noise else None, self.opt.topology)
         elif self.exact_noise:
             I = self._exact_noise_chunk(G, sigma, x)
         else:
@@ -168,14 +187,8 @@ class NumericCore:
         xp = self.xp
         if self.separate_planes:
             if (self.opt.topology == "C") and self.G_neg is not None:
-                from simulator.circuits.parasitics import parasitic_mvm
-
-                Gp, Gn = self.G_pos, self.G_neg
-                if self.noisy:
-                    Gp = self.devices.sample_read(Gp, self.sigma_pos, xp, self.rng)
-                    Gn = self.devices.sample_read(Gn, self.sigma_neg, xp, self.rng)
-                I = parasitic_mvm(Gp, x, self.opt.Rp, "C", G_neg=Gn, Verr_th=self.opt.Verr_th,
-                                  max_iter=self.opt.max_iter, xp=xp)
+                I = self._parasitic(x, self.G_pos, self.sigma_pos if self.noisy else None, "C",
+                                    self.G_neg, self.sigma_neg if self.noisy else None)
                 if self.opt.Icol_limit > 0:
                     I = xp.clip(I, -self.opt.Icol_limit, self.opt.Icol_limit)
                 return I

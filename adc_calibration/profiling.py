@@ -253,7 +253,9 @@ def profile(
         ReLU-aware ADC profiling; default: the config's ``profile_adc_biased``.
     dac_ranges:
         Input-activation ranges ``{core name: (lo, hi)}`` the ADC pass uses
-        (e.g. freshly calibrated ones); default: what the config would use.
+        (e.g. freshly calibrated ones); default: what the config would use
+        (with ``what="both"``, cores that have no range get the (min, max) of
+        their activations profiled in the first pass).
     seed:
         Seed of the profiled chip (default: the config's seed, else 0).
 
@@ -288,6 +290,8 @@ def profile(
             calib = None
             if p == "adc" and dac_ranges:
                 calib = {"adc": {}, "dac": {k: tuple(float(v) for v in r) for k, r in dac_ranges.items()}}
+            elif p == "adc" and what == "both":
+                calib = _fill_missing_dac_ranges(net, pcfg, store)
             sim = Simulation(net, pcfg, seed=seed, calibration=calib)
             for layer, core in _neural_cores(sim):
                 if p == "dac":
@@ -316,6 +320,31 @@ def profile(
         if bar is not None:
             bar.close()
     return store
+
+
+def _fill_missing_dac_ranges(net, pcfg, store: ProfileStore):
+    """For the ADC pass of ``what="both"``: the config's activation ranges, and for cores that have
+    none (dac_bits > 0 but no dac_range, calibrated or recorded range) the profiled (min, max)."""
+    from simulator.calibration_io import _core_names, calibration_for
+
+    calib = calibration_for(net, pcfg) or {"adc": {}, "dac": {}}
+    by_name = {l.name: l for l in net.layers}
+    for name in _core_names(net, pcfg):
+        layer = name.split("/")[0]
+        hw = pcfg.for_layer(layer)
+        if hw.dac_bits == 0 or hw.dac_range is not None or name in calib["dac"] or layer in calib["dac"]:
+            continue
+        if "input_range" in by_name[layer].attrs:
+            continue
+        h = store.activations.get(name)
+        if h is None or h.empty:
+            continue
+        lo, hi = float(h.min), float(h.max)
+        if not hi > lo:
+            hi = lo + (abs(lo) or 1.0)
+        calib["dac"][name] = (lo, hi)
+        log.info("layer %r has no activation range; the ADC pass uses its profiled range (%.4g, %.4g)", name, lo, hi)
+    return calib
 
 
 def _layer_info(sim, layer, core, *, relu: bool, input_after_relu: Optional[bool] = None) -> LayerInfo:

@@ -268,3 +268,29 @@ def test_cli_missing_file_and_bad_options(tmp_path):
     _one_line_error(_cli("calibrate", cfg, "--optimizer", "msee"), "did you mean 'mse'")
     _one_line_error(_cli("calibrate", cfg, "--out", tmp_path / "x.npy"), ".h5")
     _one_line_error(_cli("calibrate", cfg, "--set", "adc_bitz=3"), "did you mean 'adc_bits'")
+
+
+def test_gru_cell_cores_are_profiled_and_calibrated_separately(tmp_path):
+    from simulator.network import Layer, Network
+
+    rng = np.random.default_rng(3)
+    Fin, H = 6, 5
+    w = {"weight_ih": rng.normal(size=(Fin, 3 * H)), "weight_hh": rng.normal(size=(H, 3 * H)),
+         "bias_ih": rng.normal(size=3 * H), "bias_hh": rng.normal(size=3 * H)}
+    net = Network("gru", [Layer("input", "Input"), Layer("gru", "GRUCell", ["input"], {"units": H}, w)], ["gru"],
+                  "NHWC", (Fin,))
+    np.savez(tmp_path / "d.npz", x_test=rng.normal(size=(8, Fin)).astype(np.float32), y_test=np.zeros(8, np.int64),
+             x_calib=rng.normal(size=(16, Fin)).astype(np.float32), y_calib=np.zeros(16, np.int64), num_classes=5)
+    cfg = load_config({"task": "npz", "dataset_path": str(tmp_path / "d.npz"), "adc_bits": 8, "dac_bits": 8,
+                       "seed": 0, "profile_adc_biased": True})
+    store = profile(cfg, net, what="both")
+    assert set(store.layer_info) == {"gru/ih", "gru/hh"} and set(store.activations) == {"gru/ih", "gru/hh"}
+    assert store[("gru/ih", 0, None)].count == 16 * 3 * H and not store.layer_info["gru/ih"].relu_aware
+    path, _ = calibrate(cfg, out=tmp_path / "g.h5", network=net)
+    cal = load_calibration(path, "gru", HardwareKey.from_config(cfg), ["gru/ih", "gru/hh"], require_dac=True)
+    assert cal.dac_ranges["gru/ih"][0] < 0  # signed inputs keep a negative lower limit
+    sim = Simulation(net, cfg.with_overrides({"adc_range_option": "calibrated", "calibration_file": str(path)}))
+    ih, hh = sim.cores["gru"]
+    assert ih.input_range == cal.dac_ranges["gru/ih"] and hh.input_range == cal.dac_ranges["gru/hh"]
+    x = rng.normal(size=(4, Fin)).astype(np.float32)
+    assert np.allclose(sim.forward(x), sim.ideal_forward(x), atol=0.05)

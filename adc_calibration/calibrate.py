@@ -179,7 +179,8 @@ def calibrate(
 
     # ---- activations ------------------------------------------------------
     if what in ("dac", "both"):
-        store_d = profile(cfg, what="dac", **kw)
+        kw_d = dict(kw, raw_dir=Path(raw_dir) / "activations") if raw_dir is not None and what == "both" else kw
+        store_d = profile(cfg, what="dac", **kw_d)
         dac_ranges = {}
         for name, h in store_d.activations.items():
             if h.empty:
@@ -205,8 +206,7 @@ def calibrate(
     # ---- ADC inputs ---------------------------------------------------------
     if what in ("adc", "both"):
         if raw_dir is not None and store_d is not None:
-            kw["raw_dir"] = None  # one raw dump per folder: keep the activation dump, skip the ADC one
-            log.info("raw ADC inputs are not written when the activations were dumped to the same folder")
+            kw["raw_dir"] = Path(raw_dir) / "adc"  # one dump (and index.json) per pass
         store_a = profile(cfg, what="adc", relu_aware=relu_aware, dac_ranges=dac_ranges or None, **kw)
         for name, li in store_a.layer_info.items():
             hw = cfg.for_layer(li.layer)

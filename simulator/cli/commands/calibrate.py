@@ -22,7 +22,8 @@ from simulator.cli.commands.run import load_with_overrides, parameter_summary
 @click.option("--plots", "plots", type=click.Path(file_okay=False), default=None,
               help="Save histogram PNGs with the chosen limits to this folder.")
 @click.option("--raw-dir", "raw_dir", type=click.Path(file_okay=False), default=None,
-              help="Also write every profiled value to this folder (float32 dumps + index.json).")
+              help="Also write every profiled value to this folder (float32 dumps + index.json; "
+                   "subfolders activations/ and adc/ with --what both).")
 @click.option("--optimizer", default="mse", show_default=True,
               help="Range optimizer: mse (manual Fig. 9.4), minmax, percentile, or module:function.")
 @click.option("--relu-aware/--no-relu-aware", "relu_aware", default=None,

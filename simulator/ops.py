@@ -50,6 +50,13 @@ def windows(x, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, xp):
     Wo = conv_output_size(W, kw, sw, dw)
     if Ho <= 0 or Wo <= 0:
         raise ValueError(f"kernel {kh}x{kw} does not fit the {H}x{W} input")
+    if dw == 1 and x.flags.c_contiguous:
+        # One strided view (a window row of kw*C elements is contiguous in memory) and one copy.
+        sN, sH, sW, sC = x.strides
+        view = xp.lib.stride_tricks.as_strided(
+            x, shape=(N, Ho, Wo, kh, kw * C), strides=(sN, sH * sh, sW * sw, sH * dh, sC)
+        )
+        return xp.ascontiguousarray(view).reshape(N, Ho, Wo, kh, kw, C)
     out = xp.empty((N, Ho, Wo, kh, kw, C), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):

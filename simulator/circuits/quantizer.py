@@ -51,12 +51,25 @@ class UniformQuantizer:
         k = xp.arange(kmin, kmax + 1, dtype=float)
         return k * self.step if self.signed else self.lo + k * self.step
 
-    def __call__(self, y, xp):
-        """Quantize ``y`` (any shape) to the nearest level, clipping at the ends."""
+    def __call__(self, y, xp, out=None):
+        """Quantize ``y`` (any shape) to the nearest level, clipping at the ends.
+
+        The arithmetic runs in place in one buffer: ``out`` when given (``out=y``
+        overwrites the input), else a single new array. Results are identical to
+        ``clip(rint(y / step), kmin, kmax) * step`` (``+ lo`` when unsigned).
+        """
         if not self.enabled:
             return y
         kmin, kmax = self.k_range
         step = self.step
         if self.signed:
-            return xp.clip(xp.rint(y / step), kmin, kmax) * step
-        return xp.clip(xp.rint((y - self.lo) / step), kmin, kmax) * step + self.lo
+            t = xp.divide(y, step, out=out)
+        else:
+            t = xp.subtract(y, self.lo, out=out)
+            t /= step
+        xp.rint(t, out=t)
+        xp.clip(t, kmin, kmax, out=t)
+        t *= step
+        if not self.signed:
+            t += self.lo
+        return t

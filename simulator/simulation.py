@@ -347,6 +347,11 @@ class Simulation:
     def _conv(self, x, layer: Layer, mvm, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, pads):
         """Run a conv as batched MVMs, chunked over images to the memory budget."""
         xp = self.xp
+        run = mvm
+        if getattr(mvm, "can_prequantize", False):
+            # The DAC is elementwise: encode every activation once, not its kh*kw window copies.
+            x = mvm.prequantize(x)
+            run = lambda cols: mvm(cols, prequantized=True)  # noqa: E731
         x = ops.pad_nhwc(x, pads, xp)
         N, H, W, C = x.shape
         Ho = ops.conv_output_size(H, kh, sh, dh)
@@ -359,7 +364,7 @@ class Simulation:
         outs = []
         for s in range(0, N, chunk):
             cols, _ = ops.im2col(x[s : s + chunk], kh, kw, sh, sw, dh, dw, xp)
-            y = mvm(cols)
+            y = run(cols)
             outs.append(y.reshape(-1, Ho, Wo, y.shape[-1]))
         return outs[0] if len(outs) == 1 else xp.concatenate(outs, axis=0)
 

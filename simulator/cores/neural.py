@@ -182,17 +182,56 @@ class NeuralCore:
                 core.set_adc(q)
 
     # -------------------------------------------------------------- forward
-    def encode_inputs(self, X):
-        """(x, x_hw): what drives the rows (voltages or integer codes) and the normalized voltages."""
+    @property
+    def can_prequantize(self) -> bool:
+        """Whether the DAC (or the bit-slicing encoder) may run on the activations before im2col.
+
+        It is elementwise, so quantizing each activation once gives the same values
+        as quantizing its kh*kw copies in the window matrix, provided the padding
+        value 0 maps to 0. Off while a profiling probe wants the raw inputs.
+        """
+        if self.probe is not None:
+            return False
+        if self.slicing.enabled:
+            return True
+        if not self.dac.enabled:
+            return False
+        zero = self.xp.zeros(1, dtype=self.dtype)
+        return float(self.dac(zero, self.xp)[0]) == 0.0
+
+    def prequantize(self, X):
+        """Elementwise input encoding of activations ``X``: normalized DAC voltages, or integer codes when bit slicing."""
         xp = self.xp
+        X = xp.asarray(X, dtype=self.dtype)
         if self.slicing.enabled:
             L = self.slicing.divisor
             lo = -L if self.slicing.signed else 0.0
-            x_int = xp.clip(xp.rint(X * (L / self.x_scale)), lo, L)
+            t = xp.multiply(X, L / self.x_scale)
+            xp.rint(t, out=t)
+            return xp.clip(t, lo, L, out=t)
+        t = self.dac(X, xp)
+        t /= self.x_scale
+        return t
+
+    def encode_inputs(self, X, prequantized: bool = False):
+        """(x, x_hw): what drives the rows (voltages or integer codes) and the normalized voltages.
+
+        ``prequantized``: ``X`` already went through :meth:`prequantize`.
+        """
+        xp = self.xp
+        if self.slicing.enabled:
+            L = self.slicing.divisor
+            x_int = X if prequantized else self.prequantize(X)
             if self.analog_bias:
                 x_int = xp.concatenate([x_int, xp.full((x_int.shape[0], 1), L, dtype=x_int.dtype)], axis=1)
             return x_int, x_int / L
-        x_hw = self.dac(X, xp) / self.x_scale if self.dac.enabled else X / self.x_scale
+        if prequantized:
+            x_hw = X
+        elif self.dac.enabled:
+            x_hw = self.dac(X, xp)
+            x_hw /= self.x_scale
+        else:
+            x_hw = X / self.x_scale
         if self.analog_bias:
             x_hw = xp.concatenate([x_hw, xp.ones((x_hw.shape[0], 1), dtype=x_hw.dtype)], axis=1)
         return x_hw, x_hw
@@ -204,24 +243,28 @@ class NeuralCore:
         per_row = itemsize * (3 * self.n_in + nb * (self.rows_max + 2 * cols) + 4 * cols)
         return max(1, int(self.opt.memory_budget // per_row))
 
-    def __call__(self, X):
-        """Layer output (M, n_out) in algorithmic units for inputs X (M, n_in), before the activation."""
+    def __call__(self, X, prequantized: bool = False):
+        """Layer output (M, n_out) in algorithmic units for inputs X (M, n_in), before the activation.
+
+        ``prequantized``: ``X`` holds :meth:`prequantize` outputs (the executor
+        encodes activations before im2col when :attr:`can_prequantize`).
+        """
         xp = self.xp
         X = xp.asarray(X, dtype=self.dtype)
         M = X.shape[0]
         chunk = self._chunk_rows()
         if M <= chunk:
-            return self._forward(X)
+            return self._forward(X, prequantized)
         out = xp.empty((M, self.n_out), dtype=self.dtype)
         for s in range(0, M, chunk):
-            out[s : s + chunk] = self._forward(X[s : s + chunk])
+            out[s : s + chunk] = self._forward(X[s : s + chunk], prequantized)
         return out
 
-    def _forward(self, X):
+    def _forward(self, X, prequantized: bool = False):
         xp = self.xp
         if self.probe is not None:
             self.probe(X)
-        x, x_hw = self.encode_inputs(X)
+        x, x_hw = self.encode_inputs(X, prequantized)
         y = None
         need_sum = self.hw.style == "OFFSET"
         for rs, wrapper in zip(self.row_slices, self.wrappers):

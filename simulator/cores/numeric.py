@@ -207,6 +207,27 @@ class NumericCore:
         return I
 
     # ------------------------------------------------------------------- MVM
+    def bit_planes(self, x, slicing: InputSlicing):
+        """Input bit planes (n_bits, M, R) of integer codes ``x``: bit k of |x|, times sign(x) when signed.
+
+        Bits come from integer shifts of |x| (codes are exact integers in x's
+        float type), the same values as ``floor(|x| / 2**k) % 2``.
+        """
+        xp = self.xp
+        M, R = x.shape
+        nb = slicing.n_bits
+        itype = xp.uint8 if nb <= 8 else xp.uint16 if nb <= 16 else xp.int64
+        mag = xp.abs(x).astype(itype)
+        planes = xp.empty((nb, M, R), dtype=x.dtype)
+        bit = xp.empty((M, R), dtype=itype)
+        for k in range(nb):
+            xp.right_shift(mag, k, out=bit)
+            xp.bitwise_and(bit, 1, out=bit)
+            planes[k] = bit
+        if slicing.signed:
+            planes *= xp.sign(x)
+        return planes
+
     def mvm(self, x, slicing: InputSlicing):
         """Digitized outputs (M, C) in raw current units.
 
@@ -217,10 +238,11 @@ class NumericCore:
         """
         xp = self.xp
         if not slicing.enabled:
-            I = self.analog(x)
+            I = self.analog(x)  # a fresh array: the ADC may overwrite it
             if self.probe is not None:
                 self.probe(I, None)
-            return self.adc(I, xp)
+                return self.adc(I, xp)
+            return self.adc(I, xp, out=I)
         scale = 1.0 / slicing.divisor
         if not slicing.adc_per_bit and not self.needs_bitwise_analog:
             # Analog shift-and-add is linear: one MVM on the whole value; read
@@ -237,19 +259,18 @@ class NumericCore:
                 self.probe(I, None)
             return self.adc(I, xp)
         M, R = x.shape
-        sign = xp.sign(x) if slicing.signed else None
-        mag = xp.abs(x)
-        planes = xp.empty((slicing.n_bits, M, R), dtype=x.dtype)
-        for k in range(slicing.n_bits):
-            bit = xp.floor(mag / 2**k) % 2
-            planes[k] = bit * sign if sign is not None else bit
+        planes = self.bit_planes(x, slicing)
         out = self.analog(planes.reshape(slicing.n_bits * M, R)).reshape(slicing.n_bits, M, -1)
+        del planes
         weights = xp.asarray([2.0**k * scale for k in range(slicing.n_bits)], dtype=x.dtype)[:, None, None]
         if slicing.adc_per_bit:
             if self.probe is not None:
                 for k in range(slicing.n_bits):
                     self.probe(out[k], k)
-            return (self.adc(out, xp) * weights).sum(axis=0)
+                return (self.adc(out, xp) * weights).sum(axis=0)
+            q = self.adc(out, xp, out=out)
+            q *= weights
+            return q.sum(axis=0)
         I = (out * weights).sum(axis=0)
         if self.probe is not None:
             self.probe(I, None)

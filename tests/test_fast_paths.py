@@ -1,0 +1,168 @@
+"""Fast paths give the same results as the straightforward computations.
+
+Deterministic paths are compared exactly (bit for bit), random ones in
+distribution; float32 (precision "auto" with <= 16-bit ADCs) is compared with
+float64 on the digits model within one ADC step.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import simulator
+from simulator import ops
+from simulator.circuits.quantizer import UniformQuantizer
+from simulator.cores.neural import NeuralCore
+from simulator.cores.numeric import InputSlicing
+from simulator.io.digits import load_digits_split
+from simulator.simulation import Simulation
+
+
+@pytest.fixture(scope="module")
+def digits():
+    net = simulator.load_model("digits_cnn")
+    x, _ = load_digits_split("test")
+    return net, x[:120]
+
+
+def _windows_loop(x, kh, kw, sh, sw, dh, dw):
+    """Reference im2col: one strided slice per kernel offset."""
+    N, H, W, C = x.shape
+    Ho = ops.conv_output_size(H, kh, sh, dh)
+    Wo = ops.conv_output_size(W, kw, sw, dw)
+    out = np.empty((N, Ho, Wo, kh, kw, C), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, :, i, j, :] = x[:, i * dh : i * dh + sh * (Ho - 1) + 1 : sh, j * dw : j * dw + sw * (Wo - 1) + 1 : sw, :]
+    return out
+
+
+@pytest.mark.parametrize("kh,kw,sh,sw,dh,dw", [(3, 3, 1, 1, 1, 1), (3, 3, 2, 2, 1, 1), (1, 1, 2, 2, 1, 1),
+                                                (5, 3, 1, 2, 2, 1), (3, 3, 1, 1, 2, 2), (2, 4, 3, 1, 1, 1)])
+def test_windows_strided_view_equals_slice_loop(kh, kw, sh, sw, dh, dw):
+    x = np.random.default_rng(0).standard_normal((3, 11, 12, 5)).astype(np.float32)
+    np.testing.assert_array_equal(ops.windows(x, kh, kw, sh, sw, dh, dw, np), _windows_loop(x, kh, kw, sh, sw, dh, dw))
+    xt = x.transpose(0, 2, 1, 3)  # not contiguous: the loop path
+    np.testing.assert_array_equal(ops.windows(xt, kh, kw, sh, sw, dh, dw, np), _windows_loop(xt, kh, kw, sh, sw, dh, dw))
+
+
+@pytest.mark.parametrize("q", [UniformQuantizer(8, -3.1, 2.7), UniformQuantizer(8, 0.0, 5.3),
+                               UniformQuantizer(5, 0.2, 1.3), UniformQuantizer(4, -1.0, 1.0)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_quantizer_in_place_equals_formula(q, dtype):
+    y = (np.random.default_rng(1).standard_normal(5000) * 3).astype(dtype)
+    kmin, kmax = q.k_range
+    if q.signed:
+        ref = np.clip(np.rint(y / q.step), kmin, kmax) * q.step
+    else:
+        ref = np.clip(np.rint((y - q.lo) / q.step), kmin, kmax) * q.step + q.lo
+    got = q(y, np)
+    assert got.dtype == ref.dtype
+    np.testing.assert_array_equal(got, ref)
+    buf = y.copy()
+    assert q(buf, np, out=buf) is buf
+    np.testing.assert_array_equal(buf, ref)
+
+
+@pytest.mark.parametrize("signed,n_bits", [(True, 7), (False, 8), (False, 12)])
+def test_bit_planes_equal_floor_mod(digits, signed, n_bits):
+    net, _ = digits
+    sim = Simulation(net, {"weight_bits": 8, "adc_bits": 8, "dac_bits": 8}, seed=0)
+    core = next(iter(sim.cores.values())).wrappers[0].cores[0]
+    L = 2**n_bits - 1
+    rng = np.random.default_rng(2)
+    x = rng.integers(-L if signed else 0, L + 1, size=(50, 9)).astype(np.float32)
+    sl = InputSlicing(True, n_bits, signed, float(L), True)
+    planes = core.bit_planes(x, sl)
+    mag, sign = np.abs(x), np.sign(x)
+    for k in range(n_bits):
+        ref = np.floor(mag / 2**k) % 2
+        np.testing.assert_array_equal(planes[k], ref * sign if signed else ref)
+
+
+CONFIGS = {
+    "dac_adc": {"weight_bits": 8, "adc_bits": 8, "dac_bits": 8},
+    "offset": {"style": "OFFSET", "weight_bits": 8, "adc_bits": 8, "dac_bits": 8, "On_off_ratio": 100},
+    "slices": {"weight_bits": 9, "Nslices": 4, "adc_bits": 8, "dac_bits": 8, "NrowsMax": 20},
+    "bitslice_per_bit": {"weight_bits": 8, "adc_bits": 8, "dac_bits": 8, "input_bitslicing": True, "ADC_per_ibit": True},
+    "bitslice": {"weight_bits": 8, "adc_bits": 10, "dac_bits": 6, "input_bitslicing": True},
+    "analog_bias": {"weight_bits": 8, "adc_bits": 8, "dac_bits": 8, "digital_bias": False},
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_prequantized_conv_equals_quantizing_windows(digits, name, monkeypatch):
+    """Encoding activations before im2col == encoding every window copy (bit for bit)."""
+    net, x = digits
+    fast = Simulation(net, dict(CONFIGS[name], precision="float64"), seed=3).forward(x)
+    monkeypatch.setattr(NeuralCore, "can_prequantize", property(lambda self: False))
+    slow = Simulation(net, dict(CONFIGS[name], precision="float64"), seed=3).forward(x)
+    np.testing.assert_array_equal(fast, slow)
+
+
+def test_prequantize_off_when_zero_is_not_a_dac_level(digits):
+    net, _ = digits
+    sim = Simulation(net, {"weight_bits": 8, "adc_bits": 8, "dac_bits": 8,
+                           "layers": {"conv2": {"dac_range": [0.5, 5.0]}}}, seed=0)
+    assert sim.cores["conv1"].can_prequantize
+    assert not sim.cores["conv2"].can_prequantize  # 0 maps to the level 0.5
+    sim.cores["conv1"].probe = lambda X: None
+    assert not sim.cores["conv1"].can_prequantize  # the probe wants raw inputs
+
+
+def test_float32_matches_float64_within_one_adc_step():
+    """precision 'auto' picks float32 for 8-bit ADCs.
+
+    Layer by layer, on identical inputs, the ADC codes of float32 and float64
+    differ by at most one LSB (and rarely at all); end to end the accuracy is
+    the same (a one-LSB flip at a coarse ADC can change a few borderline images).
+    """
+    net = simulator.load_model("digits_cnn")
+    x, labels = load_digits_split("test")
+    cfg = {"weight_bits": 8, "adc_bits": 8, "dac_bits": 8, "adc_range_option": "max", "NrowsMax": 144}
+    s32 = Simulation(net, cfg, seed=0)
+    s64 = Simulation(net, dict(cfg, precision="float64"), seed=0)
+    assert s32.dtype == np.float32 and s64.dtype == np.float64
+    y32, y64 = s32.forward(x), s64.forward(x)
+    assert (y32.argmax(1) == y64.argmax(1)).mean() >= 0.97
+    assert abs((y32.argmax(1) == labels).mean() - (y64.argmax(1) == labels).mean()) <= 0.01
+
+    inputs = {}
+    for name, core in s64.cores.items():
+        core.probe = lambda X, name=name: inputs.setdefault(name, []).append(np.array(X))
+    s64.forward(x[:100])
+    for name, core in s64.cores.items():
+        core.probe = None
+    assert set(inputs) == set(s64.cores)
+    for name, X in inputs.items():
+        X = np.concatenate(X)
+        codes = {}
+        for tag, sim in (("32", s32), ("64", s64)):
+            for w in sim.cores[name].wrappers:
+                for nc in w.cores:
+                    q = nc.adc
+                    nc.probe = (lambda I, bit, q=q, tag=tag: codes.setdefault(tag, []).append(
+                        np.rint(np.asarray(q(np.array(I), np), dtype=np.float64) / q.step).ravel()))
+            sim.cores[name](X.astype(sim.dtype))
+            for w in sim.cores[name].wrappers:
+                for nc in w.cores:
+                    nc.probe = None
+        c32, c64 = np.concatenate(codes["32"]), np.concatenate(codes["64"])
+        assert c32.shape == c64.shape
+        assert np.max(np.abs(c32 - c64)) <= 1, name
+        assert np.mean(c32 != c64) < 0.01, name
+
+
+def test_output_noise_equals_exact_noise_in_distribution(digits):
+    """Read noise drawn at the output (fast) vs per conductance (exact): same mean and spread of outputs."""
+    net, x = digits
+    x = x[:20]
+    cfg = {"weight_bits": 8, "adc_bits": 0, "dac_bits": 8, "noise_model": "alpha", "alpha_noise": 0.05,
+           "precision": "float64"}
+    fast = np.stack([Simulation(net, dict(cfg, read_noise_mode="output"), seed=s).forward(x) for s in range(30)])
+    exact = np.stack([Simulation(net, dict(cfg, read_noise_mode="exact"), seed=s).forward(x) for s in range(30)])
+    n = len(fast)
+    se_diff = np.sqrt(fast.var(0) / n + exact.var(0) / n)
+    assert np.mean(np.abs(fast.mean(0) - exact.mean(0)) / se_diff) < 1.5  # ~0.8 for equal means
+    sf, se = fast.std(0).mean(), exact.std(0).mean()
+    assert sf > 0 and 0.8 < sf / se < 1.25

@@ -7,7 +7,6 @@ examples are checked slice by slice; read noise is re-sampled per input bit;
 per-slice ADC ranges follow eqs. 9.1-9.2.
 """
 import logging
-import math
 
 import numpy as np
 import pytest

@@ -152,7 +152,7 @@ def compare_exact(n_cases: int, seed: int, kinds=("Linear", "Conv2d", "ConvTrans
             ref = m(x).numpy()
         y, _ = ours(m, x, rng)
         bad = int((y.astype(np.float32) != ref).sum())
-        s = stats.setdefault(kind, [0, 0, 0, 0])
+        s = stats.setdefault((kind, _neg_name(values), "x>8" if values["x_quant_bits"] > 8 else "x=8"), [0, 0, 0, 0])
         s[0] += 1
         s[1] += ref.size
         s[2] += bad
@@ -211,9 +211,12 @@ def main(argv=None):
     negs = tuple(args.neg.split(",")) if args.neg else None
     stats, examples = compare_exact(args.cases, args.seed, tuple(args.kinds.split(",")), negs)
     print("bit-exact comparison at noise_level 0 (witin_nn eval vs WitinChipLayer)")
-    print(f"{'layer':<18}{'cases':>7}{'elements':>11}{'mismatch':>10}{'cases w/ mismatch':>19}")
-    for kind, (n, el, bad, badc) in stats.items():
-        print(f"{kind:<18}{n:>7}{el:>11}{bad:>10}{badc:>19}")
+    print(f"{'layer':<18}{'neg_in':<7}{'x bits':<7}{'cases':>7}{'elements':>11}{'mismatch':>10}{'cases w/ mismatch':>19}")
+    totals = [0, 0, 0, 0]
+    for (kind, neg, xb), (n, el, bad, badc) in sorted(stats.items()):
+        print(f"{kind:<18}{neg:<7}{xb:<7}{n:>7}{el:>11}{bad:>10}{badc:>19}")
+        totals = [a + b for a, b in zip(totals, (n, el, bad, badc))]
+    print(f"{'total':<32}{totals[0]:>7}{totals[1]:>11}{totals[2]:>10}{totals[3]:>19}")
     for ex in examples:
         print("  mismatch:", ex)
     if not args.no_noise:

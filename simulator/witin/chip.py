@@ -15,6 +15,26 @@ and a GRU cell built from two such products. The integer pipeline is::
 where ``(*)`` is the layer's product (matrix product, convolution or
 transposed convolution). All integer math runs in float64 (exact).
 
+Layer-type rules measured on witin_nn 0.1.3 (``quant.INPUT_MODES``, :data:`ONE_PASS`):
+
+* WitinLinear: the pipeline above for FALSE / PN / Shift, bit-exact in every
+  configuration tried (x/y 8..12 bits, weight 4..8 bits, bias_row_N, w_clip,
+  bias_d, Shift, fixed scales).
+* WitinConv2d: with FALSE the input is *signed* (scale ``2**(xb-1)/...``,
+  clip ``[-2**(xb-1), 2**(xb-1)-1]``); conv products are computed in one pass
+  (no analog/digital input split); PN results are clipped to int8 whatever
+  y_quant_bits is. Padding is applied to the float input before quantization
+  (so with Shift a padded pixel reads the shift offset).
+* WitinConvTranspose2d: unsigned input like Linear, one pass; Shift does not
+  exist for it in witin_nn.
+* Residual differences for conv layers with PN / Shift (see
+  ``scripts/compare_witin_nn.py``) are ±1 output step in some elements.
+
+The GRU cell (witin_nn 0.1.3 ships none) is modelled as two Linear-type
+products ``W_ih x + b_ih`` and ``W_hh h + b_hh`` with their own scales
+(``attrs["witin"]["ih"]`` / ``["hh"]``), followed by exact digital gates in
+torch.nn.GRUCell order (r, z, n).
+
 The witin parameters of a layer live in ``layer.attrs["witin"]`` (see
 :data:`WITIN_KEYS` and ``simulator/io/torch_import.py``); a user's config
 may override each of them (``None`` keeps the model's value).
@@ -336,6 +356,10 @@ class _Product:
         one_pass = ONE_PASS.get((type(op).__name__, s.input_mode))
         self.out_bits = None if one_pass is None else (s.yb if one_pass == "yb" else int(one_pass))
         self.has_digital = s.xb > quant.ANALOG_INPUT_BITS and one_pass is None
+        self.pn_negated = None
+        if s.input_mode == "pn" and one_pass is not None:
+            half = 2.0 ** (s.wb - 1)
+            self.pn_negated = xp.clip(-self.nw, -half, half - 1)
         if s.noise_level > 0:
             self.w_std = quant.weight_noise_std(self.nw, s.noise_level, xp)
             self.bias_var = quant.bias_noise_var(self.analog_steps, s.bias_row_N, s.noise_level, xp)
@@ -344,40 +368,38 @@ class _Product:
         """NPU_y (integer valued) for input ``x`` in the layer's float units."""
         xp, s = self.xp, self.spec
         if hasattr(self.op, "pad_input"):
-            x = self.op.pad_input(xp.asarray(x))
+            x = self.op.pad_input(xp.asarray(x))  # witin_nn pads the float input, before quantization
         nx = quant.quantize_input(x, s.scale_x, s.xb, s.handle_neg_in, xp, s.shift, s.input_mode)
-        if self.out_bits is not None:
-            # witin_nn 0.1.3 computes these products in one pass (no input split) and clips
-            # the result to ``out_bits``
-            return quant.quantize_output(self._analog(nx), s.g, self.out_bits, xp)
-        if self.has_digital:
-            low, high = quant.split_input(nx, xp, twos_complement=s.input_mode == "signed")
-        else:
-            low, high = nx, None
-        if s.noise_level > 0 and s.noise_mode == "weight":
-            w_noisy = self.nw + self.rng.standard_normal(self.nw.shape) * self.w_std
-            analog = self.op(low, xp.asarray(w_noisy))
-            bias_noise = self.rng.standard_normal(self.analog_steps.shape) * xp.sqrt(self.bias_var)
-            analog = analog + (self.analog_steps * quant.BIAS_ROW_INPUT + xp.asarray(bias_noise))
-        else:
-            analog = self.op(low, self.nw) + self.analog_steps * quant.BIAS_ROW_INPUT
-            if s.noise_level > 0:
-                var = self.op(low * low, self.w_std * self.w_std) + self.bias_var
-                analog = analog + xp.sqrt(var) * xp.asarray(self.rng.standard_normal(analog.shape))
         if not self.has_digital:
-            return quant.quantize_output(analog, s.g, s.yb, xp)
+            bits = s.yb if self.out_bits is None else self.out_bits
+            return quant.quantize_output(self._analog(nx), s.g, bits, xp)
+        low, high = quant.split_input(nx, xp)
         digital = self.op(high, self.nw) + self.digital_steps * quant.BIAS_ROW_INPUT
-        return quant.combine_outputs(analog, digital, s.g, s.yb, xp)
+        return quant.combine_outputs(self._analog(low), digital, s.g, s.yb, xp)
 
-    def _analog(self, low, with_bias=True):
+    def _analog(self, nx):
+        """Accumulator of the analog array: product, bias rows and (noise_level > 0) read noise."""
         xp, s = self.xp, self.spec
-        steps = self.analog_steps if with_bias else xp.zeros_like(self.analog_steps)
-        acc = self.op(low, self.nw) + steps * quant.BIAS_ROW_INPUT
-        if s.noise_level > 0:
-            bias_var = self.bias_var if with_bias else quant.bias_noise_var(steps, s.bias_row_N, s.noise_level, xp)
-            var = self.op(low * low, self.w_std * self.w_std) + bias_var
-            acc = acc + xp.sqrt(var) * xp.asarray(self.rng.standard_normal(acc.shape))
-        return acc
+        bias = self.analog_steps * quant.BIAS_ROW_INPUT
+        if self.pn_negated is not None:
+            # two passes: positive inputs with W, magnitudes of negative inputs with the separately
+            # quantized -W (which saturates at 2**(wb-1)-1 where W = -2**(wb-1))
+            pos, neg = xp.maximum(nx, 0.0), xp.maximum(-nx, 0.0)
+            acc = self.op(pos, self.nw) + self.op(neg, self.pn_negated) + bias
+            if s.noise_level == 0:
+                return acc
+            var = self.op(nx * nx, self.w_std * self.w_std) + self.bias_var
+            return acc + xp.sqrt(var) * xp.asarray(self.rng.standard_normal(acc.shape))
+        if s.noise_level == 0:
+            return self.op(nx, self.nw) + bias
+        if s.noise_mode == "weight":
+            # one perturbed array per call, shared by the batch and all windows (witin_nn's training noise)
+            w_noisy = self.nw + xp.asarray(self.rng.standard_normal(self.nw.shape)) * self.w_std
+            bias_noise = xp.asarray(self.rng.standard_normal(self.analog_steps.shape)) * xp.sqrt(self.bias_var)
+            return self.op(nx, w_noisy) + bias + bias_noise
+        acc = self.op(nx, self.nw) + bias
+        var = self.op(nx * nx, self.w_std * self.w_std) + self.bias_var
+        return acc + xp.sqrt(var) * xp.asarray(self.rng.standard_normal(acc.shape))
 
     def __call__(self, x):
         return self.npu(x) / self.spec.scale_y

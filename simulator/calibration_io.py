@@ -5,8 +5,11 @@ Sources (``adc_range_option = "calibrated"``):
 * ``calibration_file`` ending in ``.h5``: written by ``xbarsim calibrate``
   (:mod:`adc_calibration.files`), keyed by network and hardware parameters;
 * ``calibration_file`` ending in ``.npy``: CrossSim-style ADC limits, one row
-  per analog MVM layer in graph order -- ``(layers, 2)`` ``(min, max)`` in
-  algorithmic units, or ``(layers, Nslices)`` integer exponents C_i;
+  per analog MVM layer in graph order -- ``(layers, 2)`` ``(min, max)``, or
+  ``(layers, Nslices)`` integer exponents C_i. The units of ``(min, max)`` are
+  set by ``npy_adc_units``: ``"normalized"`` (default; CrossSim 3's ADC units,
+  the MVM of weights scaled to ``|w| <= 1`` and inputs to ``|x| <= 1``, where
+  the "max" range is ``+-rows``) or ``"algorithmic"`` (raw layer values);
 * no file named: the default location where ``xbarsim calibrate`` writes the
   file for this network and hardware key.
 
@@ -91,7 +94,7 @@ def load_for_simulation(network, cfg) -> dict:
             else:
                 if arr.shape[1] != 2:
                     raise CalibrationError(f"{path}: shape {arr.shape}, expected ({len(names)}, 2) (min, max) per layer")
-                out["adc"][name] = {"range": (float(row[0]), float(row[1]))}
+                out["adc"][name] = {"range": (float(row[0]), float(row[1])), "units": cfg.npy_adc_units}
         return out
     from adc_calibration.files import HardwareKey, default_path, load_calibration
 

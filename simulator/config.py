@@ -88,9 +88,14 @@ class HardwareParams(BaseModel):
     use_auto_scale: Optional[bool] = None
     bias_row_N: Optional[int] = Field(None, ge=1, le=64)
     handle_neg_in: Optional[Literal["FALSE", "PN", "Shift"]] = None
-    shift_num: Optional[int] = Field(None, ge=0)
+    shift_num: Optional[float] = Field(None, ge=0)
     w_clip: Optional[float] = Field(None, gt=0)
-    bias_d: Optional[bool] = None
+    bias_d: Optional[Union[bool, float, list[float]]] = Field(
+        None, description="witin digital bias part: true/false switches the model's on/off, or values per output"
+    )
+    noise_mode: Optional[Literal["output", "weight"]] = Field(
+        None, description="xbarsim: witin noise drawn per output element (output) or as one weight perturbation per call (weight)"
+    )
 
     @field_validator("adc_range", "dac_range")
     @classmethod
@@ -170,6 +175,9 @@ class Config(HardwareParams):
     )
     calibration_file: Optional[str] = Field(None, description="xbarsim: calibrated ADC/DAC ranges file")
     calibration_dir: str = Field("calibration", description="xbarsim: default folder of calibration files")
+    npy_adc_units: Literal["normalized", "algorithmic"] = Field(
+        "normalized", description="xbarsim: units of (min, max) ADC limits in a .npy calibration_file (CrossSim 3: normalized)"
+    )
     dac_limits_file: Optional[str] = Field(None, description="xbarsim: CrossSim-style .npy input limits (layers x 2)")
     # --- parasitics solver ---------------------------------------------------
     Verr_th: float = Field(2e-4, gt=0, lt=1, description="xbarsim: parasitic solver convergence (fraction of V_D)")

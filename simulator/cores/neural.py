@@ -167,6 +167,8 @@ class NeuralCore:
                 f"(layers.{self.name}.adc_range, calibration_file, or run `xbarsim calibrate`)"
             )
         lo, hi = (float(v) for v in rng_alg)
+        if calibration is not None and calibration.get("units") == "normalized" and hw.adc_range is None:
+            lo, hi = lo * self.Wmax * self.x_scale, hi * self.Wmax * self.x_scale  # normalized w.x -> algorithmic
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise CalibrationError(f"layer {self.name!r}: calibrated ADC range ({lo}, {hi}) must be finite with min < max")
         gain = self.algorithmic_gain()

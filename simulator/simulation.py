@@ -209,7 +209,7 @@ class Simulation:
             return ops.conv_matrix(np.ones_like(layer.weights["kernel"]), groups, np) != 0
         return None
 
-    def _make_core(self, name: str, W, bias, layer: Layer, hw):
+    def _make_core(self, name: str, W, bias, layer: Layer, hw, wmax: float | None = None):
         """A NeuralCore for matrix W (rows = inputs), or an exact digital MVM when the layer is not analog."""
         xp = self.xp
         if not hw.analog:
@@ -227,6 +227,7 @@ class Simulation:
         return NeuralCore(
             name, W, bias, hw, options=self._array_options(hw), devices=self.devices, xp=xp, rng=self.rng,
             dtype=self.dtype, input_range=self._input_range(layer, hw, name), adc_calibration=calib, lloyd=lloyd,
+            wmax=wmax,
         )
 
     def _build_layer(self, layer: Layer) -> None:
@@ -238,6 +239,16 @@ class Simulation:
             from simulator.witin.chip import WitinChipLayer
 
             self.cores[layer.name] = WitinChipLayer(layer, hw, xp, self.rng)
+            return
+        if layer.attrs.get("witin") and cfg.witin_mode == "arrays":
+            from simulator.witin.arrays import WithConstantInputs, witin_array_products
+
+            cores = []
+            for suffix, W, const, override, wmax, out_q in witin_array_products(layer, hw, xp, self.rng):
+                hw_w = hw.model_copy(update=override)
+                core = self._make_core(layer.name + suffix, W, None, layer, hw_w, wmax=wmax)
+                cores.append(WithConstantInputs(core, const, xp, out_q))
+            self.cores[layer.name] = tuple(cores) if layer.type == "GRUCell" else cores[0]
             return
         use_bias = layer.config.get("use_bias", True)
         if layer.type == "Dense":

@@ -35,6 +35,7 @@ class NeuralCore:
         adc_calibration=None,
         input_signed: bool | None = None,
         lloyd=None,
+        wmax: float | None = None,
     ) -> None:
         self.name, self.hw, self.xp, self.dtype, self.opt = name, hw, xp, dtype, options
         #: optional profiling hook ``probe(X)``: raw input activations (M, n_in) before the DAC
@@ -84,7 +85,8 @@ class NeuralCore:
                 self.bias = b
 
         # ---- weights -> partitions of conductance arrays ----------------------
-        self.Wmax = weight_range(W, hw.weight_percentile, xp)
+        # W_max: from weight_percentile, or fixed by the caller (witin int8 weights: 127 / scale_weight)
+        self.Wmax = float(wmax) if wmax is not None else weight_range(W, hw.weight_percentile, xp)
         w = xp.clip(W / self.Wmax, -1.0, 1.0)
         encodings = None
         if lloyd is not None:  # non-uniform levels: encodings per partition come from the quantizer

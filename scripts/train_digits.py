@@ -105,6 +105,25 @@ def conv_kernel(conv: nn.Conv2d) -> np.ndarray:
     return _np(conv.weight).transpose(2, 3, 1, 0)  # (cout, cin, kh, kw) -> (kh, kw, cin, cout)
 
 
+def dense_head(m: nn.Module) -> list[Layer]:
+    """fc1 (relu) and fc2 (logits) reading the "flatten" layer."""
+    return [
+        Layer("fc1", "Dense", ["flatten"], {"units": 64, "activation": "relu", "use_bias": True},
+              {"kernel": _np(m.fc1.weight).T.copy(), "bias": _np(m.fc1.bias)}),
+        Layer("fc2", "Dense", ["fc1"], {"units": 10, "activation": "linear", "use_bias": True},
+              {"kernel": _np(m.fc2.weight).T.copy(), "bias": _np(m.fc2.bias)}),
+    ]
+
+
+def finish(name: str, layers: list[Layer], acc: float, ranges: dict) -> Network:
+    """The Network, with each MVM layer's training-set input range recorded as ``input_range``."""
+    for l in layers:
+        if l.name in ranges:
+            l.attrs["input_range"] = list(ranges[l.name])
+    return Network(name, layers, ["fc2"], "NHWC", (8, 8, 1),
+                   {"dataset": "digits", "float_test_accuracy": acc, "trained_by": "scripts/train_digits.py"})
+
+
 def export_cnn(m: DigitsCNN, acc: float, ranges: dict) -> Network:
     pad = [[1, 1], [1, 1]]
     conv = lambda f: {"filters": f, "kernel_size": [3, 3], "strides": [1, 1], "padding": pad, "use_bias": True}
@@ -123,32 +142,18 @@ def export_cnn(m: DigitsCNN, acc: float, ranges: dict) -> Network:
               {"kernel": conv_kernel(m.conv3), "bias": _np(m.conv3.bias)}),
         Layer("skip", "Add", ["pool", "conv3"]),
         Layer("flatten", "Flatten", ["skip"], {"order": "NHWC"}),
-        Layer("fc1", "Dense", ["flatten"], {"units": 64, "activation": "relu", "use_bias": True},
-              {"kernel": _np(m.fc1.weight).T.copy(), "bias": _np(m.fc1.bias)}),
-        Layer("fc2", "Dense", ["fc1"], {"units": 10, "activation": "linear", "use_bias": True},
-              {"kernel": _np(m.fc2.weight).T.copy(), "bias": _np(m.fc2.bias)}),
+        *dense_head(m),
     ]
-    for l in layers:
-        if l.name in ranges:
-            l.attrs["input_range"] = list(ranges[l.name])
-    return Network("digits_cnn", layers, ["fc2"], "NHWC", (8, 8, 1),
-                   {"dataset": "digits", "float_test_accuracy": acc, "trained_by": "scripts/train_digits.py"})
+    return finish("digits_cnn", layers, acc, ranges)
 
 
 def export_mlp(m: DigitsMLP, acc: float, ranges: dict) -> Network:
     layers = [
         Layer("input", "Input"),
         Layer("flatten", "Flatten", ["input"], {"order": "NHWC"}),
-        Layer("fc1", "Dense", ["flatten"], {"units": 64, "activation": "relu", "use_bias": True},
-              {"kernel": _np(m.fc1.weight).T.copy(), "bias": _np(m.fc1.bias)}),
-        Layer("fc2", "Dense", ["fc1"], {"units": 10, "activation": "linear", "use_bias": True},
-              {"kernel": _np(m.fc2.weight).T.copy(), "bias": _np(m.fc2.bias)}),
+        *dense_head(m),
     ]
-    for l in layers:
-        if l.name in ranges:
-            l.attrs["input_range"] = list(ranges[l.name])
-    return Network("digits_mlp", layers, ["fc2"], "NHWC", (8, 8, 1),
-                   {"dataset": "digits", "float_test_accuracy": acc, "trained_by": "scripts/train_digits.py"})
+    return finish("digits_mlp", layers, acc, ranges)
 
 
 def main() -> None:

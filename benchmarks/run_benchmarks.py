@@ -352,7 +352,7 @@ def crosssim_worker(args):
             kw = dict(
                 ideal=False, core_style="BALANCED", balanced_style="ONE_SIDED", Nslices=over.get("Nslices", 1),
                 weight_bits=8, weight_percentile=100, digital_bias=True, Rmin=1e4, Rmax=1e6,
-                infinite_on_off_ratio=False, error_model="none", noise_model="none", alpha_noise=0.0,
+                infinite_on_off_ratio=False, error_model="none", noise_model="none", alpha_noise=0.0, drift_model="none",
                 NrowsMax=spec["NrowsMax"], NcolsMax=None, interleaved_posneg=False, subtract_current_in_xbar=True,
                 current_from_input=True, input_bits=8, input_bitslicing=bool(over.get("input_bitslicing", False)),
                 input_slice_size=1, adc_bits=8, adc_type="generic", adc_per_ibit=bool(over.get("ADC_per_ibit", False)),

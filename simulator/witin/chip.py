@@ -163,7 +163,9 @@ class _Spec:
                 raise ModelError(f"{where}: witin {key} must be > 0, got {getattr(self, key)!r}")
         self.g = quant.g_value(self.scale_x, self.scale_weight, self.scale_y)
         self.shift = (
-            quant.shift_offset(self.shift_num, self.scale_x, self.xb) if self.handle_neg_in == "Shift" else 0.0
+            quant.shift_offset(self.shift_num, self.scale_x, self.xb,
+                               quant.CONV_SHIFT_LIMIT if layer_type == "Conv2D" else None)
+            if self.handle_neg_in == "Shift" else 0.0
         )
 
     def _io(self, model: dict, key: str) -> float:
@@ -358,8 +360,9 @@ class _Product:
         self.has_digital = s.xb > quant.ANALOG_INPUT_BITS and one_pass is None
         self.pn_negated = None
         if s.input_mode == "pn" and one_pass is not None:
-            half = 2.0 ** (s.wb - 1)
-            self.pn_negated = xp.clip(-self.nw, -half, half - 1)
+            # -W is quantized on its own: clip(round(-w * scale_weight)) reaches -2**(wb-1) where W saturated at
+            # 2**(wb-1)-1 (it is not clip(-NPU_w))
+            self.pn_negated = quant.quantize_weight(-xp.asarray(kernel, dtype=xp.float32), s.scale_weight, s.wb, xp, s.w_clip)
         if s.noise_level > 0:
             self.w_std = quant.weight_noise_std(self.nw, s.noise_level, xp)
             self.bias_var = quant.bias_noise_var(self.analog_steps, s.bias_row_N, s.noise_level, xp)

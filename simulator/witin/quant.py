@@ -111,14 +111,22 @@ def check_handle_neg_in(value: Any) -> str:
     return value
 
 
-def shift_offset(shift_num: float, scale_x: float, x_quant_bits: int) -> float:
+#: Largest Shift offset (input units) of a WitinConv2d: witin_nn clamps ``shift_num * scale_x`` to
+#: ``[0, 128]`` for convolutions whatever ``x_quant_bits`` is (WitinLinear clamps to ``[0, 2**xb]``).
+CONV_SHIFT_LIMIT = 128.0
+
+
+def shift_offset(shift_num: float, scale_x: float, x_quant_bits: int, limit: float | None = None) -> float:
     """Integer input offset of HandleNegInType.Shift.
 
-    ``shift_num`` is limited to ``2**x_quant_bits / scale_x`` (the whole
-    unsigned input range), then converted to input units and rounded.
+    ``shift_num * scale_x`` (float32) is clamped to ``[0, limit]`` and rounded. ``limit`` defaults to
+    ``2**x_quant_bits`` (WitinLinear: the whole unsigned input range); WitinConv2d uses
+    :data:`CONV_SHIFT_LIMIT` (128) for every ``x_quant_bits``.
     """
-    eff = min(float(shift_num), 2.0**x_quant_bits / float(scale_x))
-    return float(np.round(np.float32(eff) * np.float32(scale_x)))
+    top = 2.0**x_quant_bits if limit is None else float(limit)
+    eff = float(np.float32(shift_num) * np.float32(scale_x))
+    eff = min(max(eff, 0.0), top)
+    return float(np.round(np.float32(eff)))
 
 
 def quantize_input(x, scale_x: float, x_quant_bits: int, handle_neg_in: str, xp, shift: float = 0.0, mode: str | None = None):

@@ -60,6 +60,8 @@ def test_per_layer_overrides_and_ranges():
     ({"Nslices": 9, "weight_bits": 8}, "more than the 7 bits"),
     ({"Nslices": 2, "weight_bits": 8, "adc_exponents": [1]}, "adc_exponents has 1 entries"),
     ({"topk": "five"}, "topk"),
+    ({"t_drift": -1.0}, "t_drift"),
+    ({"alpha_noise": -0.01}, "alpha_noise"),
 ])
 def test_invalid_combinations(bad, msg):
     with pytest.raises(ConfigError, match=msg):

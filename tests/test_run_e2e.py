@@ -53,3 +53,15 @@ def test_inspect_counts_arrays():
     assert res.exit_code == 0, res.output
     # fc1: 512 rows / 72 -> 8 partitions x 4 slices x 2 polarities = 64 arrays (manual 1.2.1's way of counting)
     assert "fc1: 8 partition(s) x 4 slice(s) x 2 polarity = 64 arrays" in res.output
+
+
+def test_inspect_weights_reports_uniform_and_lloyd(tmp_path):
+    cfg = tmp_path / "lloyd.toml"
+    cfg.write_text('model_name = "digits_mlp"\nweight_quantizer = "lloyd"\nweight_levels = 4\n')
+    res = CliRunner().invoke(cli, ["inspect", "digits_mlp", str(cfg), "--weights"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("uniform MSE") == 2 and "Lloyd levels:" in res.output
+    import re
+
+    for uni, lloyd in re.findall(r"uniform MSE ([0-9.e+-]+), Lloyd MSE ([0-9.e+-]+)", res.output):
+        assert float(lloyd) <= float(uni)  # at 4 levels Lloyd never loses to uniform

@@ -89,7 +89,8 @@ def test_ten_bit_split_guide_example():
     low, high = quant.split_input(np.array([-300.0, 300.0]), np)  # PN: sign-magnitude
     assert low.tolist() == [-44, 44] and high.tolist() == [-256, 256]
     # analog and digital parts are rounded separately, then summed and clipped to int10
-    y = quant.combine_outputs(np.array([0.5 * 64, 1.5 * 64, -700 * 64.0]), np.array([0.5 * 64, 0, 0.0]), 64.0, 10, np)
+    # (scale_x * scale_weight / scale_y = 64 * 2 / 2 = g_value 64)
+    y = quant.combine_outputs(np.array([0.5 * 64, 1.5 * 64, -700 * 64.0]), np.array([0.5 * 64, 0, 0.0]), 64.0, 2.0, 2.0, 10, np)
     assert y.tolist() == [0, 2, -512]
 
 

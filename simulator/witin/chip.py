@@ -345,7 +345,7 @@ class _Product:
         b = xp.zeros(n_out, dtype=xp.float32) if bias is None else xp.asarray(bias, dtype=xp.float32).reshape(-1)
         comp = None
         if s.handle_neg_in == "Shift":
-            comp = s.shift * op.fan_sum(self.nw) / quant.BIAS_ROW_INPUT
+            comp = s.shift * op.fan_sum(self.nw)
         bias_d = None
         one_pass = (type(op).__name__, s.input_mode) in ONE_PASS
         if s.xb > quant.ANALOG_INPUT_BITS and not one_pass and s.bias_d is not None:
@@ -375,24 +375,27 @@ class _Product:
         nx = quant.quantize_input(x, s.scale_x, s.xb, s.handle_neg_in, xp, s.shift, s.input_mode)
         if not self.has_digital:
             bits = s.yb if self.out_bits is None else self.out_bits
-            return quant.quantize_output(self._analog(nx), s.g, bits, xp)
+            return quant.quantize_output(self._analog(nx), s.scale_x, s.scale_weight, s.scale_y, bits, xp)
         low, high = quant.split_input(nx, xp)
         digital = self.op(high, self.nw) + self.digital_steps * quant.BIAS_ROW_INPUT
-        return quant.combine_outputs(self._analog(low), digital, s.g, s.yb, xp)
+        return quant.combine_outputs(self._analog(low), digital, s.scale_x, s.scale_weight, s.scale_y, s.yb, xp)
 
     def _analog(self, nx):
         """Accumulator of the analog array: product, bias rows and (noise_level > 0) read noise."""
         xp, s = self.xp, self.spec
         bias = self.analog_steps * quant.BIAS_ROW_INPUT
         if self.pn_negated is not None:
-            # two passes: positive inputs with W, magnitudes of negative inputs with the separately
-            # quantized -W (which saturates at 2**(wb-1)-1 where W = -2**(wb-1))
+            # two passes: positive inputs with W (and the bias rows), magnitudes of negative inputs with the
+            # separately quantized -W (clip(round(-w*sw)): -2**(wb-1) where W saturated at 2**(wb-1)-1 and
+            # 2**(wb-1)-1 where W = -2**(wb-1)); witin_nn divides each pass by sx*sw before summing (float32),
+            # so the accumulators are returned as a pair (see quant.output_units)
             pos, neg = xp.maximum(nx, 0.0), xp.maximum(-nx, 0.0)
-            acc = self.op(pos, self.nw) + self.op(neg, self.pn_negated) + bias
+            acc_pos = self.op(pos, self.nw) + bias
+            acc_neg = self.op(neg, self.pn_negated)
             if s.noise_level == 0:
-                return acc
+                return acc_pos, acc_neg
             var = self.op(nx * nx, self.w_std * self.w_std) + self.bias_var
-            return acc + xp.sqrt(var) * xp.asarray(self.rng.standard_normal(acc.shape))
+            return acc_pos + xp.sqrt(var) * xp.asarray(self.rng.standard_normal(acc_pos.shape)), acc_neg
         if s.noise_level == 0:
             return self.op(nx, self.nw) + bias
         if s.noise_mode == "weight":

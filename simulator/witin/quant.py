@@ -162,10 +162,24 @@ def quantize_weight(w, scale_weight: float, weight_quant_bits: int, xp, w_clip: 
     return xp.clip(_round(wf * xp.float32(scale_weight), xp).astype(xp.float64), -half, half - 1)
 
 
+def scale_product(scale_x: float, scale_weight: float) -> float:
+    """``scale_x * scale_weight``, the divisor witin_nn applies to an accumulator (before ``* scale_y``)."""
+    return float(scale_x) * float(scale_weight)
+
+
+def _f32(a, xp):
+    return xp.asarray(a, dtype=xp.float32)
+
+
+def bias_accumulator(b, scale_x: float, scale_weight: float, xp):
+    """``b * (scale_x * scale_weight)`` as witin_nn computes it: one float32 product with the
+    (exact) scale product, returned as a float32 array."""
+    return _f32(b, xp) * xp.float32(scale_product(scale_x, scale_weight))
+
+
 def bias_units(b, scale_x: float, scale_weight: float, xp):
-    """``b * scale_x * scale_weight / 128`` (bias in units of one bias-row step, unrounded, float32 like witin_nn)."""
-    bf = xp.asarray(b, dtype=xp.float32)
-    return (bf * xp.float32(scale_x) * xp.float32(scale_weight) / xp.float32(BIAS_ROW_INPUT)).astype(xp.float64)
+    """``b * (scale_x * scale_weight) / 128``: the bias in bias-row steps, unrounded (float32 like witin_nn)."""
+    return (bias_accumulator(b, scale_x, scale_weight, xp) / xp.float32(BIAS_ROW_INPUT)).astype(xp.float64)
 
 
 def clip_bias_units(k, bias_row_N: int, xp):
@@ -181,22 +195,27 @@ def quantize_bias(b, scale_x: float, scale_weight: float, bias_row_N: int, xp):
 def analog_bias_units(b, scale_x, scale_weight, bias_row_N, x_quant_bits, xp, *, shift_comp=None, bias_d=None):
     """Bias steps on the analog bias rows, including Shift's compensation and the part moved out by ``bias_d``.
 
-    ``shift_comp`` is ``shift * sum_i NPU_w[i, j] / 128`` per output; ``bias_d``
-    (float units, like the bias) is only used when ``x_quant_bits > 8``.
-    With 8-bit inputs the compensation is folded into the bias before one
-    rounding; with wider inputs the bias is rounded first and the
-    compensation (minus bias_d's steps) is subtracted before a second rounding.
-    Returns ``(analog_steps, digital_steps)``, both integer valued.
+    ``shift_comp`` is ``shift * sum_i NPU_w[i, j]`` per output (accumulator
+    units); ``bias_d`` (float units, like the bias) is only used when
+    ``x_quant_bits > 8``. With 8-bit inputs (and for every one-pass conv
+    product) the compensation is subtracted from ``b * (scale_x*scale_weight)``
+    in float32 and the difference is rounded once; with wider inputs the bias
+    is rounded first and the compensation (and bias_d's steps) are subtracted
+    before a second rounding. Returns ``(analog_steps, digital_steps)``, both
+    integer valued (float64).
     """
-    units = bias_units(b, scale_x, scale_weight, xp)
-    comp = 0.0 if shift_comp is None else shift_comp
-    digital = xp.zeros_like(units)
+    acc = bias_accumulator(b, scale_x, scale_weight, xp)  # float32, as in witin_nn
+    step = xp.float32(BIAS_ROW_INPUT)
+    digital = xp.zeros(acc.shape, dtype=xp.float64)
     if x_quant_bits <= ANALOG_INPUT_BITS:
-        steps = _round(units - comp, xp)
+        if shift_comp is not None:
+            acc = acc - _f32(shift_comp, xp)  # float32 difference, rounded like witin_nn's
+        steps = _round(acc / step, xp).astype(xp.float64)
     else:
         if bias_d is not None:
             digital = digital + _round(bias_units(bias_d, scale_x, scale_weight, xp), xp)
-        steps = _round(_round(units, xp) - digital - comp, xp)
+        comp = 0.0 if shift_comp is None else shift_comp
+        steps = _round(_round(acc / step, xp).astype(xp.float64) - digital - comp / BIAS_ROW_INPUT, xp)
     return clip_bias_units(steps, bias_row_N, xp), digital
 
 
@@ -215,18 +234,52 @@ def split_input(nx, xp, analog_bits: int = ANALOG_INPUT_BITS, twos_complement: b
     return low, nx - low
 
 
-def quantize_output(acc, g: float, y_quant_bits: int, xp):
-    """NPU_y = clip(round(acc / g), -2**(yb-1), 2**(yb-1)-1)."""
-    half = 2.0 ** (y_quant_bits - 1)
-    return xp.clip(_round(acc / g, xp), -half, half - 1)
+def output_units(accs, scale_x: float, scale_weight: float, xp):
+    """witin_nn's float32 ``acc / (scale_x*scale_weight)``; a tuple of accumulators (PN conv passes) is
+    divided pass by pass and the quotients are summed in float32."""
+    if not isinstance(accs, (list, tuple)):
+        accs = (accs,)
+    p = xp.float32(scale_product(scale_x, scale_weight))
+    total = None
+    for acc in accs:
+        q = _f32(acc, xp) / p
+        total = q if total is None else total + q
+    return total
 
 
-def combine_outputs(analog_acc, digital_acc, g: float, y_quant_bits: int, xp):
-    """Final NPU_y of a split computation: the analog part is rounded and clipped, the digital part
-    rounded, and their sum clipped to ``y_quant_bits`` (guide 2.5, step 4)."""
+def quantize_output(acc, scale_x: float, scale_weight: float, scale_y: float, y_quant_bits: int, xp):
+    """NPU_y = round(clip(acc / (scale_x*scale_weight) * scale_y, -2**(yb-1), 2**(yb-1)-1)).
+
+    Computed in float32 in witin_nn's order (divide by the scale product, then
+    multiply by scale_y), which is what makes results bit exact when the scales
+    are not powers of two (then it is not ``round(acc / g_value)``). ``acc`` may
+    be a tuple of accumulators (see :func:`output_units`).
+    """
     half = 2.0 ** (y_quant_bits - 1)
-    ya = quantize_output(analog_acc, g, y_quant_bits, xp)
-    yd = _round(digital_acc / g, xp)
+    y = output_units(acc, scale_x, scale_weight, xp) * xp.float32(scale_y)
+    return _round(xp.clip(y, -half, half - 1), xp).astype(xp.float64)
+
+
+def digital_divisor(scale_x: float, scale_weight: float, scale_y: float) -> float:
+    """The divisor of the digital part of a split computation: witin_nn rounds g_value to an integer
+    (half to even: 204.8 -> 205, 312.5 -> 312, 0.5 -> 0) before dividing by it in float32."""
+    return float(np.round(g_value(scale_x, scale_weight, scale_y)))
+
+
+def combine_outputs(analog_acc, digital_acc, scale_x: float, scale_weight: float, scale_y: float, y_quant_bits: int, xp):
+    """Final NPU_y of a split computation (guide 2.5, step 4).
+
+    The analog part is quantized with :func:`quantize_output` (rounded and
+    clipped); the digital part is ``round(acc_d / round(g_value))`` in float32
+    (see :func:`digital_divisor`); their sum is clipped to ``y_quant_bits``.
+    Where ``round(g_value)`` is 0 witin_nn divides by zero; so does this
+    (``acc_d = 0`` gives NaN, other values saturate), to stay bit exact.
+    """
+    half = 2.0 ** (y_quant_bits - 1)
+    ya = quantize_output(analog_acc, scale_x, scale_weight, scale_y, y_quant_bits, xp)
+    g = xp.float32(digital_divisor(scale_x, scale_weight, scale_y))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        yd = _round(_f32(digital_acc, xp) / g, xp).astype(xp.float64)
     return xp.clip(ya + yd, -half, half - 1)
 
 

@@ -102,9 +102,10 @@ import numpy
 
 from simulator.errors import ConfigError, ConvergenceError
 
-__all__ = ["parasitic_mvm", "solve_parasitic", "ParasiticResult", "check_topology", "TOPOLOGIES"]
+__all__ = ["parasitic_mvm", "solve_parasitic", "ParasiticResult", "check_topology", "resolve_method", "TOPOLOGIES", "METHODS"]
 
 TOPOLOGIES = ("A", "B", "C")
+METHODS = ("auto", "iterative", "direct")
 
 # Power steps used to bound the largest eigenvalue of K for the automatic gamma.
 _POWER_STEPS = 8
@@ -123,6 +124,7 @@ class ParasiticResult:
     residual: float  # final max |F(P) - P| in units of V_D (0.0 when Rp == 0)
     gamma: float  # largest relaxation factor used in the final (successful) pass
     restarts: int  # times gamma was halved after divergence
+    method: str = "iterative"  # "iterative" or "direct" (the solver that ran)
 
 
 def check_topology(Rp, noRowParasitics, style, interleaved_posneg, input_bitslicing) -> str:
@@ -157,7 +159,8 @@ def check_topology(Rp, noRowParasitics, style, interleaved_posneg, input_bitslic
     return "C"
 
 
-def parasitic_mvm(G_pos, X, Rp, topology, *, G_neg=None, Verr_th=2e-4, max_iter=100, xp=numpy, gamma=None):
+def parasitic_mvm(G_pos, X, Rp, topology, *, G_neg=None, Verr_th=2e-4, max_iter=100, xp=numpy, gamma=None,
+                  method="auto"):
     """Column currents ``(..., M, C)`` of the array(s) ``G_pos`` (and ``G_neg``) driven by ``X``.
 
     See the module docstring for the circuits. ``G_pos``/``G_neg``: ``(..., R, C)``
@@ -167,10 +170,12 @@ def parasitic_mvm(G_pos, X, Rp, topology, *, G_neg=None, Verr_th=2e-4, max_iter=
     Returns ``I_pos - I_neg`` for A/B with ``G_neg``, the shared column's
     current for C. Rp == 0 returns exactly ``X @ (G_pos - G_neg)``. Raises
     ConvergenceError when ``max_iter`` iterations do not bring the node
-    voltage change below ``Verr_th * max|X|``.
+    voltage change below ``Verr_th * max|X|``. ``method``: "iterative" (the
+    relaxation of manual 8.3.3), "direct" (exact ladder solve, B and C only)
+    or "auto" (direct for B and C, iterative for A); see the module docstring.
     """
     return solve_parasitic(
-        G_pos, X, Rp, topology, G_neg=G_neg, Verr_th=Verr_th, max_iter=max_iter, xp=xp, gamma=gamma
+        G_pos, X, Rp, topology, G_neg=G_neg, Verr_th=Verr_th, max_iter=max_iter, xp=xp, gamma=gamma, method=method
     ).I
 
 
@@ -178,13 +183,29 @@ def _ideal(G_pos, G_neg, X):
     return X @ (G_pos if G_neg is None else G_pos - G_neg)
 
 
-def solve_parasitic(G_pos, X, Rp, topology, *, G_neg=None, Verr_th=2e-4, max_iter=100, xp=numpy, gamma=None):
+def resolve_method(method, topology) -> str:
+    """The solver ``method`` ("auto", "iterative", "direct") used for ``topology``: "iterative" or "direct"."""
+    method = str(method).lower()
+    topology = str(topology).upper()
+    if method not in METHODS:
+        raise ConfigError(f"parasitic solver method = {method!r}: expected one of {', '.join(map(repr, METHODS))}")
+    if method == "auto":
+        return "iterative" if topology == "A" else "direct"
+    if method == "direct" and topology == "A":
+        raise ConfigError("parasitic solver method = 'direct' needs a column-only ladder (topology B or C); "
+                          "topology A (resistive rows and columns) is solved iteratively: use 'iterative' or 'auto'")
+    return method
+
+
+def solve_parasitic(G_pos, X, Rp, topology, *, G_neg=None, Verr_th=2e-4, max_iter=100, xp=numpy, gamma=None,
+                    method="auto"):
     """:func:`parasitic_mvm` that also reports iteration counts: returns a :class:`ParasiticResult`."""
     topology = str(topology).upper()
     if topology not in TOPOLOGIES:
         raise ConfigError(f"parasitic topology = {topology!r}: expected one of 'A', 'B', 'C'")
     if topology == "C" and G_neg is None:
         raise ConfigError("parasitic topology 'C' (interleaved_posneg) needs differential cells: G_neg is missing")
+    method = resolve_method(method, topology)
     Rp = float(Rp)
     if not (Rp >= 0.0 and math.isfinite(Rp)):
         raise ConfigError(f"Rp = {Rp}: the parasitic resistance must be a finite number >= 0")
@@ -197,7 +218,7 @@ def solve_parasitic(G_pos, X, Rp, topology, *, G_neg=None, Verr_th=2e-4, max_ite
         raise ValueError(f"parasitic_mvm: X has {X.shape[-1]} inputs per MVM but the array has {R} rows")
 
     if Rp == 0.0:
-        return ParasiticResult(_ideal(G_pos, G_neg, X), 0, 0.0, 0.0, 0)
+        return ParasiticResult(_ideal(G_pos, G_neg, X), 0, 0.0, 0.0, 0, method)
 
     dtype = xp.result_type(G_pos.dtype, X.dtype, *(() if G_neg is None else (G_neg.dtype,)))
     if numpy.dtype(dtype).kind != "f":
@@ -209,122 +230,304 @@ def solve_parasitic(G_pos, X, Rp, topology, *, G_neg=None, Verr_th=2e-4, max_ite
 
     V_D = float(xp.max(xp.abs(X))) if X.size else 0.0
     if V_D == 0.0 or G_pos.size == 0:
-        return ParasiticResult(_ideal(G_pos, G_neg, X), 0, 0.0, 0.0, 0)
+        return ParasiticResult(_ideal(G_pos, G_neg, X), 0, 0.0, 0.0, 0, method)
 
     # Arrays to solve: a stack axis in front when pos/neg are separate arrays.
     split = G_neg is not None and topology != "C"
     if split:
         G = xp.stack([G_pos, G_neg])  # (2, ..., R, C)
-        Xs = X[None]
+        X = X[None]
     else:
         G = G_pos
-        Xs = X
+    if topology == "C":
+        Gd, Gs = G_pos - G_neg, G_pos + G_neg  # net driven / total loading conductance
+    else:
+        Gd = Gs = G
+    bshape = tuple(numpy.broadcast_shapes(G.shape[:-2], X.shape[:-2]))
+    Xl = _input_layout(X, bshape, xp)  # (R, 1, *b, M)
 
-    solver = _Solver(G, G_neg if topology == "C" else None, Xs, Rp, topology, xp)
-    tol = Verr_th * V_D
-    g = None if gamma is None else float(gamma)
-    iterations = 0
-    restarts = 0
-    while True:
-        gam = solver.auto_gamma() if g is None else xp.asarray(g, dtype=dtype)
-        status, n, err, I = solver.run(gam, tol, max_iter - iterations)
-        iterations += n
-        if status == "converged":
-            break
-        gmax = float(xp.max(gam))
-        if status == "diverged" and gmax * 0.5 >= _GAMMA_MIN and iterations < max_iter:
-            g = gmax * 0.5 if g is None else g * 0.5
-            restarts += 1
-            continue
-        arrays = f"{R}x{C}" + (f" (batch {tuple(solver.batch_shape)})" if solver.batch_shape else "")
-        raise ConvergenceError(
-            f"parasitic circuit solver (topology {topology}) did not converge for Rp = {Rp:g} on a {arrays} array: "
-            f"{iterations} iterations, last residual {err / V_D:.3g} V_D > Verr_th = {Verr_th:g} "
-            f"(gamma = {gmax:.3g}, {restarts} restarts); lower Rp or raise max_iter/Verr_th"
-        )
+    if method == "direct":
+        I = _ladder(_cell_layout(Gd, bshape, xp), None if Gs is Gd else _cell_layout(Gs, bshape, xp), Xl, Rp, xp)
+        res = ParasiticResult(_output_layout(I, xp), 0, 0.0, 0.0, 0, "direct")
+    else:
+        res = _iterate(Gd, Gs, Xl, bshape, Rp, topology, xp, Verr_th * V_D, V_D, max_iter, gamma)
     if split:
-        I = I[0] - I[1]
-    return ParasiticResult(I, iterations, err / V_D, float(xp.max(gam)), restarts)
+        res.I = res.I[0] - res.I[1]
+    return res
+
+
+# -- layouts ---------------------------------------------------------------------
+# Both solvers work on arrays laid out as (R, C, *batch, M): cell (i, j) of MVM m
+# of batch entry b at [i, j, *b, m]. The MVMs are the contiguous axis, so that
+# a cumulative sum along a wire (rows i or columns j) is a Python loop of
+# vectorized adds over (C, *b, M) or (R, *b, M) slabs -- NumPy's own cumsum
+# (add.accumulate) runs at about 2.5 ns per element, some 30 times slower than
+# an add, and dominated the cost of the solver.
+def _cell_layout(G, bshape, xp):
+    """(..., R, C) conductances -> (R, C, *bshape, 1)."""
+    G = xp.broadcast_to(G, bshape + G.shape[-2:])
+    nb = len(bshape)
+    G = xp.transpose(G, (nb, nb + 1) + tuple(range(nb)))
+    return xp.ascontiguousarray(G)[..., None]
+
+
+def _input_layout(X, bshape, xp):
+    """(..., M, R) inputs -> (R, 1, *bshape, M)."""
+    X = xp.broadcast_to(X, bshape + X.shape[-2:])
+    nb = len(bshape)
+    X = xp.transpose(X, (nb + 1,) + tuple(range(nb)) + (nb,))
+    return xp.ascontiguousarray(X)[:, None]
+
+
+def _output_layout(I, xp):
+    """(C, *b, M) column currents -> (*b, M, C)."""
+    return xp.moveaxis(I, 0, -1)
+
+
+def _m_blocks(M, per_m, target):
+    """Slices of the M axis whose working arrays hold about ``target`` elements (``per_m`` per MVM)."""
+    mb = max(1, min(M, int(target // max(per_m, 1))))
+    n = -(-M // mb)
+    mb = -(-M // n)  # even blocks
+    return [slice(s, min(M, s + mb)) for s in range(0, M, mb)]
+
+
+# Elements of one (C, *b, M) ladder state array per block: small enough for the
+# L2 cache, large enough that the per-row Python overhead does not dominate.
+_LADDER_BLOCK = 1 << 16
+# Elements of one (R, C, *b, M) working array per block of the iterative solver
+# (its four working arrays then stay mostly in the last-level cache), and the
+# least number of elements of one slab added per step of the wire sums.
+_ITER_BLOCK = 1 << 20
+_MIN_SLAB = 8192
+
+
+# -- direct solve of the column ladders (B, C) --------------------------------------
+def _ladder(Gd, Gs, X, Rp, xp):
+    """Exact column currents of topologies B and C, one sweep down each column.
+
+    ``Gd`` (R, C, *b, 1): conductance driven by the input (G for B, Gp - Gn for C);
+    ``Gs``: conductance loading the column node (G + Gn for C; None: same as Gd);
+    ``X`` (R, 1, *b, M). Returns (C, *b, M).
+
+    Each column is a ladder: node c[i] connects through the active cells to
+    ideal sources and through Rp to c[i+1]; nothing else couples the nodes. The
+    part of the column above and including node i, seen from that node, is a
+    Norton source: current J_i (into the node at 0 V) in parallel with
+    conductance Y_i. Adding the wire segment below it gives J / (1 + Rp Y) and
+    Y / (1 + Rp Y) (Thevenin source J/Y behind 1/Y + Rp); adding the cells of
+    row i adds ``a_i Gs`` to Y and ``x_i Gd`` to J (a_i = 1 where x_i != 0). The
+    last segment ends on the virtual ground, so the column current is
+    J_{R-1} / (1 + Rp Y_{R-1}). This is Gaussian elimination of the tridiagonal
+    nodal equations from the top (the forward sweep of the Thomas algorithm);
+    only the currents are needed, so there is no back substitution. All terms
+    are positive (Y) or positive combinations of the sources (J): no
+    cancellation. Scaled by Rp (Z = Rp Y, W = Rp J) to save a multiply; k
+    segments in a row without active cells in between act as one of k Rp.
+    """
+    R = X.shape[0]
+    C = Gd.shape[1]
+    dtype = Gd.dtype
+    bshape = X.shape[2:-1]
+    M = X.shape[-1]
+    binary = Gs is None and bool(xp.all((X == 0) | (X == 1)))  # B with 0/1 bits: J == Y throughout
+    Gd = Gd * dtype.type(Rp)
+    Gs = Gd if Gs is None else Gs * dtype.type(Rp)
+    out = xp.empty((C,) + bshape + (M,), dtype=dtype)
+    nb = int(numpy.prod(bshape, dtype=numpy.int64))
+    for blk in _m_blocks(M, C * nb, _LADDER_BLOCK):
+        Xb = X[..., blk]
+        A = None if binary else (Xb != 0).astype(dtype)
+        rows = xp.any(Xb != 0, axis=tuple(range(1, Xb.ndim)))
+        rows = rows.get() if hasattr(rows, "get") else rows  # one transfer per block on a GPU
+        shape = (C,) + Xb.shape[2:]
+        Z = xp.zeros(shape, dtype=dtype)
+        W = Z if binary else xp.zeros(shape, dtype=dtype)
+        den = xp.empty(shape, dtype=dtype)
+        tmp = xp.empty(shape, dtype=dtype)
+        k = 0  # wire segments crossed since the last active row
+        started = False
+        for i in range(R):
+            if i:
+                k += 1
+            if not rows[i]:
+                continue
+            if started:
+                _series(Z, W, k, den, xp)
+            started, k = True, 0
+            if binary:
+                xp.multiply(Xb[i], Gd[i], out=tmp)
+                Z += tmp
+            else:
+                xp.multiply(A[i], Gs[i], out=tmp)
+                Z += tmp
+                xp.multiply(Xb[i], Gd[i], out=tmp)
+                W += tmp
+        if not started:
+            out[..., blk] = 0
+            continue
+        _series(Z, W, k + 1, den, xp)  # down to the sense node
+        xp.multiply(W, dtype.type(1.0 / Rp), out=out[..., blk])
+    return out
+
+
+def _series(Z, W, k, den, xp):
+    """Norton source (W, Z) behind k wire segments: divide both by 1 + k Z, in place."""
+    if k == 1:
+        xp.add(Z, 1, out=den)
+    else:
+        xp.multiply(Z, k, out=den)
+        den += 1
+    if W is not Z:
+        xp.divide(W, den, out=W)
+    xp.divide(Z, den, out=Z)
+
+
+# -- the iterative relaxation (manual 8.3.3) ----------------------------------------
+def _iterate(Gd, Gs, Xl, bshape, Rp, topology, xp, tol, V_D, max_iter, gamma):
+    """Relaxation solve in blocks of MVMs; each block stops when its own worst node change is below tol."""
+    R, C = Gd.shape[-2:]
+    dtype = Gd.dtype
+    M = Xl.shape[-1]
+    nb = int(numpy.prod(bshape, dtype=numpy.int64))
+    lay_d = _cell_layout(Gd, bshape, xp)
+    lay_s = lay_d if Gs is Gd else _cell_layout(Gs, bshape, xp)
+    gam_auto = None
+    iterations = residual = gam_used = restarts = 0
+    out = xp.empty((C,) + bshape + (M,), dtype=dtype)
+    # Blocks of about _ITER_BLOCK elements, but slabs of at least _MIN_SLAB for the wire loops.
+    per_m = R * C * nb
+    target = max(_ITER_BLOCK, per_m * -(-_MIN_SLAB // (min(R, C) * nb)))
+    for blk in _m_blocks(M, per_m, target):
+        solver = _Solver(lay_d, lay_s, Xl[..., blk], Rp, topology, xp)
+        g = None if gamma is None else float(gamma)
+        its = n_restarts = 0
+        while True:
+            if g is None:
+                if gam_auto is None:
+                    gam_auto = _auto_gamma(Gs, bshape, Rp, topology, xp)
+                gam = gam_auto
+            else:
+                gam = xp.asarray(g, dtype=dtype)
+            status, n, err, I = solver.run(gam, tol, max_iter - its)
+            its += n
+            if status == "converged":
+                break
+            gmax = float(xp.max(gam))
+            if status == "diverged" and gmax * 0.5 >= _GAMMA_MIN and its < max_iter:
+                g = gmax * 0.5 if g is None else g * 0.5
+                n_restarts += 1
+                continue
+            arrays = f"{R}x{C}" + (f" (batch {bshape})" if bshape else "")
+            raise ConvergenceError(
+                f"parasitic circuit solver (topology {topology}) did not converge for Rp = {Rp:g} on a {arrays} "
+                f"array: {its} iterations, last residual {err / V_D:.3g} V_D > Verr_th = {tol / V_D:g} "
+                f"(gamma = {gmax:.3g}, {n_restarts} restarts); lower Rp or raise max_iter/Verr_th"
+            )
+        out[..., blk] = I
+        iterations = max(iterations, its)
+        residual = max(residual, err / V_D)
+        gam_used = max(gam_used, float(xp.max(gam)))
+        restarts = max(restarts, n_restarts)
+    return ParasiticResult(_output_layout(out, xp), iterations, residual, gam_used, restarts, "iterative")
+
+
+def _auto_gamma(Gs, bshape, Rp, topology, xp):
+    """Per-array optimal gamma ``2 / (2 + lam)`` from an upper bound on lam = rho(Rp A D), in the (R, C, *b, 1) layout.
+
+    Power steps on the (..., R, C) arrays themselves (no M dimension; inputs
+    gated off only shrink rho), with NumPy/CuPy cumsums.
+    """
+    D = Gs
+    v = xp.ones(D.shape, dtype=D.dtype)
+    axes = (-2, -1)
+    for _ in range(_POWER_STEPS):
+        w = _wires_small(D * v, topology, xp)
+        wmax = xp.max(w, axis=axes, keepdims=True)
+        wmax = xp.where(wmax > 0, wmax, 1)
+        # Keep v strictly positive so the Collatz-Wielandt bound below holds.
+        v = w / wmax + 1e-3
+    w = _wires_small(D * v, topology, xp)
+    lam = Rp * xp.max(w / v, axis=axes)  # >= spectral radius of Rp A D, shape D.shape[:-2]
+    gam = (2.0 / (2.0 + lam)).astype(D.dtype)
+    gam = xp.broadcast_to(gam, bshape)
+    return gam.reshape((1, 1) + bshape + (1,))
+
+
+def _rev_cumsum(a, axis, xp):
+    return xp.flip(xp.cumsum(xp.flip(a, axis), axis=axis), axis)
+
+
+def _wires_small(I, topology, xp):
+    """The wire operator A (without Rp) on (..., R, C) cell currents, written plainly with cumsums.
+
+    Column j: the segment below cell i carries S_i = sum_{l<=i} I_l and the
+    column node of cell i sits at sum_{k>=i} S_k = sum_l (R - max(i, l)) I_l.
+    Row i: the segment left of cell j carries T_j = sum_{l>=j} I_l and the
+    drop from the driver to cell j is sum_{k<=j} T_k = sum_l (min(l, j) + 1) I_l.
+    """
+    out = _rev_cumsum(xp.cumsum(I, axis=-2), -2, xp)
+    if topology == "A":
+        out = out + xp.cumsum(_rev_cumsum(I, -1, xp), axis=-1)
+    return out
 
 
 class _Solver:
-    """One relaxation solve of the stacked arrays ``G`` (..., R, C) with inputs ``X`` (..., M, R)."""
+    """One relaxation solve of the (R, C, *b, M) layout: one block of MVMs."""
 
-    def __init__(self, G, G_neg, X, Rp, topology, xp):
+    def __init__(self, Gd, Gs, X, Rp, topology, xp):
         self.xp = xp
         self.topology = topology
         self.Rp = Rp
-        R, C = G.shape[-2:]
-        self.batch_shape = tuple(numpy.broadcast_shapes(G.shape[:-2], X.shape[:-2]))
-        # Working arrays are (..., M, C, R): cell (i, j) of MVM m at [..., m, j, i].
-        self.work_shape = self.batch_shape + (X.shape[-2], C, R)
-        self.Xc = X[..., :, None, :]  # (..., M, 1, R)
-
-        def cells(a):  # (..., R, C) -> (..., 1, C, R)
-            return xp.ascontiguousarray(xp.swapaxes(a, -1, -2))[..., None, :, :]
-
+        dtype = Gd.dtype
+        self.work_shape = Gd.shape[:2] + X.shape[2:]
+        rp = dtype.type(Rp)
+        # Cell currents are computed times Rp: the wire sums then give the drops directly.
+        self.Xc = X
         if topology == "C":
-            # Net driven conductance and total conductance loading the column node.
-            self.Gd = cells(G - G_neg)
-            self.Gs = cells(G + G_neg)
+            self.Gs = Gs * rp
+            self.Q = (Gd * rp) * X  # Rp (Gp - Gn) x: the current with P = 0
         else:
-            self.Gd = self.Gs = cells(G)
+            self.Gd = Gd * rp
         # Rows gated off (input bit 0) in B and C: the cells draw no current.
-        self.active = None if topology == "A" else (self.Xc != 0).astype(G.dtype)
-        # C: the current driven into the column with P = 0, (Gp - Gn) x.
-        self.Q = self.Gd * self.Xc if topology == "C" else None
+        self.active = None if topology == "A" else (X != 0).astype(dtype)
+        self.numpy = xp is numpy
 
-    # -- the wire operator A (without the factor Rp) ----------------------------
-    # Column j: the segment below cell i carries S_i = sum_{l<=i} I_l and the
-    # column node of cell i sits at sum_{k>=i} S_k = sum_l (R - max(i, l)) I_l.
-    # Row i: the segment left of cell j carries T_j = sum_{l>=j} I_l and the
-    # drop from the driver to cell j is sum_{k<=j} T_k = sum_l (min(l, j) + 1) I_l.
-    def _rev_cumsum(self, a, axis, out):
-        """sum_{k>=i} a_k along ``axis`` into ``out`` (contiguous buffers only, no flips)."""
+    # -- the wire operator A, times Rp already in I -------------------------------
+    def _cumsum(self, a, axis, out, reverse=False):
+        """Cumulative sum along axis 0 or 1 of the layout, into ``out`` (which may be ``a``)."""
         xp = self.xp
-        xp.cumsum(a, axis=axis, out=out)
-        total = xp.sum(a, axis=axis, keepdims=True)
-        xp.subtract(total, out, out=out)
-        out += a
+        if not self.numpy:  # one kernel on a GPU
+            if reverse:
+                xp.cumsum(xp.flip(a, axis), axis=axis, out=xp.flip(out, axis))
+            else:
+                xp.cumsum(a, axis=axis, out=out)
+            return out
+        n = a.shape[axis]
+        sl = (lambda k: (k,)) if axis == 0 else (lambda k: (slice(None), k))
+        order = range(n - 1, -1, -1) if reverse else range(n)
+        prev = None
+        for k in order:
+            if prev is None:
+                if out is not a:
+                    out[sl(k)] = a[sl(k)]
+            else:
+                xp.add(out[sl(prev)], a[sl(k)], out=out[sl(k)])
+            prev = k
         return out
 
-    def _wires(self, I, out, tmp, tmp2):
-        """Parasitic voltage lost by every cell, divided by Rp, for cell currents ``I``.
-
-        Arrays are stored column-major, ``[..., m, j, i]``: the column wires run
-        along the last (contiguous) axis, where cumulative sums are fastest.
-        """
-        xp = self.xp
-        xp.cumsum(I, axis=-1, out=tmp)  # column segment currents S
-        self._rev_cumsum(tmp, -1, out)  # column node voltages
+    def _wires(self, I, out, tmp):
+        """Parasitic voltage lost by every cell for cell currents ``I`` (already times Rp), into ``out``."""
+        self._cumsum(I, 0, tmp)  # column segment currents S
+        self._cumsum(tmp, 0, out, reverse=True)  # column node voltages
         if self.topology == "A":
-            self._rev_cumsum(I, -2, tmp)  # row segment currents T
-            xp.cumsum(tmp, axis=-2, out=tmp2)  # row drops
-            out += tmp2
+            self._cumsum(I, 1, tmp, reverse=True)  # row segment currents T
+            self._cumsum(tmp, 1, tmp)  # row drops
+            out += tmp
         return out
 
-    # -- relaxation factor ----------------------------------------------------
-    def auto_gamma(self):
-        """Per-array optimal gamma ``2 / (2 + lam)`` from an upper bound on lam = rho(Rp A D)."""
-        xp = self.xp
-        D = self.Gs[..., 0, :, :]  # (..., C, R); inputs gated off only shrink rho
-        v = xp.ones(D.shape, dtype=D.dtype)
-        out, tmp, tmp2 = (xp.empty_like(v) for _ in range(3))
-        axes = (-2, -1)
-        for _ in range(_POWER_STEPS):
-            w = self._wires(D * v, out, tmp, tmp2)
-            wmax = xp.max(w, axis=axes, keepdims=True)
-            wmax = xp.where(wmax > 0, wmax, 1)
-            # Keep v strictly positive so the Collatz-Wielandt bound below holds.
-            v = w / wmax + 1e-3
-        w = self._wires(D * v, out, tmp, tmp2)
-        lam = self.Rp * xp.max(w / v, axis=axes)  # >= spectral radius of Rp A D
-        gam = 2.0 / (2.0 + lam)
-        return gam[..., None, None, None].astype(D.dtype)  # broadcast over (M, R, C)
-
-    # -- the iteration ----------------------------------------------------------
     def _cell_currents(self, P, out):
-        """Net current each cell position injects into its column node (times 1)."""
+        """Net current each cell position injects into its column node, times Rp."""
         xp = self.xp
         if self.active is None:  # A: I = G (x - P)
             xp.subtract(self.Xc, P, out=out)
@@ -342,28 +545,25 @@ class _Solver:
     def run(self, gam, tol, budget):
         """Relax from P = 0 for at most ``budget`` iterations.
 
-        Returns (status, iterations, last residual, column currents or None)
+        Returns (status, iterations, last residual, column currents (C, *b, M) or None)
         with status "converged", "diverged" or "max_iter".
         """
         xp = self.xp
-        dtype = self.Gd.dtype
+        dtype = self.Xc.dtype
         P = xp.zeros(self.work_shape, dtype=dtype)
         I = xp.empty(self.work_shape, dtype=dtype)
         F = xp.empty(self.work_shape, dtype=dtype)
         tmp = xp.empty(self.work_shape, dtype=dtype)
-        tmp2 = xp.empty(self.work_shape, dtype=dtype) if self.topology == "A" else None
-        rp = xp.asarray(self.Rp, dtype=dtype)
         best = math.inf
         err = math.inf
         n = 0
         while True:
             self._cell_currents(P, I)
-            self._wires(I, F, tmp, tmp2)
-            F *= rp
+            self._wires(I, F, tmp)
             F -= P  # residual F(P) - P
             err = max(float(xp.max(F)), -float(xp.min(F)))  # max |F|, no temporary
             if err < tol:
-                return "converged", n, err, xp.sum(I, axis=-1)
+                return "converged", n, err, xp.sum(I, axis=0) * dtype.type(1.0 / self.Rp)
             if not math.isfinite(err) or err > _DIVERGENCE_FACTOR * best:
                 return "diverged", n, err, None
             if n >= budget:

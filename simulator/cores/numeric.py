@@ -148,15 +148,19 @@ class NumericCore:
         from simulator.circuits.parasitics import parasitic_mvm
 
         xp = self.xp
-        R, C = G.shape
-        per_mvm = R * C * x.dtype.itemsize * (24 if sigma is not None else 12)
+        R, C = G.shape[-2:]
+        if sigma is not None:
+            per_mvm = R * C * x.dtype.itemsize * 24
+        else:  # the solver works in cache-sized blocks of MVMs: per MVM it keeps its inputs and outputs
+            planes = 1 if G.ndim == 2 else int(G.shape[0])
+            per_mvm = (2 * R + 4 * C) * planes * x.dtype.itemsize * 2
         chunk = max(1, int(self.opt.memory_budget // per_mvm))
         kw = dict(Verr_th=self.opt.Verr_th, max_iter=self.opt.max_iter, xp=xp)
-        out = xp.empty((x.shape[0], C), dtype=x.dtype)
+        out = xp.empty(G.shape[:-2] + (x.shape[0], C), dtype=x.dtype)
         for s in range(0, x.shape[0], chunk):
             xs = x[s : s + chunk]
             if sigma is None:
-                out[s : s + chunk] = parasitic_mvm(G, xs, self.opt.Rp, topology, G_neg=G_neg, **kw)
+                out[..., s : s + chunk, :] = parasitic_mvm(G, xs, self.opt.Rp, topology, G_neg=G_neg, **kw)
                 continue
             m = xs.shape[0]
             Gp = self.devices.sample_read(xp.broadcast_to(G, (m, R, C)), xp.broadcast_to(sigma, (m, R, C)), xp, self.rng)
@@ -167,10 +171,12 @@ class NumericCore:
             out[s : s + chunk] = parasitic_mvm(Gp, xs[:, None, :], self.opt.Rp, topology, G_neg=Gn, **kw)[:, 0, :]
         return out
 
-    def _plane_current(self, G, sigma, x):
-        """Column currents of one device plane for inputs x (M, R)."""
+    def _plane_current(self, G, sigma, x, I=None):
+        """Column currents of one device plane for inputs x (M, R) (``I``: its noiseless parasitic currents)."""
         xp = self.xp
-        if self.opt.Rp > 0:
+        if I is not None:
+            pass
+        elif self.opt.Rp > 0:
             I = self._parasitic(x, G, sigma if self.exact_noise else None, self.opt.topology)
         elif self.exact_noise:
             I = self._exact_noise_chunk(G, sigma, x)
@@ -192,6 +198,12 @@ class NumericCore:
                 if self.opt.Icol_limit > 0:
                     I = xp.clip(I, -self.opt.Icol_limit, self.opt.Icol_limit)
                 return I
+            if self.opt.Rp > 0 and self.G_neg is not None and not self.exact_noise:
+                # Both planes through the solver in one call (stacked), then each plane's
+                # read noise and current limit in the same order as one plane at a time.
+                Ipn = self._parasitic(x, xp.stack([self.G_pos, self.G_neg]), None, self.opt.topology)
+                I = self._plane_current(self.G_pos, self.sigma_pos if self.noisy else None, x, Ipn[0])
+                return I - self._plane_current(self.G_neg, self.sigma_neg if self.noisy else None, x, Ipn[1])
             I = self._plane_current(self.G_pos, self.sigma_pos if self.noisy else None, x)
             if self.G_neg is not None:
                 I = I - self._plane_current(self.G_neg, self.sigma_neg if self.noisy else None, x)

@@ -145,11 +145,12 @@ def test_topology_A_matches_nodal(shape, Rp, differential):
 @pytest.mark.parametrize("Rp", RPS)
 @pytest.mark.parametrize("inputs", ["bits", "signed"])
 @pytest.mark.parametrize("differential", [False, True])
-def test_topology_B_matches_nodal(shape, Rp, inputs, differential):
+@pytest.mark.parametrize("method", ["iterative", "direct"])
+def test_topology_B_matches_nodal(shape, Rp, inputs, differential, method):
     rng = np.random.default_rng(_seed(shape, Rp, inputs, differential))
     Gp, Gn, X = _case(shape, 6, rng, inputs)
     G_neg = Gn if differential else None
-    I = parasitic_mvm(Gp, X, Rp, "B", G_neg=G_neg, Verr_th=1e-10)
+    I = parasitic_mvm(Gp, X, Rp, "B", G_neg=G_neg, Verr_th=1e-10, method=method)
     ref = reference(Gp, X, Rp, "B", G_neg)
     assert _rel_err(I, ref) < 1e-6
     assert np.all(I[0] == 0)  # all input bits 0: nothing flows
@@ -158,35 +159,42 @@ def test_topology_B_matches_nodal(shape, Rp, inputs, differential):
 @pytest.mark.parametrize("shape", SIZES)
 @pytest.mark.parametrize("Rp", RPS)
 @pytest.mark.parametrize("inputs", ["bits", "signed"])
-def test_topology_C_matches_nodal(shape, Rp, inputs):
+@pytest.mark.parametrize("method", ["iterative", "direct"])
+def test_topology_C_matches_nodal(shape, Rp, inputs, method):
     rng = np.random.default_rng(_seed(shape, Rp, inputs))
     Gp, Gn, X = _case(shape, 6, rng, inputs)
-    I = parasitic_mvm(Gp, X, Rp, "C", G_neg=Gn, Verr_th=1e-10)
+    I = parasitic_mvm(Gp, X, Rp, "C", G_neg=Gn, Verr_th=1e-10, method=method)
     assert _rel_err(I, reference(Gp, X, Rp, "C", Gn)) < 1e-6
 
 
 @pytest.mark.parametrize("topology", ["A", "B", "C"])
 @pytest.mark.parametrize("shape, Rp", [((16, 12), 1e-2), ((40, 40), 1e-3)])
 def test_larger_arrays_match_nodal(topology, shape, Rp):
-    """Larger arrays, where the automatic damping (gamma < 1) is active."""
+    """Larger arrays, where the automatic damping (gamma < 1) is active; B and C also by the direct solve."""
     rng = np.random.default_rng(_seed(topology, shape, Rp))
     Gp, Gn, X = _case(shape, 4, rng, "analog" if topology == "A" else "signed")
     G_neg = Gn if topology == "C" else None
-    res = solve_parasitic(Gp, X, Rp, topology, G_neg=G_neg, Verr_th=1e-10)
-    assert res.gamma < 0.99 and res.iterations < 100
-    assert _rel_err(res.I, reference(Gp, X, Rp, topology, G_neg)) < 1e-6
+    ref = reference(Gp, X, Rp, topology, G_neg)
+    res = solve_parasitic(Gp, X, Rp, topology, G_neg=G_neg, Verr_th=1e-10, method="iterative")
+    assert res.method == "iterative" and res.gamma < 0.99 and res.iterations < 100
+    assert _rel_err(res.I, ref) < 1e-6
+    if topology != "A":
+        direct = solve_parasitic(Gp, X, Rp, topology, G_neg=G_neg)  # "auto"
+        assert direct.method == "direct" and direct.iterations == 0
+        assert _rel_err(direct.I, ref) < 1e-9
 
 
-@pytest.mark.parametrize("topology", ["A", "B", "C"])
-def test_transposed_array_is_the_mirrored_circuit(topology):
+@pytest.mark.parametrize("topology, method", [("A", "iterative"), ("B", "iterative"), ("C", "iterative"),
+                                              ("B", "direct"), ("C", "direct")])
+def test_transposed_array_is_the_mirrored_circuit(topology, method):
     """Non-square arrays: rows and columns are not interchangeable, each matches the reference."""
     rng = np.random.default_rng(_seed("rect", topology))
     Gp, Gn, X = _case((7, 3), 5, rng, "analog" if topology == "A" else "signed")
     G_neg = Gn if topology == "C" else None
-    I = parasitic_mvm(Gp, X, 3e-2, topology, G_neg=G_neg, Verr_th=1e-11)
+    I = parasitic_mvm(Gp, X, 3e-2, topology, G_neg=G_neg, Verr_th=1e-11, method=method)
     assert _rel_err(I, reference(Gp, X, 3e-2, topology, G_neg)) < 1e-6
     Gq, Gm, Y = _case((3, 7), 5, rng, "analog" if topology == "A" else "signed")
-    J = parasitic_mvm(Gq, Y, 3e-2, topology, G_neg=Gm if topology == "C" else None, Verr_th=1e-11)
+    J = parasitic_mvm(Gq, Y, 3e-2, topology, G_neg=Gm if topology == "C" else None, Verr_th=1e-11, method=method)
     assert _rel_err(J, reference(Gq, Y, 3e-2, topology, Gm if topology == "C" else None)) < 1e-6
 
 
@@ -248,7 +256,8 @@ def test_error_grows_with_rp_and_size(topology):
     assert np.all(parasitic_mvm(G, X, 1e-3, "A") < X @ G)
 
 
-def test_batch_dims_match_separate_solves():
+@pytest.mark.parametrize("method", ["auto", "iterative"])
+def test_batch_dims_match_separate_solves(method):
     rng = np.random.default_rng(6)
     R, C, M = 8, 5, 4
     Gp = rng.uniform(0.1, 1, (2, 3, R, C))
@@ -256,16 +265,17 @@ def test_batch_dims_match_separate_solves():
     X = rng.integers(-1, 2, (2, 3, M, R)).astype(float)
     Xshared = rng.uniform(-1, 1, (M, R))  # broadcast over the batch
     for topology, G_neg in [("A", None), ("A", Gn), ("B", Gn), ("C", Gn)]:
-        I = parasitic_mvm(Gp, X, 2e-2, topology, G_neg=G_neg, Verr_th=1e-12)
+        I = parasitic_mvm(Gp, X, 2e-2, topology, G_neg=G_neg, Verr_th=1e-12, method=method)
         assert I.shape == (2, 3, M, C)
         for a in range(2):
             for b in range(3):
                 gn = None if G_neg is None else G_neg[a, b]
-                Ia = parasitic_mvm(Gp[a, b], X[a, b], 2e-2, topology, G_neg=gn, Verr_th=1e-12)
+                Ia = parasitic_mvm(Gp[a, b], X[a, b], 2e-2, topology, G_neg=gn, Verr_th=1e-12, method=method)
                 np.testing.assert_allclose(I[a, b], Ia, rtol=1e-9, atol=1e-12)
-    I = parasitic_mvm(Gp[0, 0], X, 2e-2, "B", Verr_th=1e-12)  # shared array, batched inputs
+    I = parasitic_mvm(Gp[0, 0], X, 2e-2, "B", Verr_th=1e-12, method=method)  # shared array, batched inputs
     assert I.shape == (2, 3, M, C)
-    np.testing.assert_allclose(I[1, 0], parasitic_mvm(Gp[0, 0], X[1, 0], 2e-2, "B", Verr_th=1e-12), rtol=1e-9)
+    np.testing.assert_allclose(I[1, 0], parasitic_mvm(Gp[0, 0], X[1, 0], 2e-2, "B", Verr_th=1e-12, method=method),
+                               rtol=1e-9)
     I = parasitic_mvm(Gp, Xshared, 2e-2, "A", Verr_th=1e-12)
     assert I.shape == (2, 3, M, C)
     np.testing.assert_allclose(I[1, 2], parasitic_mvm(Gp[1, 2], Xshared, 2e-2, "A", Verr_th=1e-12), rtol=1e-9)
@@ -322,11 +332,16 @@ def test_bad_arguments():
         parasitic_mvm(G, X, -1.0, "A")
     with pytest.raises(ValueError):
         parasitic_mvm(G, np.ones((2, 4)), 1e-3, "A")
+    with pytest.raises(ConfigError, match="direct"):
+        parasitic_mvm(G, X, 1e-3, "A", method="direct")
+    with pytest.raises(ConfigError, match="method"):
+        parasitic_mvm(G, X, 1e-3, "B", method="exact")
 
 
-def test_zero_inputs():
+@pytest.mark.parametrize("method", ["iterative", "direct"])
+def test_zero_inputs(method):
     G = np.ones((4, 3))
-    I = parasitic_mvm(G, np.zeros((2, 4)), 1e-2, "B")
+    I = parasitic_mvm(G, np.zeros((2, 4)), 1e-2, "B", method=method)
     assert I.shape == (2, 3) and np.all(I == 0)
 
 
@@ -363,3 +378,151 @@ def test_check_topology_rejects_others(noRow, style, interleaved, bitslicing, na
         check_topology(1e-4, noRow, style, interleaved, bitslicing)
     for name in names:
         assert name in str(info.value)
+
+
+# ---------------------------------------------------------------------------
+# Fast paths: each equals the straightforward relaxation
+# ---------------------------------------------------------------------------
+def _realistic(R, C, M, rng, inputs, dtype=np.float64):
+    """Conductances of one-sided 8-bit weights (On/Off 100) and input bit planes of 8-bit activations."""
+    G = rng.uniform(0.01, 1.0, (R, C)).astype(dtype)
+    Gn = rng.uniform(0.01, 1.0, (R, C)).astype(dtype)
+    levels = rng.integers(0, 256, (M, R))
+    X = (levels >> (np.arange(M) % 8)[:, None]) & 1
+    if inputs == "signed":
+        X = X * rng.choice([-1, 1], (M, R))
+    X[:, ::7] = 0  # whole rows with no active cell in any MVM
+    X[3] = 0
+    return G, Gn, X.astype(dtype)
+
+
+def _plain_relaxation(G, X, Rp, topology, G_neg=None, Verr_th=2e-4, max_iter=500):
+    """The method of manual 8.3.3 written as plainly as possible, on one (R, C) array: the oracle."""
+    Gd = G if topology != "C" else G - G_neg
+    Gs = G if topology != "C" else G + G_neg
+    active = np.ones_like(X) if topology == "A" else (X != 0).astype(X.dtype)
+    out = []
+    for x, a in zip(X, active):
+        P = np.zeros_like(G)
+        lam = Rp * np.max(np.sum(Gs, axis=0)) * G.shape[0] * (G.shape[0] + 1) / 2
+        if topology == "A":
+            lam += Rp * np.max(np.sum(Gs, axis=1)) * G.shape[1] * (G.shape[1] + 1) / 2
+        gam = min(1.0, 2.0 / (2.0 + lam))
+        for _ in range(max_iter):
+            I = (Gd * x[:, None] - Gs * P) * a[:, None] if topology != "A" else G * (x[:, None] - P)
+            S = np.cumsum(I, axis=0)
+            V = np.cumsum(S[::-1], axis=0)[::-1]
+            if topology == "A":
+                T = np.cumsum(I[:, ::-1], axis=1)[:, ::-1]
+                V = V + np.cumsum(T, axis=1)
+            F = Rp * V - P
+            if np.abs(F).max() < Verr_th * max(np.abs(X).max(), 1e-300):
+                break
+            P = P + gam * F
+        out.append(I.sum(axis=0))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("topology, inputs, differential", [
+    ("B", "bits", False), ("B", "signed", False), ("B", "bits", True), ("C", "bits", True), ("C", "signed", True),
+])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_direct_equals_relaxation(topology, inputs, differential, dtype):
+    """The ladder solve is the fixed point of the relaxation: equal to it within the convergence tolerance."""
+    rng = np.random.default_rng(_seed(topology, inputs, differential, np.dtype(dtype).name))
+    G, Gn, X = _realistic(144, 32, 24, rng, inputs, dtype)
+    G_neg = Gn if differential else None
+    Rp = 1e-4
+    direct = solve_parasitic(G, X, Rp, topology, G_neg=G_neg)
+    assert direct.method == "direct" and direct.I.dtype == dtype
+    iterative = solve_parasitic(G, X, Rp, topology, G_neg=G_neg, method="iterative")
+    assert iterative.method == "iterative" and iterative.iterations > 0
+    plain = np.array(_plain_relaxation(G.astype(float), X.astype(float), Rp, topology,
+                                       None if G_neg is None else G_neg.astype(float)))
+    if differential and topology == "B":
+        plain = plain - _plain_relaxation(Gn.astype(float), X.astype(float), Rp, "B")
+    scale = np.abs(plain).max()
+    # Verr_th = 2e-4: node voltages within ~2e-4 V_D of the fixed point, currents to well under 1e-3.
+    assert np.abs(direct.I - plain).max() < 1e-3 * scale
+    assert np.abs(iterative.I - plain).max() < 1e-3 * scale
+    # Tightly converged, the relaxation reaches the direct answer to rounding.
+    tight = parasitic_mvm(G.astype(float), X.astype(float), Rp, topology,
+                          G_neg=None if G_neg is None else G_neg.astype(float), Verr_th=1e-13, method="iterative")
+    tol = 1e-10 if dtype == np.float64 else 1e-5
+    assert np.abs(direct.I - tight).max() < tol * scale
+    assert np.all(direct.I[3] == 0)
+
+
+def test_direct_general_supply_voltages_match_nodal():
+    """B with inputs other than 0/1 (used as supply voltages) and rows gated off in every MVM."""
+    rng = np.random.default_rng(11)
+    G = rng.uniform(0.1, 1.0, (9, 4))
+    X = rng.uniform(-1, 1, (5, 9)) * (rng.random((5, 9)) < 0.6)
+    X[:, [0, 4, 5, 8]] = 0.0  # leading, inner (two in a row) and trailing empty rows: merged wire segments
+    I = parasitic_mvm(G, X, 2e-2, "B", method="direct")
+    assert _rel_err(I, reference(G, X, 2e-2, "B")) < 1e-12
+
+
+def test_blocked_solvers_equal_one_block(monkeypatch):
+    """Blocks of MVMs (cache-sized) give the same currents as one block; blocks converge independently."""
+    import simulator.circuits.parasitics as par
+
+    rng = np.random.default_rng(12)
+    G, Gn, X = _realistic(40, 24, 37, rng, "signed")
+    XA = rng.uniform(0, 1, (37, 40))
+    cases = [("A", XA, None), ("A", XA, Gn), ("B", X, None), ("B", X, Gn), ("C", X, Gn)]
+    whole = {}
+    for topology, x, gn in cases:
+        for method in ("iterative", "auto"):
+            whole[topology, gn is None, method] = solve_parasitic(G, x, 1e-3, topology, G_neg=gn, method=method,
+                                                                  Verr_th=1e-12)
+    monkeypatch.setattr(par, "_ITER_BLOCK", 1)
+    monkeypatch.setattr(par, "_MIN_SLAB", 1)
+    monkeypatch.setattr(par, "_LADDER_BLOCK", 1)
+    for topology, x, gn in cases:
+        for method in ("iterative", "auto"):
+            ref = whole[topology, gn is None, method]
+            res = solve_parasitic(G, x, 1e-3, topology, G_neg=gn, method=method, Verr_th=1e-12)
+            np.testing.assert_allclose(res.I, ref.I, rtol=1e-9, atol=1e-12 * np.abs(ref.I).max())
+            if res.method == "iterative":
+                assert res.iterations <= ref.iterations  # the worst block needs at most the global count
+
+
+@pytest.mark.parametrize("topology", ["A", "B"])
+def test_loop_wire_sums_equal_cumsum_operator(topology):
+    """The wire operator of the iteration (loops of slab adds) equals the plain cumsum form, and A's matrix."""
+    from simulator.circuits.parasitics import _Solver, _cell_layout, _input_layout, _wires_small
+
+    rng = np.random.default_rng(13)
+    R, C, M = 6, 5, 3
+    I = rng.normal(size=(M, R, C))
+    plain = _wires_small(I, topology, np)
+    i, l = np.meshgrid(np.arange(R), np.arange(R), indexing="ij")
+    A_col = R - np.maximum(i, l)
+    j, k = np.meshgrid(np.arange(C), np.arange(C), indexing="ij")
+    A_row = np.minimum(j, k) + 1
+    expect = np.einsum("il,mlc->mic", A_col, I)
+    if topology == "A":
+        expect = expect + np.einsum("jk,mrk->mrj", A_row, I)
+    np.testing.assert_allclose(plain, expect, rtol=1e-12)
+    G = np.ones((R, C))
+    solver = _Solver(_cell_layout(G, (), np), _cell_layout(G, (), np), _input_layout(np.ones((M, R)), (), np),
+                     1.0, topology, np)
+    lay = np.ascontiguousarray(np.transpose(I, (1, 2, 0)))  # (R, C, M)
+    out, tmp = np.empty_like(lay), np.empty_like(lay)
+    solver._wires(lay, out, tmp)
+    np.testing.assert_allclose(np.transpose(out, (2, 0, 1)), expect, rtol=1e-12)
+
+
+def test_iterative_A_equals_plain_relaxation():
+    """The blocked, loop-summed iteration for A against the plain oracle at the default tolerance."""
+    rng = np.random.default_rng(14)
+    G = rng.uniform(0.01, 1.0, (64, 32))
+    X = rng.uniform(0, 1, (10, 64))
+    res = solve_parasitic(G, X, 1e-3, "A")
+    assert res.method == "iterative"
+    plain = _plain_relaxation(G, X, 1e-3, "A")
+    tight = parasitic_mvm(G, X, 1e-3, "A", Verr_th=1e-13)
+    scale = np.abs(tight).max()
+    assert np.abs(res.I - tight).max() < 1e-3 * scale
+    assert np.abs(plain - tight).max() < 1e-3 * scale

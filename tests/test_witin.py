@@ -239,6 +239,119 @@ def test_conv_transpose_matches_reference():
     np.testing.assert_array_equal(y, ref)
 
 
+# ------------------------------------- witin_nn 0.1.3 rules for conv PN / Shift and float32 order
+def _fixed(sx, sw, sy, **kw):
+    d = {"use_auto_scale": False, "scale_x": float(sx), "scale_weight": float(sw), "scale_y": float(sy)}
+    d.update(kw)
+    return d
+
+
+def _conv1x1(kind, w, attrs, use_bias=False):
+    """A 1x1 Conv2D (kernel (1,1,cin,cout)) / Conv2DTranspose (kernel (1,1,cout,cin)) / Dense (kernel (in,out))."""
+    w = np.asarray(w, np.float32)
+    if kind == "Dense":
+        return Layer("d", "Dense", ["in"], {"units": w.shape[1], "use_bias": use_bias}, {"kernel": w}, {"witin": attrs})
+    cfg = {"filters": w.shape[1], "kernel_size": [1, 1], "strides": [1, 1], "padding": "valid", "use_bias": use_bias}
+    kern = w[None, None] if kind == "Conv2D" else w.T[None, None]
+    return Layer("c", kind, ["in"], cfg, {"kernel": kern}, {"witin": attrs})
+
+
+def _run(layer, x):
+    x = np.asarray(x, np.float32)
+    if layer.type != "Dense":
+        x = x.reshape(x.shape[0], 1, 1, -1)
+    return WitinChipLayer(layer, None, np, np.random.default_rng(0)).forward(x).reshape(x.shape[0], -1)
+
+
+@pytest.mark.parametrize("kind", ["Conv2D", "Conv2DTranspose"])
+def test_conv_pn_quantizes_negated_weights_separately(kind):
+    # Conv PN runs two passes: positive inputs with NPU_w = clip(round(w*sw)), magnitudes of negative inputs
+    # with clip(round(-w*sw)) -- quantized on its own, so it can reach -2**(wb-1) where NPU_w saturated at
+    # 2**(wb-1)-1. wb = 6, sw = 32: w*sw = 45.2 -> NPU_w = 31 but the negated copy is -32 (not -31).
+    attrs = _fixed(16, 32, 16, handle_neg_in="PN", weight_quant_bits=6)  # sx*sw/sy = 32
+    y = _run(_conv1x1(kind, [[45.2 / 32]], attrs), [[1.25], [-1.25]])  # NPU_x = +-20
+    # +20 * 31 = 620 -> 620/32 = 19.375 -> 19;  20 * -32 = -640 -> -20 (with clip(-NPU_w) = -31: -19)
+    assert (y[:, 0] * 16).tolist() == [19, -20]
+    # w*sw = -45.2: NPU_w = -32, negated copy clip(45.2) = 31
+    y = _run(_conv1x1(kind, [[-45.2 / 32]], attrs), [[1.25], [-1.25]])
+    assert (y[:, 0] * 16).tolist() == [-20, 19]
+
+
+def test_linear_pn_uses_unclipped_negated_weights():
+    # WitinLinear PN concatenates [NPU_w; -NPU_w] without clipping again: NPU_w = -32 (wb = 6) gives +32
+    attrs = _fixed(16, 32, 16, handle_neg_in="PN", weight_quant_bits=6)
+    y = _run(_conv1x1("Dense", [[-45.2 / 32]], attrs), [[1.25], [-1.25]])
+    assert (y[:, 0] * 16).tolist() == [-20, 20]  # 20 * 32 = 640 -> 20 (a conv gives 19, see above)
+
+
+def test_conv_shift_offset_clamped_to_128():
+    # Shift offset: round(clamp(shift_num * scale_x, 0, limit)); limit = 2**xb for WitinLinear but 128 for
+    # WitinConv2d whatever x_quant_bits is
+    assert quant.shift_offset(2.0, 128.0, 8) == 256
+    assert quant.shift_offset(2.0, 128.0, 8, quant.CONV_SHIFT_LIMIT) == 128
+    assert quant.shift_offset(0.3, 512.0, 10) == 154  # 153.6
+    assert quant.shift_offset(0.3, 512.0, 10, quant.CONV_SHIFT_LIMIT) == 128
+    assert quant.shift_offset(0.1, 128.0, 8, quant.CONV_SHIFT_LIMIT) == 13  # 12.8
+    # a 10-bit conv with shift_num 0.3, scale_x 512: NPU_x = clip(round(x*512 + 128), 0, 1023).
+    # w = 0.5, sw = 128 -> NPU_w = 64; bias steps = round((0 - 128*64)/128) = -64.
+    # x = -0.27: round(-138.24 + 128) = -10 -> 0; acc = 0*64 - 64*128 = -8192; / (512*128) * 128 = -16
+    attrs = _fixed(512, 128, 128, handle_neg_in="Shift", x_quant_bits=10, shift_num=0.3)
+    y = _run(_conv1x1("Conv2D", [[0.5]], attrs), [[-0.27], [0.5]])
+    assert (y[:, 0] * 128).tolist() == [-16, 32]  # x = 0.5: (256+128)*64 - 8192 = 16384 -> 32
+    # the same Dense layer uses offset 154: round(15.76) = 16; bias round((-154*64)/128) = -77 (x = 10 bits:
+    # the bias is rounded before the compensation is subtracted, -9856); acc = 1024 - 9856 = -8832 -> -17.25
+    y = _run(_conv1x1("Dense", [[0.5]], attrs), [[-0.27]])
+    assert (y[:, 0] * 128).tolist() == [-17]
+
+
+def test_output_is_divided_by_scale_product_then_multiplied_in_float32():
+    # NPU_y = round(clip(f32(f32(acc / (sx*sw)) * sy))), not round(acc / g_value):
+    # -136000 / 3200 = -42.5, * 3 = -127.5 -> half to even -128; acc / g with g = 1066.67 is -127.49999...
+    assert quant.quantize_output(np.array([-136000.0]), 16.0, 200.0, 3.0, 9, np).tolist() == [-128]
+    assert R(-136000.0 / quant.g_value(16, 200, 3)) == -127
+
+
+def test_conv_pn_passes_divided_separately_in_float32():
+    # witin_nn divides each PN pass by sx*sw in float32 and adds the quotients:
+    # f32(1120/800) + f32(-1000/800) = 1.3999999762 - 1.25 -> * 10 = 1.4999998 -> 1 (one pass: 120/80 = 1.5 -> 2)
+    assert quant.quantize_output((np.array([1120.0]), np.array([-1000.0])), 16.0, 50.0, 10.0, 8, np).tolist() == [1]
+    assert quant.quantize_output(np.array([120.0]), 16.0, 50.0, 10.0, 8, np).tolist() == [2]
+    # through a 1x1 conv: x = (1.0, -0.5) at sx = 16 -> NPU_x = (16, -8); w = (1.4, 2.5) at sw = 50 -> (70, 125);
+    # positive pass 16*70 = 1120, negative pass 8*(-125) = -1000
+    attrs = _fixed(16, 50, 10, handle_neg_in="PN")
+    y = _run(_conv1x1("Conv2D", [[1.4], [2.5]], attrs), [[1.0, -0.5]])
+    assert (y[:, 0] * 10).round().tolist() == [1]
+
+
+def test_bias_uses_one_float32_product_with_scale_product():
+    # b * (sx*sw) in float32 (the scale product is exact), not (b*sx)*sw:
+    # f32(-76.6592) * 5000 = -383296.0 -> /128 = -2994.5 -> -2994;  (b*100)*50 = -383296.03125 -> -2995
+    b = np.array([-76.6592], np.float32)
+    assert (quant.quantize_bias(b, 100.0, 50.0, 24, np) / 128).tolist() == [-2994]
+    assert R((b * np.float32(100)) * np.float32(50) / 128).tolist() == [-2995]
+
+
+def test_shift_compensation_subtracted_in_float32():
+    # 8-bit inputs: steps = round(f32(f32(b*sx*sw) - shift*sum(NPU_w)) / 128); the float32 difference drops
+    # the fraction of b*sx*sw when the compensation is large: (64 + 2**-17) - 2**19 -> -524224 -> -4095.5 -> -4096
+    b = np.array([np.nextafter(np.float32(64), np.float32(100)) / 16384], np.float32)
+    steps, _ = quant.analog_bias_units(b, 128.0, 128.0, 32, 8, np, shift_comp=np.array([2.0**19]))
+    assert steps.tolist() == [-4096]  # float64 arithmetic would give round(-4095.49999994) = -4095
+
+
+def test_digital_part_divided_by_rounded_g_value():
+    # x_quant_bits > 8 (WitinLinear): the digital part is divided by round(g_value) (half to even), in float32
+    assert quant.digital_divisor(64, 32, 10) == 205  # 204.8
+    assert quant.digital_divisor(100, 50, 16) == 312  # 312.5
+    assert quant.digital_divisor(7, 1, 2) == 4 and quant.digital_divisor(9, 1, 2) == 4
+    assert quant.combine_outputs(np.array([0.0]), np.array([20602.0]), 64.0, 32.0, 10.0, 10, np).tolist() == [100]
+    # a Dense layer, x = 10 bits, sx = 64: x = 4.0 -> NPU_x = 256 (all digital); w = 14/32 -> NPU_w = 14;
+    # digital acc = 3584; 3584 / 205 = 17.48 -> 17 (3584 / 204.8 = 17.5 -> 18)
+    attrs = _fixed(64, 32, 10, x_quant_bits=10)
+    y = _run(_conv1x1("Dense", [[14 / 32]], attrs), [[4.0]])
+    assert (y[:, 0] * 10).round().tolist() == [17]
+
+
 def test_gru_cell_matches_reference():
     rng = np.random.default_rng(7)
     nin, H = 5, 3

@@ -19,13 +19,32 @@ Conventions verified against witin_nn 0.1.3 in eval mode (see
   ``x_max = 1.7309`` at 8 bits gives ``scale_x = 128``); with Shift the input
   is signed and ``bits = x_quant_bits``;
 * weights: ``clip(round(w * scale_weight), -2**(wb-1), 2**(wb-1)-1)``;
-* bias: ``clip(round(b * scale_x * scale_weight / 128), -128*N, 127*N) * 128``
-  (N = bias_row_N rows of the array driven with input 128);
-* output: ``clip(round(acc / g_value), -2**(yb-1), 2**(yb-1)-1)`` with
-  ``g_value = scale_x * scale_weight / scale_y``; with x_quant_bits > 8 the
-  analog part (low 8 input bits, bias rows, noise) and the digital part (high
-  input bits, bias_d) are rounded separately, the analog part is clipped to
-  the output range, and the sum is clipped again.
+* bias: ``clip(round(b * (scale_x*scale_weight) / 128), -128*N, 127*N) * 128``
+  (N = bias_row_N rows of the array driven with input 128); ``b * (sx*sw)``
+  is one float32 product with the (exact) scale product. With Shift the
+  compensation ``shift * sum_i NPU_w[i, j]`` is subtracted from it in float32
+  before the rounding (8-bit inputs and every conv), or after rounding the
+  bias (WitinLinear with x_quant_bits > 8);
+* output: ``round(clip(f32(f32(acc / (scale_x*scale_weight)) * scale_y),
+  -2**(yb-1), 2**(yb-1)-1))`` -- divided by the scale product and then
+  multiplied by scale_y in float32, in that order (this is not
+  ``round(acc / g_value)`` when the scales are not powers of two); with
+  x_quant_bits > 8 (WitinLinear) the analog part (low 8 input bits, bias rows,
+  noise) is quantized that way, the digital part (high input bits, bias_d) is
+  ``round(acc_d / round(g_value))`` with ``g_value = scale_x*scale_weight/scale_y``
+  rounded to an integer, and the sum is clipped again;
+* PN convolutions (WitinConv2d, WitinConvTranspose2d) compute two passes, the
+  positive inputs with NPU_w (and the bias) and the magnitudes of the negative
+  inputs with a separately quantized ``clip(round(-w * scale_weight))``, which
+  reaches ``-2**(wb-1)`` where NPU_w saturated at ``2**(wb-1)-1``; each pass is
+  divided by the scale product and the quotients are added in float32.
+  WitinLinear PN uses ``-NPU_w`` unclipped;
+* Shift offset: ``round(clamp(shift_num * scale_x, 0, limit))`` with limit
+  ``2**x_quant_bits`` for WitinLinear and 128 for WitinConv2d.
+
+Bit exactness assumes accumulators below 2**24 (witin_nn accumulates in
+float32 in its BLAS / oneDNN order; larger sums are rounded there, see
+``docs/witin_noise.md``).
 """
 from __future__ import annotations
 

@@ -86,7 +86,7 @@ class HardwareParams(BaseModel):
     scale_y: Optional[float] = Field(None, gt=0)
     scale_weight: Optional[float] = Field(None, gt=0)
     use_auto_scale: Optional[bool] = None
-    bias_row_N: Optional[int] = Field(None, ge=1, le=64)
+    bias_row_N: Optional[int] = Field(None, ge=1, le=32)
     handle_neg_in: Optional[Literal["FALSE", "PN", "Shift"]] = None
     shift_num: Optional[float] = Field(None, ge=0)
     w_clip: Optional[float] = Field(None, gt=0)

@@ -17,8 +17,8 @@ Models: ``resnet20`` -- the CIFAR-10 ResNet-20 shipped with CrossSim's
 examples (Keras .h5 read directly; per-layer DAC ranges from its
 ``input_limits_ResNet20.npy``, ADC ranges from ``adc_limits_ResNet20_balanced.npy``
 for (a)/(b) and "max" otherwise); ``digits`` -- the bundled digits CNN.
-CIFAR images are not shipped, so inputs are random but fixed NHWC images in
-[0, 1], normalized per channel like CIFAR-10.
+CIFAR images are not shipped, so the inputs are random but fixed 32x32 crops
+of scikit-learn's sample photographs with the per-pixel mean subtracted.
 
 ``--crosssim PATH`` also runs CrossSim (a checkout of sandialabs/cross-sim,
 its PyTorch interface) on the same network -- a torch module built from the
@@ -45,8 +45,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 RESNET_DIR = Path(os.environ.get("XBARSIM_CIFAR_MODELS", "/work/shared/models/crosssim_cifar10"))
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 SETTINGS = {
     "a": ("8b W/DAC/ADC, no noise", {}),
@@ -82,7 +80,12 @@ def model_setup(name: str):
 
 
 def make_images(net, n: int, seed: int = 1234):
-    """Digits: the bundled test split (tiled to n). Else random but fixed images in [0, 1], CIFAR-normalized."""
+    """Digits: the bundled test split (tiled to n). ResNets: natural-image crops, pixel mean subtracted.
+
+    The crops (random but fixed, of scikit-learn's two sample photographs) get
+    the preprocessing the Keras CIFAR ResNets were trained with; unlike random
+    noise they give the network varied, non-degenerate predictions.
+    """
     import numpy as np
 
     shape = tuple(net.input_shape)
@@ -91,11 +94,13 @@ def make_images(net, n: int, seed: int = 1234):
 
         xd = load_digits_split("test")[0]
         return np.concatenate([xd] * (n // len(xd) + 1))[:n].astype(np.float32)
+    if shape == (32, 32, 3):
+        from resnet_calibrated_agreement import natural_crops
+
+        x = natural_crops(n, seed)
+        return (x - x.mean(axis=0)).astype(np.float32)
     rng = np.random.default_rng(seed)
-    x = rng.random((n,) + shape)
-    if len(shape) == 3 and shape[-1] == 3:  # CIFAR-like NHWC RGB
-        x = (x - np.asarray(CIFAR_MEAN)) / np.asarray(CIFAR_STD)
-    return x.astype(np.float32)
+    return rng.random((n,) + shape).astype(np.float32)
 
 
 def setting_config(base: dict, calib: str | None, key: str, adc: str) -> dict:

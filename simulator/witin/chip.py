@@ -63,6 +63,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from simulator import ops
 from simulator.errors import ModelError
 from simulator.witin import quant
 
@@ -205,28 +206,12 @@ class _Spec:
 
 
 # ---------------------------------------------------------------- products
-def _pads2(value) -> tuple[tuple[int, int], tuple[int, int]]:
-    if value in (None, "valid"):
-        return (0, 0), (0, 0)
-    if isinstance(value, int):
-        return (value, value), (value, value)
-    (t, b), (l, r) = value
-    return (int(t), int(b)), (int(l), int(r))
-
-
 def _pair(value, default) -> tuple[int, int]:
     if value is None:
         return default
     if isinstance(value, int):
         return value, value
     return int(value[0]), int(value[1])
-
-
-def _same_pads(size: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
-    eff = (k - 1) * dilation + 1
-    out = -(-size // stride)
-    total = max((out - 1) * stride + eff - size, 0)
-    return total // 2, total - total // 2
 
 
 class _Dense:
@@ -257,15 +242,9 @@ class _Conv2D:
 
     def pad_input(self, x):
         """Zero-pad the float input (before quantization, as witin_nn does)."""
-        kh, kw = self.k
-        if self.padding == "same":
-            pads = (_same_pads(x.shape[1], kh, self.s[0], self.d[0]), _same_pads(x.shape[2], kw, self.s[1], self.d[1]))
-        else:
-            pads = _pads2(self.padding)
-        (t, b), (l, r) = pads
-        if t or b or l or r:
-            x = self.xp.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
-        return x
+        (kh, kw), (sh, sw), (dh, dw) = self.k, self.s, self.d
+        pads = ops.resolve_padding(self.padding, x.shape[1], x.shape[2], kh, kw, sh, sw, dh, dw)
+        return ops.pad_nhwc(x, pads, self.xp)
 
     def __call__(self, x, w):
         """The product of an already padded input (see :meth:`pad_input`)."""
@@ -322,7 +301,7 @@ class _Conv2DTranspose:
             th, tw = max(kh - sh, 0), max(kw - sw, 0)
             (ct, cb), (cl, cr) = (th // 2, th - th // 2), (tw // 2, tw - tw // 2)
         else:
-            (ct, cb), (cl, cr) = _pads2(self.padding)
+            (ct, cb), (cl, cr) = ops.resolve_padding(self.padding, H, W, kh, kw, sh, sw)
         cout = w.shape[2]
         big = xp.zeros((N, full_h + oph, full_w + opw, cout), dtype=x.dtype)
         for a in range(kh):
@@ -493,8 +472,6 @@ class WitinChipLayer:
         y = self.product(x)
         act = self.layer.config.get("activation")
         if act not in (None, "linear"):
-            from simulator import ops
-
             y = ops.activation(y, act, xp)
         return y
 

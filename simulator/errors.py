@@ -38,3 +38,7 @@ class BackendError(XbarsimError, RuntimeError):
 
 class ConvergenceError(XbarsimError, RuntimeError):
     """The parasitic-resistance circuit solver did not converge."""
+
+
+class OutputError(XbarsimError, OSError):
+    """An output file or folder cannot be created or written."""

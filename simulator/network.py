@@ -62,6 +62,11 @@ LAYER_TYPES: dict[str, set[str]] = {
     "PReLU": set(),
     "Sqrt": set(),
     "Mean": {"axis", "keepdims"},
+    # witin_nn operators without a Keras counterpart (simulator/witin/digital.py)
+    "MatMul": set(),
+    "Hypot": set(),
+    "InvSqrt": set(),
+    "ClnBn2d": set(),
     "Dropout": {"rate"},
     "GaussianNoise": {"stddev"},
 }

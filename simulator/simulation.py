@@ -38,6 +38,7 @@ from simulator.network import Layer, Network
 log = logging.getLogger("xbarsim.simulation")
 
 _FOLDABLE = {"Conv2D", "Dense", "DepthwiseConv2D"}
+_WITIN_ONLY = {"MatMul", "Hypot", "InvSqrt", "ClnBn2d"}
 
 
 def fold_batchnorm(layers: list[Layer], outputs: list[str]) -> list[Layer]:
@@ -46,6 +47,13 @@ def fold_batchnorm(layers: list[Layer], outputs: list[str]) -> list[Layer]:
     A BN is folded when its only input is a Conv2D/Dense/DepthwiseConv2D with
     a linear activation whose only consumer is that BN. The BN layer is then
     removed and its consumers read the conv directly.
+
+    A witin CIM layer (``attrs["witin"]``) and a WitinBatchNorm2d
+    (``attrs["witin_digital"]``) are never folded: the chip quantizes the
+    layer's weights, bias and output with scales derived from its recorded
+    io_max, and witin_nn computes the batch norm after that (digitally), so a
+    folded layer would no longer be bit exact. Such batch norms stay separate
+    layers (logged once per layer).
     """
     by_name = {l.name: l for l in layers}
     consumers: dict[str, list[str]] = {l.name: [] for l in layers}
@@ -58,7 +66,10 @@ def fold_batchnorm(layers: list[Layer], outputs: list[str]) -> list[Layer]:
         l.inputs = [rename.get(s, s) for s in l.inputs]
         if l.type == "BatchNormalization" and len(l.inputs) == 1:
             src = by_name[l.inputs[0]]
-            if (
+            if src.attrs.get("witin") or l.attrs.get("witin_digital") is not None:
+                log.info("batch norm %r is not folded into %r: witin layers keep their chip scales "
+                         "(the batch norm runs after the layer, as in witin_nn)", l.name, src.name)
+            elif (
                 src.type in _FOLDABLE
                 and src.config.get("activation", "linear") in (None, "linear")
                 and consumers[src.name] == [l.name]
@@ -386,6 +397,10 @@ class Simulation:
         x = ins[0]
         if layer.attrs.get("witin") and self.config.witin_mode == "chip" and not ideal and layer.is_mvm:
             return self.cores[layer.name].forward(*ins)
+        if layer.attrs.get("witin_digital") is not None and (not ideal or t in _WITIN_ONLY):
+            from simulator.witin.digital import run_layer
+
+            return run_layer(layer, ins, xp, ideal)
         if t == "Dense":
             mvm = self._mvm(layer.name, layer, ideal)
             shape = x.shape

@@ -38,6 +38,7 @@ CIM_CLASSES = {"WitinLinear", "WitinConv2d", "WitinConvTranspose2d", "WitinGruCe
 DIGITAL_CLASSES = {
     "WitinGELU", "WitinSigmoid", "WitinTanh", "WitinPReLU", "WitinElementAdd", "WitinElementMul",
     "WitinElementDivide", "WitinSqrt", "WitinMean", "WitinCat", "WitinBatchNorm2d",
+    "WitinMatMul", "WitinHypot", "WitinInvSqrt", "WitinClnBn2d",
 }
 WITIN_CLASSES = CIM_CLASSES | DIGITAL_CLASSES
 
@@ -91,7 +92,7 @@ def witin_attrs(module) -> dict[str, Any]:
     """The witin parameters of a witin CIM module: its layer_config and io_max buffers."""
     from simulator.witin.chip import WITIN_KEYS, normalize_handle_neg_in
 
-    cfg = getattr(module, "layer_config", None)
+    cfg = _built_config(module)
     out: dict[str, Any] = {}
     for key in WITIN_KEYS:
         if cfg is not None and hasattr(cfg, key):
@@ -108,6 +109,35 @@ def witin_attrs(module) -> dict[str, Any]:
         if v is not None:
             out[f"io_max_{part}"] = v
     return out
+
+
+def digital_attrs(module) -> dict[str, Any]:
+    """The witin parameters of a witin digital operator: layer_config fields and io_max values.
+
+    Read from the config snapshot the module computes with (witin_nn copies a
+    layer's config when the layer is built, so later edits of the
+    ``layer_config`` object change nothing there, and nothing here).
+    """
+    from simulator.witin.digital import CONFIG_KEYS
+
+    cfg = _built_config(module)
+    out: dict[str, Any] = {}
+    for key in CONFIG_KEYS:
+        if cfg is not None and hasattr(cfg, key):
+            out[key] = _scalar(getattr(cfg, key))
+    for name, _ in module.named_parameters():
+        if name.startswith("autoscale_") and name.endswith("_obj.io_max"):
+            part = name[len("autoscale_") : -len("_obj.io_max")]
+            out[f"io_max_{part}"] = _io_max(module, part)
+    return out
+
+
+def _built_config(module):
+    """The layer config witin_nn computes with: the copy taken when the layer was built, if any."""
+    fn = getattr(module, "forward__func", None)
+    if fn is not None and hasattr(fn, "x_quant_bits"):
+        return fn  # witin_nn's forward object holds the values copied at build time
+    return getattr(module, "layer_config", None)
 
 
 # ----------------------------------------------------------------- builder
@@ -289,12 +319,28 @@ class _Builder:
         if cls == "WitinCat":
             return self.add(qual, "Concatenate", ins, {"axis": self.axis(int(mod.dim), in_rank)}, attrs=self._digital(mod), rank=in_rank)
         if cls == "WitinMean":
+            if not isinstance(mod.dim, int):
+                raise self.err(qual, kind, f"dim must be one int (witin_nn 0.1.3 reduces one axis), got {mod.dim!r}")
             return self.mean(qual, ins, mod.dim, bool(mod.keepdim), in_rank, self._digital(mod))
+        if cls == "WitinMatMul":
+            if in_rank not in (2, 3, 4):
+                raise self.err(qual, kind, f"matmul of rank-{in_rank} tensors is not supported")
+            return self.add(qual, "MatMul", ins, attrs=self._digital(mod), rank=out_rank)
+        if cls == "WitinHypot":
+            return self.add(qual, "Hypot", ins, attrs=self._digital(mod), rank=out_rank)
+        if cls == "WitinInvSqrt":
+            return self.add(qual, "InvSqrt", ins, attrs=self._digital(mod), rank=in_rank)
+        if cls == "WitinClnBn2d":
+            if in_rank != 4:
+                raise self.err(qual, kind, f"ClnBn2d needs an NCHW tensor, got rank {in_rank}")
+            return self.add(qual, "ClnBn2d", ins, attrs=self._digital(mod), rank=4)
         raise self.err(qual, kind, "unsupported layer type")
 
     def _digital(self, mod) -> dict[str, Any]:
         cls = type(mod).__name__
-        return {"witin_op": cls} if cls in WITIN_CLASSES else {}
+        if cls not in WITIN_CLASSES:
+            return {}
+        return {"witin_op": cls, "witin_digital": digital_attrs(mod)}
 
     def activation(self, qual, act, ins, rank, mod=None) -> str:
         return self.add(qual, "Activation", ins, {"activation": act}, attrs=self._digital(mod) if mod is not None else None, rank=rank)

@@ -94,7 +94,8 @@ class HardwareParams(BaseModel):
         None, description="witin digital bias part: true/false switches the model's on/off, or values per output"
     )
     noise_mode: Optional[Literal["output", "weight"]] = Field(
-        None, description="xbarsim: witin noise drawn per output element (output) or as one weight perturbation per call (weight)"
+        None, description="xbarsim: witin noise as one weight perturbation per call shared by batch and windows "
+        "(weight, the default: witin_nn's joint distribution) or drawn per output element (output)"
     )
 
     @field_validator("adc_range", "dac_range")

@@ -393,7 +393,8 @@ def test_noise_std_matches_model(level):
     sy = 256 * 128.0 / g
     attrs = _witin(1.0, 1.0, 2**11 / sy, y_quant_bits=12, noise_level=level, bias_row_N=8)
     layer = Layer("fc", "Dense", ["in"], {"units": nout}, {"kernel": W, "bias": b}, {"witin": attrs})
-    chip = WitinChipLayer(layer, None, np, np.random.default_rng(level + 100))
+    # per-element mode: every row of the batch is an independent sample of the per-output marginal
+    chip = WitinChipLayer(layer, {"noise_mode": "output"}, np, np.random.default_rng(level + 100))
     out = chip.npu(x)
     k, bb = quant.noise_coefficients(level)
     acc_var = (xq**2) @ ((k * np.abs(nw) + bb) ** 2) + 8 * (128 * (k * 40 / 8 + bb)) ** 2
@@ -412,12 +413,31 @@ def test_noise_modes_agree_in_distribution():
     x = np.repeat((xq / 256.0)[None], 1, axis=0)
     attrs = _witin(1.0, 1.0, 2**11 / (256 * 128.0), y_quant_bits=12, noise_level=6)
     layer = Layer("fc", "Dense", ["in"], {"units": 3, "use_bias": False}, {"kernel": nw / 128}, {"witin": attrs})
-    out_mode = WitinChipLayer(layer, None, np, np.random.default_rng(1))
-    w_mode = WitinChipLayer(layer, {"noise_mode": "weight"}, np, np.random.default_rng(2))
+    out_mode = WitinChipLayer(layer, {"noise_mode": "output"}, np, np.random.default_rng(1))
+    w_mode = WitinChipLayer(layer, None, np, np.random.default_rng(2))  # default: weight
     a = np.concatenate([out_mode.npu(x) for _ in range(1500)])
     bw = np.concatenate([w_mode.npu(x) for _ in range(1500)])
     np.testing.assert_allclose(a.std(axis=0), bw.std(axis=0), rtol=0.12)
     np.testing.assert_allclose(a.mean(axis=0), bw.mean(axis=0), atol=4 * a.std(axis=0).max() / math.sqrt(1500) + 1)
+
+
+def test_default_noise_is_shared_across_batch_and_windows():
+    """witin_nn draws one weight perturbation per forward call: identical inputs in one batch (and identical
+    windows of a convolution) get identical noisy outputs; a new call draws new noise."""
+    rng = np.random.default_rng(5)
+    k = rng.uniform(-1, 1, (3, 3, 1, 2)).astype(np.float32)
+    attrs = _witin(1.0, 1.0, 4.0, y_quant_bits=12, noise_level=7)
+    layer = Layer("c", "Conv2D", ["in"], {"filters": 2, "kernel_size": [3, 3], "padding": "valid", "use_bias": False},
+                  {"kernel": k}, {"witin": attrs})
+    chip = WitinChipLayer(layer, None, np, np.random.default_rng(0))
+    x = np.tile(rng.uniform(0, 1, (1, 3, 3, 1)).astype(np.float32), (1, 3, 3, 1))  # 9x9 periodic image
+    x = np.repeat(x, 4, axis=0)
+    y1, y2 = chip.npu(x), chip.npu(x)
+    assert np.all(y1 == y1[:1]), "batch rows must share one perturbation"
+    assert np.all(y1[:, ::3, ::3] == y1[:1, :1, :1]), "equal windows must share one perturbation"
+    assert not np.array_equal(y1, y2), "each call draws new noise"
+    per_elem = WitinChipLayer(layer, {"noise_mode": "output"}, np, np.random.default_rng(0)).npu(x)
+    assert not np.all(per_elem == per_elem[:1])
 
 
 # ------------------------------------------------------------ torch import

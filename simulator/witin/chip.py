@@ -53,17 +53,22 @@ may override each of them (``None`` keeps the model's value).
 Noise (NORMAL model, ``docs/witin_noise.md``): every analog cell holding
 NPU_w reads with Gaussian error of std ``k*|NPU_w| + b`` (``k = 0.015605*L``,
 ``b = 0.3145*L`` for noise level L), the bias rows likewise. By default the
-error is drawn at the output, independently for every output element
-(``noise_mode = "output"``: variance ``sum x_low**2 * std**2``, one extra
-product). ``noise_mode = "weight"`` draws one perturbed weight array per
-forward call and shares it across the batch and all sliding windows, which
-is what witin_nn does during training.
+error has witin_nn's joint distribution (``noise_mode = "weight"``, the
+default): one perturbed weight array (and bias-row draw) per forward call,
+shared by the whole batch and all sliding windows of a convolution; PN
+layers perturb their two weight copies independently, as witin_nn does.
+``noise_mode = "output"`` draws the same per-element marginal at the output,
+independently for every output element (variance ``sum x_low**2 * std**2``,
+one extra product): each output has the same std, but errors of different
+outputs are uncorrelated, so they partly cancel in later sums (whole-network
+noise is then smaller than witin_nn's; see docs/witin_noise.md).
 """
 from __future__ import annotations
 
 from typing import Any
 
 from simulator import ops
+from simulator.backend import RandomStreams
 from simulator.errors import ModelError
 from simulator.witin import quant
 
@@ -99,7 +104,7 @@ DEFAULTS: dict[str, Any] = {
     "shift_num": 1.0,
     "w_clip": None,
     "bias_d": 0.0,
-    "noise_mode": "output",
+    "noise_mode": "weight",
 }
 
 _NEG_ALIASES = {1: "FALSE", 2: "PN", 3: "Shift", "false": "FALSE", "pn": "PN", "shift": "Shift", "none": "FALSE"}
@@ -380,6 +385,10 @@ class _Product:
             # 2**(wb-1)-1 where W = -2**(wb-1)); witin_nn divides each pass by sx*sw before summing (float32),
             # so the accumulators are returned as a pair (see quant.output_units)
             pos, neg = xp.maximum(nx, 0.0), xp.maximum(-nx, 0.0)
+            if s.noise_level > 0 and s.noise_mode == "weight":
+                # witin_nn: independent perturbations of the two weight copies, drawn once per call
+                return (self.op(pos, self._perturbed(self.nw)) + bias + self._bias_noise(),
+                        self.op(neg, self._perturbed(self.pn_negated)))
             acc_pos = self.op(pos, self.nw) + bias
             acc_neg = self.op(neg, self.pn_negated)
             if s.noise_level == 0:
@@ -389,13 +398,25 @@ class _Product:
         if s.noise_level == 0:
             return self.op(nx, self.nw) + bias
         if s.noise_mode == "weight":
-            # one perturbed array per call, shared by the batch and all windows (witin_nn's training noise)
-            w_noisy = self.nw + xp.asarray(self.rng.standard_normal(self.nw.shape)) * self.w_std
-            bias_noise = xp.asarray(self.rng.standard_normal(self.analog_steps.shape)) * xp.sqrt(self.bias_var)
-            return self.op(nx, w_noisy) + bias + bias_noise
+            # one perturbed array per call, shared by the batch and all windows (witin_nn's noise)
+            if s.input_mode == "pn":
+                # WitinLinear PN: the array holds [NPU_w; -NPU_w], each copy perturbed on its own
+                pos, neg = xp.maximum(nx, 0.0), xp.maximum(-nx, 0.0)
+                return (self.op(pos, self._perturbed(self.nw)) + self.op(neg, self._perturbed(-self.nw))
+                        + bias + self._bias_noise())
+            return self.op(nx, self._perturbed(self.nw)) + bias + self._bias_noise()
         acc = self.op(nx, self.nw) + bias
         var = self.op(nx * nx, self.w_std * self.w_std) + self.bias_var
         return acc + xp.sqrt(var) * xp.asarray(self.rng.standard_normal(acc.shape))
+
+    def _perturbed(self, nw):
+        """``nw`` plus one draw of the NORMAL read noise (std ``k*|w| + b``, the same for ``-w``)."""
+        return nw + self.xp.asarray(self.rng.standard_normal(nw.shape)) * self.w_std
+
+    def _bias_noise(self):
+        """One draw of the bias rows' noise per output (variance :func:`quant.bias_noise_var`)."""
+        xp = self.xp
+        return xp.asarray(self.rng.standard_normal(self.analog_steps.shape)) * xp.sqrt(self.bias_var)
 
     def __call__(self, x):
         return self.npu(x) / self.spec.scale_y
@@ -447,6 +468,8 @@ class WitinChipLayer:
                 parts[part] = _Product(where, spec, _Dense(w[wkey], xp), w[wkey], bias, xp, rng)
             self.ih, self.hh = parts["ih"], parts["hh"]
             self.spec = self.ih.spec
+            self._products = {"ih": self.ih, "hh": self.hh}
+            self._position(0)
             return
         spec = _Spec(where, model, params, layer.type)
         self.spec = spec
@@ -458,6 +481,21 @@ class WitinChipLayer:
             op, kernel = _Conv2DTranspose(layer.config, xp), w["kernel"]
         bias = w.get("bias") if use_bias else None
         self.product = _Product(where, spec, op, kernel, bias, xp, rng)
+        self._products = {"": self.product}
+        self._position(0)
+
+    def _position(self, image_offset: int) -> None:
+        """Key the noise of the next call by its first image's global index (``rng`` a RandomStreams).
+
+        Per-output noise (``noise_mode = "output"``) is positioned by image, so
+        an image's noise does not depend on the batch it is in; the per-call
+        weight perturbation (``"weight"``) is keyed by the call's first image,
+        so it changes with the batch size, as one draw per call does on witin_nn.
+        """
+        self._next_image = int(image_offset)
+        if isinstance(self.rng, RandomStreams):
+            for part, product in self._products.items():
+                product.rng = self.rng.draws("witin", self.layer.name, part, row0=image_offset)
 
     # ------------------------------------------------------------------ API
     @property
@@ -465,8 +503,11 @@ class WitinChipLayer:
         s = self.spec
         return {"scale_x": s.scale_x, "scale_weight": s.scale_weight, "scale_y": s.scale_y, "g_value": s.g}
 
-    def forward(self, x, h=None):
+    def forward(self, x, h=None, image_offset: int | None = None):
+        """Layer output; ``image_offset`` = global index of image ``x[0]`` (None: after the previous call's)."""
         xp = self.xp
+        self._position(self._next_image if image_offset is None else image_offset)
+        self._next_image += len(x)
         if self.type == "GRUCell":
             return self._gru(x, h)
         y = self.product(x)

@@ -27,7 +27,9 @@ _EXPORTS = {
     "Simulation": "simulator.simulation",
     "run": "simulator.runner",
     "Result": "simulator.runner",
-    "from_torch": "simulator.io.torch_import",
+    "from_torch": "simulator.torch_host",
+    "load_torch_export": "simulator.torch_host",
+    "TorchNetwork": "simulator.torch_host",
     "load_onnx": "simulator.io.onnx_import",
     "load_keras_h5": "simulator.io.keras_h5",
 }

@@ -1,0 +1,24 @@
+"""The torch host: any ``torch.nn.Module`` (or ``torch.export`` program) on analog cores.
+
+Only the model's MVM modules become analog layers -- ``nn.Linear``,
+``nn.Conv1d``, ``nn.Conv2d``, ``nn.ConvTranspose1d/2d``, the projections of
+``nn.MultiheadAttention``, ``transformers``' ``Conv1D`` and the witin CIM
+layers (with their chip semantics). Each is computed by the same
+NeuralCore -> WrapperCore -> NumericCore hierarchy as the graph executor.
+Every other operation (activations, normalization, attention products
+between activations, reshapes, pooling, embeddings, custom Python) runs in
+torch exactly as the model defines it: matmuls between two activations are
+digital.
+
+* :func:`from_torch` wraps a module and an example input as a
+  :class:`TorchNetwork` (after checking that the module runs);
+* :func:`load_torch_export` reads a ``torch.export.save`` file (``.pt2``);
+* ``simulator.Simulation(torch_network, config, seed)`` programs the arrays
+  and returns a :class:`TorchSimulation`.
+
+torch is an optional dependency (``pip install 'xbarsim[torch]'``).
+"""
+from simulator.torch_host.network import TorchNetwork, from_torch, load_state_dict_model
+from simulator.torch_host.export_program import is_torch_export, load_torch_export
+
+__all__ = ["TorchNetwork", "from_torch", "load_torch_export", "is_torch_export", "load_state_dict_model"]

@@ -1,0 +1,184 @@
+"""``torch.export`` programs (``.pt2`` files from ``torch.export.save``) as torch models.
+
+An exported program holds an ATen graph, not the user's modules: linear
+layers are ``aten.linear`` nodes and convolutions ``aten.conv2d`` (or
+``aten.convolution``) nodes whose weights are parameters of the program.
+:func:`load_torch_export` unlifts the program to a ``GraphModule`` and turns
+each such node back into the ``nn.Linear`` / ``nn.Conv*`` /
+``nn.ConvTranspose*`` module it came from, at the original module path (the
+parameter ``features.3.conv.weight`` gives the layer ``features.3.conv``), so
+the program then runs through the same torch host as any module: no user
+source code is needed. A parameter used in any other product (``aten.mm``,
+``aten.addmm``, ``aten.matmul`` of a decomposed program) would silently stay
+digital, so it is refused.
+
+A program exported with a static batch size runs any batch in chunks of
+that size (the last chunk padded), since its graph is specialized to it.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from simulator.errors import ModelError
+from simulator.torch_host.network import TorchNetwork, from_torch, torch_module
+
+#: products of a constant weight that we cannot map back to a module
+_UNMAPPED_PRODUCTS = ("mm", "addmm", "matmul", "bmm", "baddbmm", "einsum", "conv3d", "conv_transpose3d")
+
+
+def is_torch_export(path) -> bool:
+    """Whether ``path`` is a ``torch.export.save`` archive (a zip with ``archive_format`` and a model graph)."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return any(n.endswith("archive_format") for n in names) and any("/models/" in n for n in names)
+
+
+def _param(gm, node):
+    """The parameter a get_attr node reads; None for no node; False for anything else."""
+    if node is None:
+        return None
+    if getattr(node, "op", None) != "get_attr":
+        return False
+    try:
+        return gm.get_parameter(node.target)
+    except AttributeError:
+        return False
+
+
+def _ints(v, n: int) -> tuple[int, ...]:
+    if isinstance(v, (list, tuple)):
+        return tuple(int(a) for a in v) if len(v) == n else tuple(int(v[0]) for _ in range(n))
+    return tuple(int(v) for _ in range(n))
+
+
+def _module_for(name: str, node, weight, bias):
+    """The nn module equivalent to one aten linear/conv node ``name``, sharing its parameters."""
+    torch = torch_module()
+    nn = torch.nn
+    a = list(node.args) + [None] * 9
+    if name == "convolution":
+        transposed = bool(a[6])
+        n = weight.dim() - 2
+        name = (f"conv_transpose{n}d" if transposed else f"conv{n}d")
+        stride, padding, dilation, output_padding, groups = a[3], a[4], a[5], a[7], a[8]
+    elif name.startswith("conv_transpose"):
+        stride, padding, output_padding, groups, dilation = a[3], a[4], a[5], a[6], a[7]
+    elif name.startswith("conv"):
+        stride, padding, dilation, groups = a[3], a[4], a[5], a[6]
+        output_padding = 0
+    if name == "linear":
+        mod = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    elif name in ("conv1d", "conv2d"):
+        n = 1 if name == "conv1d" else 2
+        klass = nn.Conv1d if n == 1 else nn.Conv2d
+        pad = padding if isinstance(padding, str) else _ints(padding if padding is not None else 0, n)
+        g = int(groups or 1)
+        mod = klass(weight.shape[1] * g, weight.shape[0], tuple(weight.shape[2:]), stride=_ints(stride or 1, n),
+                    padding=pad, dilation=_ints(dilation or 1, n), groups=g, bias=bias is not None)
+    elif name in ("conv_transpose1d", "conv_transpose2d"):
+        n = 1 if name.endswith("1d") else 2
+        klass = nn.ConvTranspose1d if n == 1 else nn.ConvTranspose2d
+        g = int(groups or 1)
+        mod = klass(weight.shape[0], weight.shape[1] * g, tuple(weight.shape[2:]), stride=_ints(stride or 1, n),
+                    padding=_ints(padding or 0, n), output_padding=_ints(output_padding or 0, n), groups=g,
+                    bias=bias is not None, dilation=_ints(dilation or 1, n))
+    mod.weight = weight
+    if bias is not None:
+        mod.bias = bias
+    return mod.eval()
+
+
+def _install(gm, path_hint: str, mod) -> str:
+    """Put ``mod`` at the module path its weight came from (or a fresh one) and return that path."""
+    torch = torch_module()
+    path = path_hint[: -len(".weight")] if path_hint.endswith(".weight") else path_hint + "_mvm"
+    try:
+        existing = gm.get_submodule(path)
+    except AttributeError:
+        existing = None
+    own = {k for k, _ in existing.named_parameters(recurse=False)} | {k for k, _ in existing.named_buffers(recurse=False)} \
+        if existing is not None else set()
+    plain = existing is not None and type(existing) is torch.nn.Module and next(existing.children(), None) is None
+    if existing is not None and not (plain and own <= {"weight", "bias"}):
+        path = path_hint.replace(".", "_") + "_mvm"
+    if existing is not None and path == path_hint[: -len(".weight")]:
+        parent, _, leaf = path.rpartition(".")
+        gm.get_submodule(parent)._modules[leaf] = mod
+    else:
+        gm.add_submodule(path, mod)
+    return path
+
+
+def restore_modules(gm, where: str) -> int:
+    """Replace every aten linear/conv node of ``gm`` that has a parameter weight by a call of its module."""
+    count = 0
+    installed: dict[tuple, str] = {}
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or not hasattr(node.target, "_schema"):
+            continue
+        op = node.target._schema.name.split("::")[-1]
+        if op not in ("linear", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "convolution"):
+            if op in _UNMAPPED_PRODUCTS and any(_param(gm, a) not in (False, None) for a in node.args[:3] if hasattr(a, "op")):
+                raise ModelError(f"{where}: node {node.name!r} ({op}) multiplies by a parameter in a form xbarsim does not "
+                                 "map onto arrays; export without run_decompositions() so linear/conv nodes stay whole")
+            continue
+        weight = _param(gm, node.args[1])
+        bias = _param(gm, node.args[2] if len(node.args) > 2 else None)
+        if not weight or bias is False:
+            raise ModelError(f"{where}: node {node.name!r} ({op}) has a weight that is not a parameter of the program "
+                             "(a computed weight cannot be programmed onto arrays)")
+        key = (node.args[1].target, None if bias is None else node.args[2].target, op, tuple(map(str, node.args[3:])))
+        if key not in installed:
+            mod = _module_for(op, node, weight, bias)
+            installed[key] = _install(gm, node.args[1].target, mod)
+        with gm.graph.inserting_before(node):
+            new = gm.graph.call_module(installed[key], (node.args[0],))
+        new.meta = dict(node.meta)
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+        count += 1
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    return count
+
+
+def _static_batch(ep) -> int | None:
+    for spec in ep.graph_signature.input_specs:
+        if spec.kind.name == "USER_INPUT":
+            node = next((n for n in ep.graph.nodes if n.op == "placeholder" and n.name == spec.arg.name), None)
+            val = node.meta.get("val") if node is not None else None
+            if val is not None and hasattr(val, "shape") and len(val.shape) and isinstance(val.shape[0], int):
+                return int(val.shape[0])
+            return None
+    return None
+
+
+def load_torch_export(path, check: bool = True) -> TorchNetwork:
+    """Read a ``torch.export.save`` file as a :class:`TorchNetwork` (its stored example inputs trace it)."""
+    torch = torch_module()
+    path = Path(path)
+    try:
+        ep = torch.export.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - any unreadable archive
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ModelError(f"{path}: not a readable torch.export program ({exc.__class__.__name__}: {first})") from None
+    example = ep.example_inputs
+    if example is None:
+        raise ModelError(f"{path}: the program stores no example inputs; save it with torch.export.save from torch >= 2.3")
+    args, kwargs = example
+    gm = ep.module()
+    n = restore_modules(gm, str(path))
+    if n == 0:
+        raise ModelError(f"{path}: the program has no linear or convolution node with parameter weights")
+    static = _static_batch(ep)
+    inputs = kwargs if kwargs and not args else tuple(args)
+    net = from_torch(gm, inputs if not isinstance(inputs, tuple) or len(inputs) != 1 else inputs[0],
+                     name=path.stem, check=check, source=str(path))
+    net.metadata.update({"source": "torch.export", "static_batch": static})
+    return net

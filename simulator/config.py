@@ -20,6 +20,7 @@ import copy
 import difflib
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, Union
@@ -52,6 +53,7 @@ class HardwareParams(BaseModel):
     lloyd_allow_degenerate: bool = Field(False, description="xbarsim: allow one Lloyd level for constant weights")
     Nslices: int = Field(1, ge=1, le=32, description="Number of weight bit slices (6.6)")
     NrowsMax: int = Field(0, ge=0, description="Maximum rows per array, 0 = unlimited (8.1)")
+    NcolsMax: int = Field(0, ge=0, description="Maximum columns per array, 0 = unlimited (CrossSim 3 cols_max)")
     style: Literal["BALANCED", "OFFSET"] = "BALANCED"
     balanced_style: Literal["one_sided", "two_sided", "unified_reference"] = "one_sided"
     G_ref: Optional[float] = Field(
@@ -60,13 +62,40 @@ class HardwareParams(BaseModel):
     digital_offset: bool = True
     digital_bias: bool = True
     bias_bits: int = Field(0, ge=0, le=32)
+    # --- devices (manual ch. 7; per layer, since chips mix array types) --------
+    error_model: str = "none"
+    proportional_error: bool = False
+    alpha_error: float = Field(0.0, ge=0)
+    noise_model: str = "none"
+    proportional_noise: bool = False
+    alpha_noise: float = Field(0.0, ge=0)
+    drift_model: str = "none"
+    device_params: dict[str, Any] = Field(default_factory=dict, description="xbarsim: extra device-model coefficients")
+    device_data: Optional[str] = Field(
+        None, description="xbarsim: CSV of measured conductances (empirical error and drift model, devices/empirical.py)"
+    )
+    stuck_off_fraction: float = Field(0.0, ge=0, le=1, description="xbarsim: fraction of devices stuck at G_min")
+    stuck_on_fraction: float = Field(0.0, ge=0, le=1, description="xbarsim: fraction of devices stuck at G_max")
+    drift_compensation: Literal["none", "global", "column"] = Field(
+        "none", description="xbarsim: rescale outputs by a reference read at each time (per layer or per column)"
+    )
     # --- array (manual ch. 8) ------------------------------------------------
     input_bitslicing: bool = False
     Rp: float = Field(0.0, ge=0, description="Parasitic resistance normalized to Rmin (8.3)")
+    Rp_row: Optional[float] = Field(
+        None, ge=0, description="Row wire segment resistance normalized to Rmin (None = Rp) (CrossSim 3)"
+    )
+    Rp_col: Optional[float] = Field(
+        None, ge=0, description="Column wire segment resistance normalized to Rmin (None = Rp) (CrossSim 3)"
+    )
     noRowParasitics: bool = False
     interleaved_posneg: bool = False
     Icol_max: float = Field(0.0, ge=0, description="Column current limit in A (0 = none) (8.4)")
     Icell_max: float = Field(0.0, ge=0, description="Current of one cell at Gmax in A (8.4)")
+    subtract_current_in_xbar: bool = Field(
+        True, description="BALANCED: subtract the two devices' currents in analog (False: digitize both, subtract digitally)"
+    )
+    input_slice_size: int = Field(1, ge=1, le=16, description="Input bits applied per step when input_bitslicing (CrossSim 3)")
     # --- ADC / DAC (manual ch. 9) --------------------------------------------
     adc_bits: int = Field(0, ge=0, le=32)
     dac_bits: int = Field(0, ge=0, le=32)
@@ -77,6 +106,12 @@ class HardwareParams(BaseModel):
         None, description="xbarsim: per-slice ADC range exponents C_i, limits +-y_max*2**-C_i (manual 9.3.1)"
     )
     dac_range: Optional[Range] = Field(None, description="xbarsim: input activation (min, max)")
+    adc_xbar_range: Optional[list[Range]] = Field(
+        None, description="Calibrated ADC (min, max) per weight slice in array output units (CrossSim 3 calibrated_range)"
+    )
+    adc_type: str = Field("generic", description="ADC circuit model (simulator.circuits.converters): generic, ramp, sar, ...")
+    adc_params: dict[str, Any] = Field(default_factory=dict, description="Parameters of the adc_type circuit model")
+    dac_type: str = Field("generic", description="DAC model (simulator.circuits.converters): generic, quantizer, sign_magnitude")
     # --- witin chip parameters (witin_nn names; None = the model's value) -----
     noise_level: Optional[int] = Field(None, ge=0, le=9)
     x_quant_bits: Optional[int] = Field(None, ge=8, le=12)
@@ -156,15 +191,22 @@ class Config(HardwareParams):
             raise ValueError(f"On_off_ratio must be 0 (infinite) or > 1, got {v}")
         return v
 
-    error_model: str = "none"
-    proportional_error: bool = False
-    alpha_error: float = Field(0.0, ge=0)
-    noise_model: str = "none"
-    proportional_noise: bool = False
-    alpha_noise: float = Field(0.0, ge=0)
-    t_drift: float = Field(0.0, ge=0, description="Days between programming and inference")
-    drift_model: str = "none"
-    device_params: dict[str, Any] = Field(default_factory=dict, description="xbarsim: extra device-model coefficients")
+    t_drift: Union[float, list[float]] = Field(
+        0.0, description="Days between programming and inference; a list (xbarsim): evaluate every time, ascending"
+    )
+
+    @field_validator("t_drift")
+    @classmethod
+    def _check_times(cls, v):
+        times = v if isinstance(v, list) else [v]
+        if not times:
+            raise ValueError("t_drift = []: expected a number of days or a non-empty ascending list")
+        if any((not math.isfinite(t)) or t < 0 for t in times):
+            raise ValueError(f"t_drift = {v!r}: times must be finite and >= 0 (days)")
+        if any(b <= a for a, b in zip(times, times[1:])):
+            raise ValueError(f"t_drift = {v!r}: a list of times must be strictly ascending")
+        return v
+
     device_path: Optional[str] = Field(None, description="xbarsim: folder with extra device-model modules")
     read_noise_mode: Literal["auto", "exact", "output"] = Field(
         "auto", description="xbarsim: read noise per conductance (exact) or at the column output"
@@ -180,6 +222,9 @@ class Config(HardwareParams):
         "normalized", description="xbarsim: units of (min, max) ADC limits in a .npy calibration_file (CrossSim 3: normalized)"
     )
     dac_limits_file: Optional[str] = Field(None, description="xbarsim: CrossSim-style .npy input limits (layers x 2)")
+    # --- conductance export (CrossSim 3) ---------------------------------------
+    export_conductances: bool = Field(False, description="Write every array's programmed conductances to conductances_dir")
+    conductances_dir: str = Field("conductances", description="Folder of exported conductances (one .npy per array)")
     # --- parasitics solver ---------------------------------------------------
     Verr_th: float = Field(2e-4, gt=0, lt=1, description="xbarsim: parasitic solver convergence (fraction of V_D)")
     parasitics_max_iter: int = Field(200, ge=1)
@@ -222,6 +267,11 @@ class Config(HardwareParams):
         if ov is not None:
             base.update({k: v for k, v in ov.model_dump().items() if v is not None})
         return HardwareParams.model_construct(**base)
+
+    @property
+    def drift_times(self) -> list[float]:
+        """``t_drift`` as a list of days (one entry when it is a number)."""
+        return [float(t) for t in self.t_drift] if isinstance(self.t_drift, list) else [float(self.t_drift)]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (TOML/JSON-able) of every parameter, per-layer overrides without unset keys."""
@@ -277,17 +327,61 @@ def check_combinations(p: HardwareParams, cfg: "Config", where: str) -> None:
             raise ValueError(f"{where}weight_quantizer = 'lloyd' requires weight_levels (an integer >= 2)")
         if p.Nslices > 1:
             raise ValueError(f"{where}weight_quantizer = 'lloyd' cannot be combined with Nslices > 1")
-    if p.Rp > 0:
+    if p.Rp > 0 and (p.Rp_row is not None or p.Rp_col is not None):
+        given = ", ".join(f"{k} = {getattr(p, k)}" for k in ("Rp_row", "Rp_col") if getattr(p, k) is not None)
+        raise ValueError(f"{where}Rp = {p.Rp} and {given} both set the wire resistance; give either Rp (rows and columns) "
+                         "or Rp_row / Rp_col")
+    rp_row, rp_col = wire_resistances(p)
+    if p.noRowParasitics and p.Rp_row is not None and p.Rp_row > 0:
+        raise ValueError(f"{where}Rp_row = {p.Rp_row} has no effect with noRowParasitics = true (gate_input: the rows carry "
+                         "no current); set Rp_row = 0 or noRowParasitics = false")
+    if max(rp_row, rp_col) > 0:
         from simulator.circuits.parasitics import check_topology
 
         try:
-            check_topology(p.Rp, p.noRowParasitics, p.style, p.interleaved_posneg, p.input_bitslicing)
+            check_topology(max(rp_row, rp_col), p.noRowParasitics, p.style, p.interleaved_posneg, p.input_bitslicing)
         except ConfigError as exc:
             raise ValueError(f"{where}{exc}") from None
-    if (p.Icol_max > 0) != (p.Icell_max > 0):
-        raise ValueError(f"{where}Icol_max and Icell_max must both be set (> 0) to limit column currents")
+    if p.Icol_max > 0 and not p.Icell_max > 0:
+        raise ValueError(f"{where}Icol_max = {p.Icol_max} needs Icell_max > 0 (the current of one cell at Gmax, A) to limit column currents")
+    check_array_options(p, where)
+    if p.stuck_off_fraction + p.stuck_on_fraction > 1:
+        raise ValueError(f"{where}stuck_off_fraction + stuck_on_fraction = "
+                         f"{p.stuck_off_fraction + p.stuck_on_fraction:g}: a device is stuck at most one way (sum <= 1)")
+    if p.device_data and p.error_model not in ("none", "empirical"):
+        raise ValueError(f"{where}device_data sets the programming error (the 'empirical' model); "
+                         f"error_model = {p.error_model!r} cannot be used with it (set error_model = 'none')")
     if p.adc_exponents is not None and len(p.adc_exponents) != p.Nslices:
         raise ValueError(f"{where}adc_exponents has {len(p.adc_exponents)} entries, expected Nslices = {p.Nslices}")
+
+
+def wire_resistances(p: HardwareParams) -> tuple[float, float]:
+    """(row, column) wire segment resistance normalized to Rmin: Rp_row / Rp_col, each defaulting to Rp."""
+    return (p.Rp if p.Rp_row is None else p.Rp_row), (p.Rp if p.Rp_col is None else p.Rp_col)
+
+
+def check_array_options(p: HardwareParams, where: str) -> None:
+    """CrossSim 3 array options: column split, input slices, separate subtraction, converter models."""
+    if p.input_slice_size > 1:
+        if not p.input_bitslicing:
+            raise ValueError(f"{where}input_slice_size = {p.input_slice_size} requires input_bitslicing = true")
+        if p.noRowParasitics:
+            raise ValueError(f"{where}input_slice_size = {p.input_slice_size} needs driven rows; noRowParasitics = true "
+                             "(gate_input: inputs switch the select transistors) takes one input bit at a time")
+    if not p.subtract_current_in_xbar:
+        if p.style != "BALANCED":
+            raise ValueError(f"{where}subtract_current_in_xbar = false needs style = 'BALANCED' (two devices per weight)")
+        if p.interleaved_posneg:
+            raise ValueError(f"{where}subtract_current_in_xbar = false contradicts interleaved_posneg = true (the "
+                             "interleaved devices share one column, so their currents subtract in the array)")
+    if p.adc_xbar_range is not None and p.adc_range_option != "calibrated":
+        raise ValueError(f"{where}adc_xbar_range is only used with adc_range_option = 'calibrated'")
+    from simulator.circuits.converters import check_converter_options
+
+    try:
+        check_converter_options(p.adc_type, p.adc_params, p.dac_type)
+    except ConfigError as exc:
+        raise ValueError(f"{where}{exc}") from None
 
 
 # ---------------------------------------------------------------------- loading
@@ -315,11 +409,53 @@ def _format_error(err: Mapping[str, Any], data: Mapping[str, Any], source: str) 
     return f"{source}: {key} = {value!r}: {msg}"
 
 
+def _literal_options(annotation) -> tuple[str, ...]:
+    """The string values of a (possibly Optional) Literal annotation, else ()."""
+    import typing
+
+    if typing.get_origin(annotation) is Literal:
+        return tuple(a for a in typing.get_args(annotation) if isinstance(a, str))
+    out: tuple[str, ...] = ()
+    for arg in typing.get_args(annotation):
+        out += _literal_options(arg)
+    return out
+
+
+#: CrossSim spellings of device model names (CrossSim 3 value -> xbarsim model)
+DEVICE_ALIASES = {"generic": "alpha", "pcmjoshi": "PCM_Joshi", "rrammilo": "RRAM_Milo"}
+_DEVICE_KEYS = ("error_model", "noise_model", "drift_model")
+
+
+def _normalize_values(data: dict[str, Any], fields) -> None:
+    """Enumerated values case-insensitively (ONE_SIDED -> one_sided, balanced -> BALANCED), in place."""
+    for key, value in list(data.items()):
+        if not isinstance(value, str) or key not in fields:
+            continue
+        options = _literal_options(fields[key].annotation)
+        if options and value not in options:
+            low = {o.lower(): o for o in options}
+            if value.strip().lower() in low:
+                data[key] = low[value.strip().lower()]
+        elif key in _DEVICE_KEYS and value.strip().lower() in DEVICE_ALIASES:
+            data[key] = DEVICE_ALIASES[value.strip().lower()]
+        elif key in ("adc_type", "dac_type"):
+            from simulator.circuits.converters import ADC_MODELS, DAC_MODELS, canonical_name
+
+            data[key] = canonical_name(value, ADC_MODELS if key == "adc_type" else DAC_MODELS)
+
+
 def _normalize_keys(data: dict[str, Any]) -> dict[str, Any]:
-    """Accept CrossSim spellings that differ only in type (tuples for topk, etc.)."""
+    """Accept CrossSim spellings that differ only in type or letter case (tuples for topk, ONE_SIDED, ...)."""
     data = dict(data)
     if isinstance(data.get("topk"), tuple):
         data["topk"] = list(data["topk"])
+    _normalize_values(data, Config.model_fields)
+    layers = data.get("layers")
+    if isinstance(layers, Mapping):
+        data["layers"] = {n: dict(ov) if isinstance(ov, Mapping) else ov for n, ov in layers.items()}
+        for ov in data["layers"].values():
+            if isinstance(ov, dict):
+                _normalize_values(ov, HardwareParams.model_fields)
     return data
 
 
@@ -363,12 +499,22 @@ def read_config_file(path: Path) -> dict[str, Any]:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML ({exc})") from None
     if path.suffix == ".py":
-        return _read_python_config(path)
+        data = _read_python_config(path)
+        from simulator.io import crosssim_config
+
+        if crosssim_config.is_crosssim3_flat(data):
+            return crosssim_config.from_flat(data, str(path))
+        return data
     if path.suffix == ".json":
         try:
-            return json.loads(path.read_text())
+            data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}: invalid JSON ({exc})") from None
+        from simulator.io import crosssim_config
+
+        if crosssim_config.is_crosssim_json(data):
+            return crosssim_config.from_json(data, str(path))
+        return data
     raise ConfigError(f"{path}: config files must end in .toml, .py or .json")
 
 

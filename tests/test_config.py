@@ -52,7 +52,7 @@ def test_per_layer_overrides_and_ranges():
 @pytest.mark.parametrize("bad,msg", [
     ({"On_off_ratio": 0.5}, "On_off_ratio must be 0"),
     ({"Rp": 1e-4, "noRowParasitics": True}, "input_bitslicing"),
-    ({"Icol_max": 1e-5}, "Icol_max and Icell_max"),
+    ({"Icol_max": 1e-5}, "needs Icell_max > 0"),
     ({"input_bitslicing": True}, "dac_bits > 0"),
     ({"weight_levels": 4}, "weight_quantizer = 'lloyd'"),
     ({"weight_quantizer": "lloyd"}, "requires weight_levels"),

@@ -1,0 +1,563 @@
+"""ADC and DAC models behind one small protocol, with the circuit models of Spear et al.
+
+Reference: M. Spear et al., "The impact of analog-to-digital converter
+architecture and variability on analog neural network accuracy", IEEE J.
+Exploratory Solid-State Computational Devices and Circuits 9(2), 2023 -- the
+analysis CrossSim 3 implements. The equations below are written from the
+circuits (charge conservation on the capacitor networks, the closed-loop gain
+of an op amp with open-loop gain A and feedback factor beta), not copied code.
+
+Protocol
+--------
+A converter is built once per array (its random mismatches are drawn then,
+from the rng the core is given) and then called on batches::
+
+    adc = make_adc("sar", bits=8, lo=-4.0, hi=4.0, n_cols=128, params={...}, rng=rng, xp=xp)
+    y_q = adc(y, xp)            # y: (..., M, C) column outputs, columns on the last axis
+
+Every converter has ``bits``, ``lo``, ``hi``, ``enabled`` and ``__call__(y, xp,
+out=None)``. To add a model, subclass :class:`ADCModel` (or :class:`DACModel`),
+give it a ``name`` and a ``parameters`` dict of its parameter names and
+defaults, and decorate it with :func:`register_adc` (:func:`register_dac`);
+config keys ``adc_type`` / ``adc_params`` (``dac_type``) then select it.
+
+Ideal converters
+----------------
+* ``generic`` -- the manual's quantizer (:class:`UniformQuantizer`): a signed
+  range has ``2**bits - 1`` levels with one at zero, an unsigned one ``2**bits``.
+* ``quantizer`` -- ``2**bits`` levels from ``lo`` to ``hi`` inclusive, whatever
+  the sign of ``lo`` (CrossSim's QuantizerADC/QuantizerDAC).
+* ``sign_magnitude`` -- a sign bit and ``bits - 1`` magnitude bits: ``2**bits - 1``
+  levels on the symmetric range ``+-max(|lo|, |hi|)`` (CrossSim's SignMagnitude*).
+
+Circuit ADCs (``ramp``, ``sar``, ``pipeline``, ``cyclic``)
+-------------------------------------------------------
+Each maps its range linearly onto a reference ``[-Vref, Vref]`` (``Vref = 1``:
+``u = (y - (hi + lo)/2) / ((hi - lo)/2)``, clipped) and produces one of
+``2**bits`` codes ``k``, read out as the centre of bin ``k``:
+``lo + (k + 1/2) (hi - lo) / 2**bits``. With ideal parts (no mismatch, no
+offset, ``gain_db = inf``) every model is the mid-rise quantizer: code
+``k = clip(floor((u + 1) 2**(bits-1)), 0, 2**bits - 1)``. Non-idealities
+(all standard deviations relative, drawn once per converter):
+
+* capacitor mismatch: a capacitor of nominal size ``c`` unit capacitors has
+  the value ``c + sigma_capacitor * sqrt(c) * z`` (unit mismatches add in
+  quadrature), ``z ~ N(0, 1)``;
+* comparator offset: ``sigma_comparator`` (units of Vref) per comparator;
+* finite op-amp gain ``A = 10**(gain_db / 20)``: an output that would ideally
+  be ``V`` is ``V / (1 + 1 / (A beta))``.
+
+``ramp`` -- one capacitive DAC (CDAC) for the whole array steps through the
+thresholds ``T_1 < ... < T_{2^N - 1}`` (ideally ``T_k = -1 + k 2**(1-N)``);
+every column has its own comparator (offset ``o_j``) and stops at the first
+threshold above its input: ``k = #{k' : max(T_1..T_k') < u - o_j}``.
+CDAC output for code ``k``:
+
+* ``symmetric_cdac = true`` (two's complement): ``s = k - 2**(N-1)``, ``N - 1``
+  binary capacitors ``C_i`` (nominal ``2**i``) and a feedback capacitor ``C_f``
+  (nominal ``2**(N-1)``): ``T_k = sign(s) S(|s|) / C_f`` with ``S(m) = sum_i
+  bit_i(m) C_i``, feedback factor ``beta = C_f / (C_f + S(|s|))``; both signs
+  share the capacitors;
+* ``symmetric_cdac = false`` (unsigned): ``N`` capacitors, ``C_f`` nominal
+  ``2**N``: ``T_k = 2 S(k) / C_f - 1``, ``beta = C_f / (C_f + S(k))``.
+
+``sar`` -- a binary search: ``N`` cycles, each comparing ``u - o`` with the CDAC
+output for the trial code ``reg + 2**(N-1-i)`` and keeping the bit when above.
+One SAR unit (CDAC + comparator) serves ``group_size`` adjacent columns. The
+CDAC is the symmetric one above (``split_cdac = false``) or a split CDAC
+(``split_cdac = true``): the ``N - 1`` magnitude bits are divided into an LSB
+array of ``L = floor(N/2)`` capacitors plus a unit terminating capacitor and an
+MSB array of ``M = N - 1 - L`` capacitors, joined by a bridge capacitor
+``C_b`` (nominal ``2**L / (2**L - 1)``). Charge conservation on the two
+floating nodes gives the output for LSB bits ``D_L = sum_i bit_i C^L_i`` and
+MSB bits ``D_M = sum_j bit_j C^M_j``::
+
+    V = (D_M (C_L + C_b) + C_b D_L) / ((C_L + C_b)(C_M + C_b) - C_b**2)
+
+(``C_L``: all LSB-side capacitors, ``C_M``: the MSB capacitors), which is
+``m / 2**(N-1)`` for nominal values; the output is buffered (``beta = 1``).
+
+``pipeline`` -- ``N - 1`` stages of 1.5 bits and a final comparator. Stage
+``n`` decides ``d = +1`` if ``V > 1/4 + o_hi``, ``-1`` if ``V < -1/4 + o_lo``,
+else 0, and passes on the residue of its multiplying DAC (sampling capacitor
+``C2``, feedback capacitor ``C1``, parasitic ``Cpar`` at the op-amp input)::
+
+    V' = ((1 + C2/C1) V - d (C2/C1)) / (1 + 1 / (A beta)),   beta = C1 / (C1 + C2 + Cpar)
+
+(ideally ``2 V - d``). The last comparator gives ``b = [V > o_last]``; the code
+with digital redundancy correction is ``k = sum_n d_n 2**(N-2-n) + 2**(N-1) + b - 1``.
+``C1 = 1 + sigma_C1 z``, ``C2 = 1 + sigma_C2 z``, ``Cpar = sigma_Cpar z``
+(relative to C1), per stage and per ADC; one ADC per ``group_size`` columns.
+
+``cyclic`` -- the pipeline's stage used ``N - 1`` times: one set of
+capacitors and comparators per ADC, reused in every cycle.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import numpy
+
+from simulator.circuits.quantizer import UniformQuantizer
+from simulator.errors import ConfigError
+
+__all__ = [
+    "ADCModel", "DACModel", "register_adc", "register_dac", "make_adc", "make_dac", "ADC_MODELS", "DAC_MODELS",
+    "check_converter_options", "midrise_codes",
+]
+
+ADC_MODELS: dict[str, type] = {}
+DAC_MODELS: dict[str, type] = {}
+
+
+def register_adc(cls):
+    """Class decorator: make an :class:`ADCModel` subclass selectable by ``adc_type = cls.name``."""
+    ADC_MODELS[cls.name] = cls
+    return cls
+
+
+def register_dac(cls):
+    """Class decorator: make a :class:`DACModel` subclass selectable by ``dac_type = cls.name``."""
+    DAC_MODELS[cls.name] = cls
+    return cls
+
+
+#: CrossSim 3 model names -> xbarsim adc_type / dac_type
+CROSSSIM_NAMES = {
+    "idealadc": "generic", "quantizeradc": "quantizer", "signmagnitudeadc": "sign_magnitude", "rampadc": "ramp",
+    "saradc": "sar", "pipelineadc": "pipeline", "cyclicadc": "cyclic",
+    "idealdac": "generic", "quantizerdac": "quantizer", "signmagnitudedac": "sign_magnitude",
+}
+
+
+def canonical_name(name: str, table: Mapping[str, type]) -> str:
+    """``name`` as registered (case-insensitive; CrossSim class names such as 'SarADC' accepted)."""
+    if name in table:
+        return name
+    low = str(name).strip().lower()
+    for key in table:
+        if key.lower() == low:
+            return key
+    alias = CROSSSIM_NAMES.get(low)
+    if alias in table:
+        return alias
+    return name
+
+
+def check_converter_options(adc_type: str, adc_params: Mapping[str, Any], dac_type: str) -> None:
+    """Raise ConfigError (one line) for an unknown model or a parameter the model does not have."""
+    adc = canonical_name(adc_type, ADC_MODELS)
+    if adc not in ADC_MODELS:
+        raise ConfigError(f"adc_type = {adc_type!r} is not a known ADC model; available: {', '.join(sorted(ADC_MODELS))}")
+    dac = canonical_name(dac_type, DAC_MODELS)
+    if dac not in DAC_MODELS:
+        raise ConfigError(f"dac_type = {dac_type!r} is not a known DAC model; available: {', '.join(sorted(DAC_MODELS))}")
+    cls = ADC_MODELS[adc]
+    for key, value in (adc_params or {}).items():
+        if key not in cls.parameters:
+            owners = sorted(n for n, c in ADC_MODELS.items() if key in c.parameters)
+            if owners:
+                raise ConfigError(f"adc_params.{key} is a parameter of adc_type {', '.join(map(repr, owners))}, "
+                                  f"not of adc_type = {adc!r} (its parameters: {', '.join(cls.parameters) or 'none'})")
+            raise ConfigError(f"adc_params.{key} is not a parameter of any ADC model; adc_type = {adc!r} takes: "
+                              f"{', '.join(cls.parameters) or 'none'}")
+        cls.check_parameter(key, value)
+
+
+class ADCModel:
+    """Base of all ADC models: ``bits`` over ``[lo, hi]`` for an array of ``n_cols`` columns."""
+
+    name: ClassVar[str] = ""
+    #: parameter name -> default
+    parameters: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, bits: int, lo: float, hi: float, *, n_cols: int = 1, params: Mapping[str, Any] | None = None,
+                 rng=None, xp=numpy) -> None:
+        if bits > 0 and not hi > lo:
+            raise ConfigError(f"ADC range must have lo < hi, got ({lo}, {hi})")
+        self.bits, self.lo, self.hi, self.n_cols = int(bits), float(lo), float(hi), int(n_cols)
+        self.p = dict(self.parameters)
+        self.p.update(params or {})
+        self.rng = rng
+
+    @classmethod
+    def check_parameter(cls, key: str, value) -> None:
+        default = cls.parameters[key]
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"adc_params.{key} = {value!r}: expected true or false")
+        elif isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"adc_params.{key} = {value!r}: expected an integer >= 1")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0) or (
+                key != "gain_db" and not math.isfinite(value)):
+            raise ConfigError(f"adc_params.{key} = {value!r}: expected a number >= 0")
+
+    @property
+    def enabled(self) -> bool:
+        return self.bits > 0
+
+    def __call__(self, y, xp, out=None):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    # ---- helpers for the circuit models --------------------------------------
+    def _normal(self, size, sigma: float):
+        """Standard normal draws times sigma, as a NumPy array (zeros when sigma == 0)."""
+        if sigma == 0 or self.rng is None:
+            return numpy.zeros(size)
+        z = self.rng.standard_normal(size)
+        z = z.get() if hasattr(z, "get") else z
+        return numpy.asarray(z, dtype=numpy.float64) * sigma
+
+    @property
+    def gain_factor(self) -> float:
+        """Open-loop gain A (inf for gain_db = inf)."""
+        g = float(self.p.get("gain_db", math.inf))
+        return math.inf if math.isinf(g) else 10.0 ** (g / 20.0)
+
+
+def midrise_codes(u, bits: int, xp):
+    """Ideal codes of a ``2**bits``-bin mid-rise quantizer of ``u`` in [-1, 1]."""
+    n = 2**bits
+    k = xp.floor((u + 1.0) * (n / 2))
+    return xp.clip(k, 0, n - 1)
+
+
+class _CircuitADC(ADCModel):
+    """Shared range mapping of the circuit ADCs (see the module docstring)."""
+
+    def _to_unit(self, y, xp):
+        c, h = 0.5 * (self.hi + self.lo), 0.5 * (self.hi - self.lo)
+        return xp.clip((y - c) / h, -1.0, 1.0)
+
+    def _from_codes(self, k, xp, out=None):
+        step = (self.hi - self.lo) / 2**self.bits
+        res = xp.multiply(k + 0.5, step, out=out)
+        res += self.lo
+        return res
+
+    def __call__(self, y, xp, out=None):
+        if not self.enabled:
+            return y
+        u = self._to_unit(y, xp)
+        k = self.codes(u, xp)
+        return self._from_codes(k.astype(y.dtype, copy=False), xp, out=out)
+
+    def codes(self, u, xp):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _column_offsets(self, n: int):
+        return self._normal(n, float(self.p["sigma_comparator"]))
+
+    def _groups(self) -> int:
+        return -(-self.n_cols // int(self.p["group_size"]))
+
+
+# -------------------------------------------------------------------- CDACs
+def _cap(nominal, z, sigma):
+    """Capacitor of ``nominal`` unit caps with relative unit mismatch ``sigma`` (``z`` standard normal)."""
+    return nominal + sigma * numpy.sqrt(nominal) * z
+
+
+def _bits_of(m, nbits):
+    """(len(m), nbits) 0/1 matrix of the binary digits of integers m."""
+    m = numpy.asarray(m, dtype=numpy.int64)
+    return (m[:, None] >> numpy.arange(nbits)[None, :]) & 1
+
+
+def symmetric_cdac_thresholds(bits: int, z, sigma: float, gain: float):
+    """CDAC outputs for codes 0..2**bits - 1 of the two's-complement CDAC (index 0 unused: -inf).
+
+    ``z``: bits standard normal draws (N - 1 binary capacitors, then the feedback capacitor).
+    """
+    N = bits
+    caps = _cap(2.0 ** numpy.arange(N - 1), z[: N - 1], sigma)
+    cf = _cap(2.0 ** (N - 1), z[N - 1], sigma)
+    s = numpy.arange(2**N) - 2 ** (N - 1)
+    S = _bits_of(numpy.abs(s), N - 1) @ caps
+    beta = cf / (cf + S)
+    T = numpy.sign(s) * S / cf / (1.0 + 1.0 / (gain * beta))
+    T[0] = -numpy.inf
+    return T
+
+
+def unsigned_cdac_thresholds(bits: int, z, sigma: float, gain: float):
+    """CDAC outputs for codes 0..2**bits - 1 of the unsigned CDAC (index 0 unused: -inf); ``z``: bits + 1 draws."""
+    N = bits
+    caps = _cap(2.0 ** numpy.arange(N), z[:N], sigma)
+    cf = _cap(2.0**N, z[N], sigma)
+    k = numpy.arange(2**N)
+    S = _bits_of(k, N) @ caps
+    beta = cf / (cf + S)
+    T = (2.0 * S / cf - 1.0) / (1.0 + 1.0 / (gain * beta))
+    T[0] = -numpy.inf
+    return T
+
+
+def split_cdac_thresholds(bits: int, z, sigma: float, gain: float):
+    """Two's-complement thresholds from a split (bridged) CDAC; ``z``: bits + 1 draws (see module docstring)."""
+    N = bits
+    L = N // 2
+    M = N - 1 - L
+    cl = _cap(2.0 ** numpy.arange(L), z[:L], sigma)
+    ct = _cap(1.0, z[L], sigma)  # LSB terminating capacitor
+    cm = _cap(2.0 ** numpy.arange(M), z[L + 1 : L + 1 + M], sigma)
+    cb_nom = 2.0**L / (2.0**L - 1.0) if L > 0 else 1.0
+    cb = _cap(cb_nom, z[N], sigma)
+    CL = cl.sum() + ct
+    CM = cm.sum()
+    s = numpy.arange(2**N) - 2 ** (N - 1)
+    m = numpy.abs(s)
+    DL = _bits_of(m & (2**L - 1), L) @ cl if L > 0 else numpy.zeros(len(m))
+    DM = _bits_of(m >> L, M) @ cm if M > 0 else numpy.zeros(len(m))
+    V = (DM * (CL + cb) + cb * DL) / ((CL + cb) * (CM + cb) - cb**2)
+    T = numpy.sign(s) * V / (1.0 + 1.0 / gain)  # buffered output: beta = 1
+    T[0] = -numpy.inf
+    return T
+
+
+# ------------------------------------------------------------- ADC models
+@register_adc
+class GenericADC(ADCModel):
+    """The manual's ADC (:class:`UniformQuantizer`): zero-centred signed levels, 2**bits unsigned ones."""
+
+    name = "generic"
+
+    def __init__(self, bits, lo, hi, **kw) -> None:
+        super().__init__(bits, lo, hi, **kw)
+        self.q = UniformQuantizer(self.bits, self.lo, self.hi)
+
+    def __call__(self, y, xp, out=None):
+        return self.q(y, xp, out=out)
+
+
+@register_adc
+class QuantizerADC(ADCModel):
+    """2**bits equally spaced levels from lo to hi inclusive (rounding to the nearest, clipping)."""
+
+    name = "quantizer"
+
+    def __call__(self, y, xp, out=None):
+        if not self.enabled:
+            return y
+        step = (self.hi - self.lo) / (2**self.bits - 1)
+        t = xp.subtract(y, self.lo, out=out)
+        t /= step
+        xp.rint(t, out=t)
+        xp.clip(t, 0, 2**self.bits - 1, out=t)
+        t *= step
+        t += self.lo
+        return t
+
+
+@register_adc
+class SignMagnitudeADC(ADCModel):
+    """Sign bit + (bits - 1) magnitude bits: 2**bits - 1 levels on +-max(|lo|, |hi|), one at zero."""
+
+    name = "sign_magnitude"
+
+    def __init__(self, bits, lo, hi, **kw) -> None:
+        super().__init__(bits, lo, hi, **kw)
+        r = max(abs(self.lo), abs(self.hi))
+        self.q = UniformQuantizer(self.bits, -r, r)
+
+    def __call__(self, y, xp, out=None):
+        return self.q(y, xp, out=out)
+
+
+@register_adc
+class RampADC(_CircuitADC):
+    """Ramp ADC: one shared CDAC ramp, one comparator per column (module docstring)."""
+
+    name = "ramp"
+    parameters = {"gain_db": 100.0, "sigma_capacitor": 0.0, "sigma_comparator": 0.0, "symmetric_cdac": True}
+
+    def __init__(self, bits, lo, hi, **kw) -> None:
+        super().__init__(bits, lo, hi, **kw)
+        if not self.enabled:
+            return
+        sc, gain = float(self.p["sigma_capacitor"]), self.gain_factor
+        if self.p["symmetric_cdac"]:
+            T = symmetric_cdac_thresholds(self.bits, self._normal(self.bits, 1.0), sc, gain)
+        else:
+            T = unsigned_cdac_thresholds(self.bits, self._normal(self.bits + 1, 1.0), sc, gain)
+        self.thresholds = T  # index k: CDAC output for code k
+        self.offsets = self._column_offsets(self.n_cols)
+        self._mono = numpy.maximum.accumulate(T[1:])  # first crossing of the ramp
+
+    def codes(self, u, xp):
+        v = u - xp.asarray(self.offsets, dtype=u.dtype)
+        mono = xp.asarray(self._mono, dtype=u.dtype)
+        return xp.searchsorted(mono, v.ravel(), side="left").reshape(v.shape)
+
+
+@register_adc
+class SarADC(_CircuitADC):
+    """SAR ADC: binary search against a (split) CDAC; one SAR unit per group_size columns."""
+
+    name = "sar"
+    parameters = {"gain_db": 100.0, "sigma_capacitor": 0.0, "sigma_comparator": 0.0, "split_cdac": True,
+                  "group_size": 8}
+
+    def __init__(self, bits, lo, hi, **kw) -> None:
+        super().__init__(bits, lo, hi, **kw)
+        if not self.enabled:
+            return
+        sc, gain = float(self.p["sigma_capacitor"]), self.gain_factor
+        G = self._groups()
+        tables = []
+        for _ in range(G):
+            if self.p["split_cdac"] and self.bits >= 3:
+                tables.append(split_cdac_thresholds(self.bits, self._normal(self.bits + 1, 1.0), sc, gain))
+            else:
+                tables.append(symmetric_cdac_thresholds(self.bits, self._normal(self.bits, 1.0), sc, gain))
+        group = numpy.arange(self.n_cols) // int(self.p["group_size"])
+        self.thresholds = numpy.stack(tables)[group]  # (C, 2**bits)
+        self.offsets = self._normal(G, float(self.p["sigma_comparator"]))[group]
+
+    def codes(self, u, xp):
+        n = 2**self.bits
+        C = self.n_cols
+        table = xp.asarray(self.thresholds.ravel(), dtype=u.dtype)
+        base = xp.arange(C, dtype=xp.int64) * n
+        v = u - xp.asarray(self.offsets, dtype=u.dtype)
+        reg = xp.zeros(u.shape, dtype=xp.int64)
+        for i in range(self.bits):
+            trial = reg + 2 ** (self.bits - 1 - i)
+            T = xp.take(table, trial + base)
+            reg = xp.where(v > T, trial, reg)
+        return reg
+
+
+class _StagedADC(_CircuitADC):
+    """1.5-bit-per-stage conversion shared by the pipeline and cyclic ADCs."""
+
+    parameters = {"gain_db": 100.0, "sigma_C1": 0.0, "sigma_C2": 0.0, "sigma_Cpar": 0.0, "sigma_comparator": 0.0,
+                  "group_size": 8}
+    _stages_share = False
+
+    def __init__(self, bits, lo, hi, **kw) -> None:
+        super().__init__(bits, lo, hi, **kw)
+        if not self.enabled:
+            return
+        G = self._groups()
+        S = max(self.bits - 1, 0)
+        ns = 1 if self._stages_share else S
+        C1 = 1.0 + self._normal((G, ns), float(self.p["sigma_C1"]))
+        C2 = 1.0 + self._normal((G, ns), float(self.p["sigma_C2"]))
+        Cp = self._normal((G, ns), float(self.p["sigma_Cpar"]))
+        sc = float(self.p["sigma_comparator"])
+        off = self._normal((G, 2 * ns + 1), sc)
+        if self._stages_share and S > 1:  # reuse the one stage in every cycle
+            C1, C2, Cp = (numpy.repeat(a, S, axis=1) for a in (C1, C2, Cp))
+            off = numpy.concatenate([numpy.tile(off[:, :2], (1, S)), off[:, 2:]], axis=1)
+        group = numpy.arange(self.n_cols) // int(self.p["group_size"])
+        gain = self.gain_factor
+        beta = C1 / (C1 + C2 + Cp)
+        self.stage_gain = ((1.0 + C2 / C1) / (1.0 + 1.0 / (gain * beta)))[group].T  # (S, C)
+        self.stage_ref = ((C2 / C1) / (1.0 + 1.0 / (gain * beta)))[group].T
+        self.off_hi = off[:, 0 : 2 * S : 2][group].T
+        self.off_lo = off[:, 1 : 2 * S : 2][group].T
+        self.off_last = off[:, 2 * S][group]
+
+    def codes(self, u, xp):
+        N = self.bits
+        dt = u.dtype
+        V = u
+        k = xp.zeros(u.shape, dtype=dt)
+        for n in range(N - 1):
+            hi = V > 0.25 + xp.asarray(self.off_hi[n], dtype=dt)
+            lo = V < -0.25 + xp.asarray(self.off_lo[n], dtype=dt)
+            d = hi.astype(dt) - (lo & ~hi).astype(dt)
+            k = k + d * 2.0 ** (N - 2 - n)
+            V = xp.asarray(self.stage_gain[n], dtype=dt) * V - d * xp.asarray(self.stage_ref[n], dtype=dt)
+        b = (V > xp.asarray(self.off_last, dtype=dt)).astype(dt)
+        k = k + 2.0 ** (N - 1) + b - 1.0
+        return xp.clip(k, 0, 2**N - 1)
+
+
+@register_adc
+class PipelineADC(_StagedADC):
+    """Pipeline ADC of N - 1 independent 1.5-bit stages and a final comparator."""
+
+    name = "pipeline"
+
+
+@register_adc
+class CyclicADC(_StagedADC):
+    """Cyclic ADC: one 1.5-bit stage reused N - 1 times."""
+
+    name = "cyclic"
+    _stages_share = True
+
+
+# ------------------------------------------------------------- DAC models
+class DACModel:
+    """Base of all DAC models: ``bits`` over the input range ``[lo, hi]``."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, bits: int, lo: float = 0.0, hi: float = 1.0) -> None:
+        self.bits, self.lo, self.hi = int(bits), float(lo), float(hi)
+
+    @property
+    def enabled(self) -> bool:
+        return self.bits > 0
+
+    def __call__(self, x, xp, out=None):  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@register_dac
+class GenericDAC(DACModel):
+    """The manual's DAC (:class:`UniformQuantizer` over the input range)."""
+
+    name = "generic"
+
+    def __init__(self, bits, lo=0.0, hi=1.0) -> None:
+        super().__init__(bits, lo, hi)
+        self.q = UniformQuantizer(self.bits, self.lo, self.hi)
+
+    def __call__(self, x, xp, out=None):
+        return self.q(x, xp, out=out)
+
+
+@register_dac
+class QuantizerDAC(DACModel):
+    """2**bits levels from lo to hi inclusive."""
+
+    name = "quantizer"
+
+    def __call__(self, x, xp, out=None):
+        return QuantizerADC(self.bits, self.lo, self.hi)(x, xp, out=out) if self.enabled else x
+
+
+@register_dac
+class SignMagnitudeDAC(DACModel):
+    """2**bits - 1 levels on +-max(|lo|, |hi|) (sign bit + magnitude)."""
+
+    name = "sign_magnitude"
+
+    def __init__(self, bits, lo=0.0, hi=1.0) -> None:
+        super().__init__(bits, lo, hi)
+        r = max(abs(self.lo), abs(self.hi))
+        self.q = UniformQuantizer(self.bits, -r, r)
+
+    def __call__(self, x, xp, out=None):
+        return self.q(x, xp, out=out)
+
+
+def make_adc(adc_type: str, bits: int, lo: float, hi: float, *, n_cols: int = 1, params=None, rng=None, xp=numpy):
+    """Build the ADC ``adc_type`` (validated names; see :func:`check_converter_options`)."""
+    name = canonical_name(adc_type, ADC_MODELS)
+    check_converter_options(name, params or {}, "generic")
+    return ADC_MODELS[name](bits, lo, hi, n_cols=n_cols, params=params, rng=rng, xp=xp)
+
+
+def make_dac(dac_type: str, bits: int, lo: float = 0.0, hi: float = 1.0):
+    """Build the DAC ``dac_type`` for inputs in ``[lo, hi]``."""
+    name = canonical_name(dac_type, DAC_MODELS)
+    check_converter_options("generic", {}, name)
+    return DAC_MODELS[name](bits, lo, hi)

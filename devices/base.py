@@ -12,7 +12,12 @@ A model implements any subset of three hooks and says which in ``provides``:
 * ``"error"`` -- :meth:`DeviceModel.programming_error`: sampled once when the
   weights are mapped (once per run).
 * ``"drift"`` -- :meth:`DeviceModel.drift`: conductance after ``t_days`` days,
-  including its time-dependent random spread.
+  including its time-dependent random spread. When several inference times
+  are evaluated (``t_drift`` a list), the hook is called once per time on the
+  same programmed conductances with a generator reset to the same state, so a
+  device keeps its random draws (e.g. its drift exponent) at every time and
+  the drift is cumulative from one programmed state. Models whose drift
+  depends on the *target* conductance override :meth:`DeviceModel.drift_programmed`.
 * ``"noise"`` -- :meth:`DeviceModel.read_noise_sigma`: a matrix of read-noise
   standard deviations (same shape as ``G``), re-sampled on every MVM.
 
@@ -38,7 +43,14 @@ class DeviceParams:
     proportional_error: bool = False
     alpha_noise: float = 0.0
     proportional_noise: bool = False
-    t_drift: float = 0.0  # days
+    t_drift: float = 0.0  # days (the first time when several are evaluated)
+    #: every inference time (days) of the run, ascending (empty: just ``t_drift``)
+    t_drift_all: tuple[float, ...] = ()
+    #: fraction of devices stuck at G_min / at G_max (drawn once per programming)
+    stuck_off_fraction: float = 0.0
+    stuck_on_fraction: float = 0.0
+    #: measured-device CSV for the "empirical" model (see devices/empirical.py)
+    device_data: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # [device_params] table of the config
 
     @property
@@ -58,6 +70,9 @@ class DeviceModel:
     read_noise_output_equivalent: ClassVar[bool] = True
     #: for drift models: largest t_drift (days) the model's data covers (None = any)
     drift_valid_days: ClassVar[float | None] = None
+    #: for drift models: True when the drift hook already includes the programming
+    #: error (manual 7.3), so the stack turns a custom error_model off while drifting
+    drift_includes_error: ClassVar[bool] = True
 
     def __init__(self, params: DeviceParams) -> None:
         self.params = params
@@ -70,6 +85,15 @@ class DeviceModel:
     def drift(self, G, t_days: float, xp, rng):  # pragma: no cover - abstract
         """Return conductances ``t_days`` days after programming ``G``."""
         raise NotImplementedError(f"device model {self.name!r} has no drift model")
+
+    def drift_programmed(self, G_prog, G_target, t_days: float, xp, rng):
+        """Drift hook the stack calls: conductances ``t_days`` after programming.
+
+        ``G_prog`` holds the programmed conductances, ``G_target`` the targets
+        they were programmed to. The default ignores the targets and calls
+        :meth:`drift`.
+        """
+        return self.drift(G_prog, t_days, xp, rng)
 
     def read_noise_sigma(self, G, xp):  # pragma: no cover - abstract
         """Return the read-noise standard deviation of every conductance in ``G``."""

@@ -9,6 +9,8 @@ a broken plugin gives one clear error instead of NaNs downstream.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 from devices.base import DeviceModel, DeviceParams
 from devices.registry import get_model
@@ -51,6 +53,17 @@ def _check(out, G, what: str, name: str, xp):
     return out.astype(G.dtype, copy=False)
 
 
+@dataclass
+class ProgrammedArray:
+    """One programmed conductance plane: what :meth:`DeviceStack.at_time` drifts from."""
+
+    target: Any  #: target conductances (normalized; None when no drift model needs them)
+    G: Any  #: programmed conductances (error applied, clipped), before drift
+    drift_seed: int | None  #: seed of the drift model's generator (None: no drift model)
+    stuck_off: Any = None  #: mask of devices stuck at G_min (None: no stuck cells)
+    stuck_on: Any = None  #: mask of devices stuck at G_max
+
+
 class DeviceStack:
     """The error, drift and read-noise models of one simulation."""
 
@@ -71,16 +84,30 @@ class DeviceStack:
         error_cls = get_model(error_model, "error", extra_paths) if error_model != "none" else None
         drift_cls = get_model(drift_model, "drift", extra_paths) if drift_model != "none" else None
         noise_cls = get_model(noise_model, "noise", extra_paths) if noise_model != "none" else None
-        if drift_cls is not None and params.t_drift > 0:
+        times = self.times
+        if any(t < 0 for t in times) or list(times) != sorted(times):
+            raise DeviceModelError(f"t_drift = {list(times)}: times must be >= 0 and ascending")
+        f_off, f_on = params.stuck_off_fraction, params.stuck_on_fraction
+        if not (0 <= f_off <= 1 and 0 <= f_on <= 1 and f_off + f_on <= 1):
+            raise DeviceModelError(
+                f"stuck_off_fraction = {f_off:g}, stuck_on_fraction = {f_on:g}: each must be in [0, 1] and their sum <= 1"
+            )
+        if drift_cls is not None and max(times) > 0:
             self.drift = _construct(drift_cls, params)
             limit = self.drift.drift_valid_days
-            if limit is not None and params.t_drift > limit:
+            if limit is not None and max(times) > limit:
                 log.warning(
                     "t_drift = %g days is beyond the %g days covered by drift model %r; results are extrapolated",
-                    params.t_drift, limit, drift_model,
+                    max(times), limit, drift_model,
+                )
+            shortest = getattr(self.drift, "drift_min_days", None)
+            too_short = [t for t in times if shortest is not None and 0 < t < shortest]
+            if too_short:
+                raise DeviceModelError(
+                    f"t_drift = {too_short[0]:g} days: drift_model {drift_model!r} needs t_drift >= {shortest:.4g} days or 0"
                 )
         if error_cls is not None:
-            if self.drift is not None and error_model != "alpha":
+            if self.drift is not None and self.drift.drift_includes_error and error_model != "alpha":
                 # manual 7.3: a drift model includes its own time-dependent error
                 log.info("drift_model %r is active: custom error_model %r is not applied", drift_model, error_model)
             else:
@@ -92,15 +119,57 @@ class DeviceStack:
     def Gmin(self) -> float:
         return self.params.Gmin
 
-    def program(self, G, xp, rng):
-        """Target conductances -> conductances at inference time (error, then drift), clipped."""
+    @property
+    def times(self) -> tuple[float, ...]:
+        """Every inference time (days) the arrays are evaluated at."""
+        return tuple(self.params.t_drift_all) or (float(self.params.t_drift),)
+
+    @property
+    def stuck(self) -> bool:
+        return self.params.stuck_off_fraction + self.params.stuck_on_fraction > 0
+
+    def program_state(self, G, xp, rng) -> ProgrammedArray:
+        """Program target conductances ``G`` once: programming error and stuck cells, drift draws fixed.
+
+        Random numbers come from ``rng`` in this order: the error model's draws,
+        one integer seeding the drift model's generator (reset to it at every
+        inference time, so each device keeps its draws), then one uniform number
+        per device deciding whether it is stuck off (``u < stuck_off_fraction``)
+        or stuck on (the next ``stuck_on_fraction``).
+        """
+        target = G
         if self.error is not None:
             G = _check(_call(self.error, "programming_error", G, xp, rng), G, "programming_error", self.error.name, xp)
             G = xp.clip(G, self.Gmin, 1.0)
-        if self.drift is not None:
-            G = _check(_call(self.drift, "drift", G, self.params.t_drift, xp, rng), G, "drift", self.drift.name, xp)
-            G = xp.clip(G, self.Gmin, 1.0)
+        seed = int(rng.integers(0, 2**62)) if self.drift is not None else None
+        off = on = None
+        if self.stuck:
+            u = rng.random(G.shape, dtype=G.dtype)
+            f_off = self.params.stuck_off_fraction
+            off = u < f_off
+            on = (u >= f_off) & (u < f_off + self.params.stuck_on_fraction)
+        # the targets are kept only for a drift model (they set e.g. PCM drift exponents)
+        return ProgrammedArray(target=target if self.drift is not None else None, G=G, drift_seed=seed,
+                               stuck_off=off, stuck_on=on)
+
+    def at_time(self, state: ProgrammedArray, t_days: float, xp):
+        """Conductances ``t_days`` days after programming ``state`` (drift, then stuck cells), clipped.
+
+        Stuck cells sit at ``G_min`` (off) or ``G_max = 1`` (on) at every time.
+        """
+        G = state.G
+        if self.drift is not None and t_days > 0:
+            drng = xp.random.default_rng(state.drift_seed)
+            out = _call(self.drift, "drift_programmed", G, state.target, float(t_days), xp, drng)
+            G = xp.clip(_check(out, G, "drift", self.drift.name, xp), self.Gmin, 1.0)
+        if state.stuck_off is not None:
+            G = xp.where(state.stuck_off, self.Gmin, G)
+            G = xp.where(state.stuck_on, 1.0, G).astype(state.G.dtype, copy=False)
         return G
+
+    def program(self, G, xp, rng):
+        """Target conductances -> conductances at inference time ``params.t_drift`` (error, drift, stuck cells)."""
+        return self.at_time(self.program_state(G, xp, rng), self.params.t_drift, xp)
 
     def noise_sigma(self, G, xp):
         """Read-noise standard deviations for ``G`` (None when read noise is off)."""
@@ -122,3 +191,66 @@ class DeviceStack:
             return self.noise.sample_read_noise(G, sigma, xp, rng)
         # a model's own sampler (non-Gaussian / clipped noise) is checked like the other hooks
         return _check(_call(self.noise, "sample_read_noise", G, sigma, xp, rng), G, "sample_read_noise", self.noise.name, xp)
+
+
+#: the per-layer config keys that decide a layer's device models
+DEVICE_KEYS = ("error_model", "drift_model", "noise_model", "alpha_error", "proportional_error", "alpha_noise",
+               "proportional_noise", "device_params", "device_data", "stuck_off_fraction", "stuck_on_fraction")
+
+
+def _freeze(v):
+    if isinstance(v, dict):
+        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    if isinstance(v, (list, tuple)):
+        return tuple(_freeze(x) for x in v)
+    return v
+
+
+def make_device_stack(cfg, hw, cache: dict | None = None) -> DeviceStack:
+    """The :class:`DeviceStack` of one layer: global ``cfg`` values plus the layer's parameters ``hw``.
+
+    ``cfg`` is a :class:`simulator.config.Config` (On_off_ratio, t_drift,
+    device_path are chip-wide), ``hw`` the layer's
+    :class:`~simulator.config.HardwareParams` (``cfg.for_layer(name)``), which
+    carries the device keys of :data:`DEVICE_KEYS` (per-layer overridable).
+    With ``device_data`` set, the "empirical" model is the error model, and
+    also the drift model when ``drift_model = "none"`` and a time > 0 is
+    evaluated. Layers with equal device settings share one stack through
+    ``cache`` (a dict the caller keeps per simulation).
+    """
+    times = tuple(float(t) for t in cfg.drift_times)
+    key = (times, cfg.On_off_ratio, cfg.device_path) + tuple(_freeze(getattr(hw, k)) for k in DEVICE_KEYS)
+    if cache is not None and key in cache:
+        return cache[key]
+    error_model, drift_model = hw.error_model, hw.drift_model
+    data = hw.device_data
+    if data:
+        import os
+
+        source = getattr(cfg, "source", "")
+        if not os.path.isabs(data) and not os.path.exists(data) and source and os.path.isfile(source):
+            data = os.path.join(os.path.dirname(os.path.abspath(source)), data)  # relative to the config file
+        if error_model == "none":
+            error_model = "empirical"
+        if drift_model in ("none", "empirical") and max(times) > 0:
+            from devices.empirical import load_device_data
+
+            if not len(load_device_data(data).times):
+                raise DeviceModelError(
+                    f"device_data = {hw.device_data!r} has no time_<unit> / G_time_<unit> columns, so it gives no drift "
+                    f"for t_drift = {max(times):g} days: add drift data, set a drift_model, or use t_drift = 0"
+                )
+            drift_model = "empirical"
+    params = DeviceParams(
+        On_off_ratio=cfg.On_off_ratio, alpha_error=hw.alpha_error, proportional_error=hw.proportional_error,
+        alpha_noise=hw.alpha_noise, proportional_noise=hw.proportional_noise, t_drift=times[0], t_drift_all=times,
+        stuck_off_fraction=hw.stuck_off_fraction, stuck_on_fraction=hw.stuck_on_fraction,
+        device_data=data, extra=dict(hw.device_params or {}),
+    )
+    stack = DeviceStack(
+        params, error_model=error_model, drift_model=drift_model, noise_model=hw.noise_model,
+        extra_paths=[cfg.device_path] if cfg.device_path else None,
+    )
+    if cache is not None:
+        cache[key] = stack
+    return stack

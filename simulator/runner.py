@@ -36,8 +36,26 @@ class Result:
     ideal_topk: dict[int, float] = field(default_factory=dict)
 
     @property
+    def times(self) -> list[float]:
+        """The inference times (days after programming) every run was evaluated at, ascending."""
+        return sorted({float(r["t_drift"]) for r in self.rows}) if self.rows else [0.0]
+
+    def at(self, t_drift: float) -> list[dict[str, Any]]:
+        """The rows (one per run) at inference time ``t_drift`` (days)."""
+        return [r for r in self.rows if r["t_drift"] == t_drift]
+
+    @property
     def accuracies(self) -> np.ndarray:
-        return np.array([r["accuracy"] for r in self.rows])
+        """Accuracy of every run at the last (latest) inference time."""
+        return np.array([r["accuracy"] for r in self.at(self.times[-1])])
+
+    def accuracy_vs_time(self) -> list[tuple[float, float, float]]:
+        """``(t_drift, mean, std)`` per inference time (std with ddof = 1 over the runs, 0 for one run)."""
+        out = []
+        for t in self.times:
+            acc = np.array([r["accuracy"] for r in self.at(t)])
+            out.append((t, float(acc.mean()), float(acc.std(ddof=1)) if len(acc) > 1 else 0.0))
+        return out
 
     @property
     def mean(self) -> float:
@@ -49,10 +67,11 @@ class Result:
 
     @property
     def seeds(self) -> list[int]:
-        return [r["seed"] for r in self.rows]
+        return [r["seed"] for r in self.at(self.times[0])]
 
     def to_frame(self):
-        """pandas DataFrame, one row per run: run, seed, accuracy (+ top<k>), seconds_per_image."""
+        """pandas DataFrame, one row per run and inference time: run, seed, t_drift (days), accuracy (+ top<k>),
+        seconds_per_image."""
         import pandas as pd
 
         return pd.DataFrame(self.rows)
@@ -60,17 +79,77 @@ class Result:
     def table(self) -> str:
         """The final table printed by ``xbarsim run``."""
         ratio = self.seconds_per_image / self.ideal_seconds_per_image if self.ideal_seconds_per_image else float("nan")
-        lines = [
-            f"model {self.model_name}, {self.n_images} images, {len(self.rows)} run(s), seeds {self.seeds[0]}..{self.seeds[-1]}",
-            f"  simulated accuracy   {100 * self.mean:7.2f} % +- {100 * self.std:.2f} %",
+        seeds = self.seeds
+        lines = [f"model {self.model_name}, {self.n_images} images, {len(seeds)} run(s), seeds {seeds[0]}..{seeds[-1]}"]
+        several = len(self.times) > 1
+        for t in self.times:
+            rows = self.at(t)
+            acc = np.array([r["accuracy"] for r in rows])
+            std = float(acc.std(ddof=1)) if len(acc) > 1 else 0.0
+            if several:
+                lines.append(f"t_drift = {format_days(t)}")
+            lines.append(f"  simulated accuracy   {100 * acc.mean():7.2f} % +- {100 * std:.2f} %")
+            for k, v in self.ideal_topk.items():
+                if k != 1:
+                    sim = np.mean([r[f"top{k}"] for r in rows])
+                    lines.append(f"  top-{k} accuracy       {100 * sim:7.2f} %  (ideal {100 * v:.2f} %)")
+        lines += [
             f"  ideal accuracy       {100 * self.ideal_accuracy:7.2f} %",
             f"  time per image       {1e3 * self.seconds_per_image:9.3f} ms  ({ratio:.1f}x the floating-point forward pass)",
         ]
-        for k, v in self.ideal_topk.items():
-            if k != 1:
-                sim = np.mean([r[f"top{k}"] for r in self.rows])
-                lines.append(f"  top-{k} accuracy       {100 * sim:7.2f} %  (ideal {100 * v:.2f} %)")
         return "\n".join(lines)
+
+    def plot_vs_time(self, path) -> None:
+        """Write accuracy versus inference time (log time axis, mean +- std over the runs) to ``path``."""
+        plot_accuracy_vs_time({"simulated": self.accuracy_vs_time()}, path, ideal=self.ideal_accuracy,
+                              title=f"{self.model_name}: accuracy after programming ({len(self.seeds)} run(s))")
+
+
+def format_days(t: float) -> str:
+    """A time in days as a short readable string (``20 s``, ``1 h``, ``30 d``, ``1 y``)."""
+    if t == 0:
+        return "0 (as programmed)"
+    sec = t * 86400.0
+    for unit, size in (("y", 365 * 86400.0), ("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if sec >= size:
+            return f"{sec / size:.4g} {unit} ({t:g} d)" if unit != "d" else f"{t:g} d"
+    return f"{sec:.4g} s ({t:g} d)"
+
+
+def plot_accuracy_vs_time(curves: dict[str, list[tuple[float, float, float]]], path, *, ideal: float | None = None,
+                          title: str = "") -> None:
+    """Plot ``{label: [(t_days, mean, std), ...]}`` as accuracy (%) versus time on a log axis to ``path``.
+
+    Time 0 ("as programmed") cannot sit on a log axis; it is drawn at one
+    tenth of the smallest non-zero time and labelled so.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nonzero = [t for pts in curves.values() for t, _, _ in pts if t > 0]
+    t0 = (min(nonzero) if nonzero else 1.0) / 10.0
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, pts in curves.items():
+        ts = [t * 86400.0 if t > 0 else t0 * 86400.0 for t, _, _ in pts]
+        ax.errorbar(ts, [100 * m for _, m, _ in pts], yerr=[100 * s for _, _, s in pts], marker="o", capsize=3,
+                    label=label)
+    if ideal is not None:
+        ax.axhline(100 * ideal, color="k", linestyle=":", linewidth=1, label="floating point")
+    if any(t == 0 for pts in curves.values() for t, _, _ in pts):
+        ax.axvline(t0 * 86400.0, color="grey", linewidth=0.5)
+        ax.annotate("t = 0", (t0 * 86400.0, ax.get_ylim()[0]), fontsize=8, rotation=90, va="bottom", ha="right")
+    ax.set_xscale("log")
+    ax.set_xlabel("time after programming (s)")
+    ax.set_ylabel("accuracy (%) -- mean +- std over runs")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _topks(cfg: Config) -> list[int]:
@@ -156,41 +235,48 @@ def run(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(indices) * n, unit="img", dynamic_ncols=True, leave=False)
+        bar = tqdm(total=len(indices) * len(cfg.drift_times) * n, unit="img", dynamic_ncols=True, leave=False)
+    times = cfg.drift_times
     for i in indices:
         seed = base_seed + i
         t0 = time.perf_counter()
-        sim = Simulation(net, cfg, seed=seed, calibration=calib)
-        hits = {k: 0 for k in ks}
-        seen = 0
-        next_report = cfg.count_interval
-        for x, y in data.iter_batches(layout=net.input_layout):
-            h = _correct(sim.forward(x), np.asarray(y), ks)
+        sim = Simulation(net, cfg, seed=seed, calibration=calib)  # programmed once per run
+        for t_days in times:
+            if t_days != sim.t_drift:
+                t0 = time.perf_counter()
+                sim.set_drift_time(t_days)  # drift from the same programmed state
+            hits = {k: 0 for k in ks}
+            seen = 0
+            next_report = cfg.count_interval
+            for x, y in data.iter_batches(layout=net.input_layout):
+                # image_offset keys the read noise by image index (the same draws at every drift time)
+                h = _correct(sim.forward(x, image_offset=seen), np.asarray(y), ks)
+                for k in ks:
+                    hits[k] += h[k]
+                seen += len(y)
+                if bar is not None:
+                    bar.update(len(y))
+                    bar.set_postfix(run=i, acc=f"{100 * hits[1] / seen:.2f}%")
+                if echo is not None and cfg.count_interval and seen >= next_report:
+                    at = f" at t_drift = {t_days:g} d" if len(times) > 1 else ""
+                    msg = f"run {i}{at}: {seen} images, accuracy {100 * hits[1] / seen:.2f} %"
+                    if cfg.time_interval:
+                        msg += f", {time.perf_counter() - t0:.1f} s"
+                    echo(msg)
+                    next_report += cfg.count_interval
+            elapsed = time.perf_counter() - t0
+            total_time += elapsed
+            row = {"run": i, "seed": seed, "t_drift": float(t_days), "accuracy": hits[1] / max(seen, 1)}
             for k in ks:
-                hits[k] += h[k]
-            seen += len(y)
-            if bar is not None:
-                bar.update(len(y))
-                bar.set_postfix(run=i, acc=f"{100 * hits[1] / seen:.2f}%")
-            if echo is not None and cfg.count_interval and seen >= next_report:
-                msg = f"run {i}: {seen} images, accuracy {100 * hits[1] / seen:.2f} %"
-                if cfg.time_interval:
-                    msg += f", {time.perf_counter() - t0:.1f} s"
-                echo(msg)
-                next_report += cfg.count_interval
-        elapsed = time.perf_counter() - t0
-        total_time += elapsed
-        row = {"run": i, "seed": seed, "accuracy": hits[1] / max(seen, 1)}
-        for k in ks:
-            if k != 1:
-                row[f"top{k}"] = hits[k] / max(seen, 1)
-        row["seconds_per_image"] = elapsed / max(seen, 1)
-        rows.append(row)
-        log.info("run %d (seed %d): accuracy %.4f", i, seed, row["accuracy"])
+                if k != 1:
+                    row[f"top{k}"] = hits[k] / max(seen, 1)
+            row["seconds_per_image"] = elapsed / max(seen, 1)
+            rows.append(row)
+            log.info("run %d (seed %d), t_drift %g d: accuracy %.4f", i, seed, t_days, row["accuracy"])
     if bar is not None:
         bar.close()
     return Result(
         config=cfg, model_name=net.name, rows=rows, ideal_accuracy=ideal_topk[1],
-        seconds_per_image=total_time / max(len(indices) * n, 1), ideal_seconds_per_image=ideal_time,
+        seconds_per_image=total_time / max(len(indices) * len(cfg.drift_times) * n, 1), ideal_seconds_per_image=ideal_time,
         n_images=n, ideal_topk=ideal_topk,
     )

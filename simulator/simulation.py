@@ -14,6 +14,17 @@ are sampled here, once per run) and runs the graph:
 
 ``ideal_forward`` runs the same graph with exact floating-point MVMs: the
 reference the analog result is compared with.
+
+Randomness (DESIGN "Reproducibility"): every random draw comes from a stream
+of :class:`~simulator.backend.RandomStreams` keyed by the simulation seed
+(``seed + run`` in :func:`simulator.run`) and what it belongs to --
+programming errors and drift by (layer core, partition, slice, polarity),
+read noise additionally by the global image index: ``forward(x,
+image_offset=i0)`` says that ``x[k]`` is image ``i0 + k`` of the test
+selection (default: continue after the images of the previous call). The
+executor hands every MVM core the global row of its batch (``image index *
+rows per image + window``), so outputs do not depend on ``memory_budget_mb``,
+``ntest_batch`` or how runs are spread over processes.
 """
 from __future__ import annotations
 
@@ -25,15 +36,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from devices.base import DeviceParams
-from devices.stack import DeviceStack
-from simulator import ops
+from devices.stack import make_device_stack
+from simulator import ops, tensor_ops
 from simulator.backend import get_backend
 from simulator.config import Config, load_config
 from simulator.cores.neural import NeuralCore
 from simulator.cores.numeric import ArrayOptions
 from simulator.errors import ConfigError, DataError
 from simulator.network import Layer, Network
+from simulator.tensor_ops import TENSOR_OPS
 
 log = logging.getLogger("xbarsim.simulation")
 
@@ -112,7 +123,19 @@ def drop_ignored(layers: list[Layer], outputs: list[str], ignored: set[str]):
 
 
 class Simulation:
-    """One programmed chip: a network mapped onto arrays with one seed."""
+    """One programmed chip: a network mapped onto arrays with one seed.
+
+    A torch model (:class:`~simulator.torch_host.TorchNetwork`) gives a
+    :class:`~simulator.torch_host.simulation.TorchSimulation`: the same cores,
+    with torch running every operation that is not an analog MVM.
+    """
+
+    def __new__(cls, network=None, *args, **kwargs):
+        if cls is Simulation and getattr(network, "is_torch", False):
+            from simulator.torch_host.simulation import TorchSimulation
+
+            return super().__new__(TorchSimulation)
+        return super().__new__(cls)
 
     def __init__(self, network: Network, config: Config | dict | str | None = None, seed: int | None = None,
                  *, calibration=None) -> None:
@@ -123,19 +146,19 @@ class Simulation:
         if seed is None:
             seed = cfg.seed if cfg.seed is not None else int(np.random.SeedSequence().entropy % (2**31))
         self.seed = int(seed)
-        self.rng = self.backend.rng(self.seed)
+        #: keyed random streams of this chip (see the module notes); ``rng`` is the same object
+        self.rng = self.streams = self.backend.streams(self.seed)
+        self._images_seen = 0  # image index of the next forward() without image_offset
+        self._offset = 0  # global index of the first image of the batch being run
         self.dtype = self._resolve_dtype()
         self._check_layer_overrides()
         self.calibration = calibration if calibration is not None else self._load_calibration()
-        self.devices = DeviceStack(
-            DeviceParams(
-                On_off_ratio=cfg.On_off_ratio, alpha_error=cfg.alpha_error, proportional_error=cfg.proportional_error,
-                alpha_noise=cfg.alpha_noise, proportional_noise=cfg.proportional_noise, t_drift=cfg.t_drift,
-                extra=dict(cfg.device_params),
-            ),
-            error_model=cfg.error_model, drift_model=cfg.drift_model, noise_model=cfg.noise_model,
-            extra_paths=[cfg.device_path] if cfg.device_path else None,
-        )
+        #: device stacks of the layers (layers with equal device settings share one), see make_device_stack
+        self._device_stacks: dict = {}
+        self.devices = make_device_stack(cfg, cfg, self._device_stacks)  # the chip-wide defaults
+        #: the NeuralCores of every analog layer (for set_drift_time)
+        self.analog_cores: list[NeuralCore] = []
+        self.t_drift = cfg.drift_times[0]
         layers = [copy.deepcopy(l) for l in network.layers]
         outputs = list(network.outputs)
         layers, outputs = drop_ignored(layers, outputs, set(cfg.ignoredLayerTypes) - {"Input"})
@@ -226,7 +249,7 @@ class Simulation:
         if not hw.analog:
             Wd = xp.asarray(W, dtype=self.dtype)
             bd = None if bias is None else xp.asarray(bias, dtype=self.dtype)
-            return lambda X: X @ Wd + bd if bd is not None else X @ Wd
+            return lambda X, row0=None: X @ Wd + bd if bd is not None else X @ Wd
         calib = None
         if self.calibration is not None:
             calib = self.calibration.get("adc", {}).get(name)
@@ -235,11 +258,26 @@ class Simulation:
             from simulator.quantization.integration import lloyd_encoder
 
             lloyd = lloyd_encoder(hw, self.config, xp, name, structure=self._weight_structure(layer))
-        return NeuralCore(
-            name, W, bias, hw, options=self._array_options(hw), devices=self.devices, xp=xp, rng=self.rng,
-            dtype=self.dtype, input_range=self._input_range(layer, hw, name), adc_calibration=calib, lloyd=lloyd,
-            wmax=wmax,
+        core = NeuralCore(
+            name, W, bias, hw, options=self._array_options(hw), devices=make_device_stack(self.config, hw, self._device_stacks),
+            xp=xp, rng=self.rng, dtype=self.dtype, input_range=self._input_range(layer, hw, name), adc_calibration=calib,
+            lloyd=lloyd, wmax=wmax,
         )
+        self.analog_cores.append(core)
+        return core
+
+    def set_drift_time(self, t_days: float) -> None:
+        """Read every analog array ``t_days`` days after programming (one of the config's ``t_drift`` times).
+
+        Drift is applied from the same programmed state each time (nothing is
+        re-programmed); drift compensation re-reads its reference.
+        """
+        times = self.config.drift_times
+        if not any(abs(t_days - t) <= 1e-12 * max(1.0, t) for t in times):
+            raise ConfigError(f"t_drift = {t_days:g} days is not one of the config's times {times}")
+        for core in self.analog_cores:
+            core.set_time(float(t_days))
+        self.t_drift = float(t_days)
 
     def _build_layer(self, layer: Layer) -> None:
         cfg = self.config
@@ -293,32 +331,93 @@ class Simulation:
                 f"for model {net.name!r} ({net.input_layout})"
             )
         x = self.backend.asarray(x, dtype=self.dtype)
-        if net.input_layout == "NCHW":
+        if net.input_layout == "NCHW" and net.internal_layout == "NHWC":
             x = ops.nchw_to_nhwc(x, self.xp)
         return x
 
     def _to_native(self, y):
         y = self.backend.asnumpy(y)
-        if self.network.input_layout == "NCHW" and y.ndim == 4:
+        if self.network.input_layout == "NCHW" and self.network.internal_layout == "NHWC" and y.ndim == 4:
             y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))
         return y
 
-    def forward(self, x) -> np.ndarray:
-        """Simulated outputs for a batch ``x`` in the model's native layout."""
+    def forward(self, x, image_offset: int | None = None) -> np.ndarray:
+        """Simulated outputs for a batch ``x`` in the model's native layout.
+
+        ``image_offset``: global index of image ``x[0]`` (it keys the read
+        noise); None continues after the previous call's images.
+        """
+        offset = self._images_seen if image_offset is None else int(image_offset)
+        if offset < 0:
+            raise ValueError(f"image_offset must be >= 0, got {offset}")
+        self._images_seen = offset + len(x)
+        self._offset = offset
         return self._run(x, ideal=False)
 
     def ideal_forward(self, x) -> np.ndarray:
         """Exact floating-point outputs (same graph, exact MVMs in float64)."""
         return self._run(x, ideal=True)
 
-    def output_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Internal (NHWC) output shape of every layer, batch axis excluded (one zero image traced)."""
-        shapes: dict[str, tuple[int, ...]] = {}
-        x = np.zeros((1,) + tuple(self.network.input_shape), dtype=np.float64)
-        self._run(x, ideal=True, record=shapes)
-        return shapes
+    def observe(self, *, adc: bool = True, dac: bool = True, layers=None, samples: int = 0, seed: int = 0,
+                post=None):
+        """Context manager recording what every analog layer does while the block runs.
 
-    def _run(self, x, ideal: bool, record: dict | None = None):
+        ``with sim.observe(adc=True, dac=True, layers=["conv2"]) as rec: sim.forward(x)``
+        gives ``rec["conv2"]``: the layer's error against its ideal output on
+        the same inputs, DAC/ADC clipping and level use, Icol_max clipping, and
+        a sample of ``samples`` input rows; ``post`` maps core names to a function
+        applied to outputs before comparing (e.g. the ReLU that follows). See
+        :mod:`simulator.observe`.
+        """
+        from simulator.observe import observe
+
+        return observe(self, adc=adc, dac=dac, layers=layers, samples=samples, seed=seed, post=post)
+
+    def output_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Internal output shape of every layer (NHWC or native, see ``Network.internal_layout``), no batch axis."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        x = np.zeros((self.network.batch_size or 1,) + tuple(self.network.input_shape), dtype=np.float64)
+        self._run(x, ideal=True, record=shapes)
+        return {k: v[1:] for k, v in shapes.items()}
+
+    def trace(self, x) -> dict[str, np.ndarray]:
+        """Ideal (float64) output of every layer for batch ``x``, as NumPy arrays in the native layout.
+
+        The import self-check compares these with the model's own runtime node by node.
+        """
+        arrays: dict[str, Any] = {}
+        self._run(x, ideal=True, record=arrays, keep=True)
+        return arrays
+
+    def _run(self, x, ideal: bool, record: dict | None = None, keep: bool = False):
+        """Run the graph; ``record`` receives every layer's output shape (or the array, ``keep``)."""
+        B = self.network.batch_size
+        n = len(x)
+        if B is not None and n != B:  # a graph with a fixed batch: B images at a time, the last chunk padded
+            x = np.asarray(x)
+            parts = []
+            base = self._offset
+            try:
+                for s in range(0, n, B):
+                    chunk = x[s : s + B]
+                    if len(chunk) < B:
+                        chunk = np.concatenate([chunk, np.zeros((B - len(chunk),) + chunk.shape[1:], chunk.dtype)])
+                    rec: dict | None = {} if record is not None else None
+                    self._offset = base + s  # global image index of the chunk (keys read noise)
+                    out = self._run_graph(chunk, ideal, rec, keep)
+                    parts.append(out if isinstance(out, list) else [out])
+                    for k, v in (rec or {}).items():
+                        record.setdefault(k, []).append(v)
+            finally:
+                self._offset = base
+            if record is not None:
+                for k, v in record.items():
+                    record[k] = np.concatenate(v)[:n] if keep else (n,) + tuple(v[0][1:])
+            res = [np.concatenate(p)[:n] for p in zip(*parts)]
+            return res[0] if len(res) == 1 else res
+        return self._run_graph(x, ideal, record, keep)
+
+    def _run_graph(self, x, ideal: bool, record: dict | None, keep: bool):
         xp = self.xp
         saved_dtype = self.dtype
         if ideal:
@@ -333,7 +432,7 @@ class Simulation:
                     out = self._apply(layer, ins, ideal)
                 acts[layer.name] = out
                 if record is not None:
-                    record[layer.name] = tuple(out.shape[1:])
+                    record[layer.name] = self._to_native(out) if keep else tuple(out.shape)
                 for s in layer.inputs:
                     if self._last_use.get(s) == i:
                         del acts[s]
@@ -363,7 +462,7 @@ class Simulation:
                 b = None
             Wd = self.xp.asarray(W, dtype="float64")
             bd = None if b is None else self.xp.asarray(b, dtype="float64")
-            cache[name] = (lambda X, Wd=Wd, bd=bd: X @ Wd + bd if bd is not None else X @ Wd)
+            cache[name] = (lambda X, row0=None, Wd=Wd, bd=bd: X @ Wd + bd if bd is not None else X @ Wd)
         return cache[name]
 
     def _conv(self, x, layer: Layer, mvm, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, pads):
@@ -373,7 +472,7 @@ class Simulation:
         if getattr(mvm, "can_prequantize", False):
             # The DAC is elementwise: encode every activation once, not its kh*kw window copies.
             x = mvm.prequantize(x)
-            run = lambda cols: mvm(cols, prequantized=True)  # noqa: E731
+            run = lambda cols, row0: mvm(cols, prequantized=True, row0=row0)  # noqa: E731
         x = ops.pad_nhwc(x, pads, xp)
         N, H, W, C = x.shape
         Ho = ops.conv_output_size(H, kh, sh, dh)
@@ -386,7 +485,7 @@ class Simulation:
         outs = []
         for s in range(0, N, chunk):
             cols, _ = ops.im2col(x[s : s + chunk], kh, kw, sh, sw, dh, dw, xp)
-            y = run(cols)
+            y = run(cols, row0=(self._offset + s) * Ho * Wo)  # rows: image-major, then window oh*Wo+ow
             outs.append(y.reshape(-1, Ho, Wo, y.shape[-1]))
         return outs[0] if len(outs) == 1 else xp.concatenate(outs, axis=0)
 
@@ -396,7 +495,7 @@ class Simulation:
         t = layer.type
         x = ins[0]
         if layer.attrs.get("witin") and self.config.witin_mode == "chip" and not ideal and layer.is_mvm:
-            return self.cores[layer.name].forward(*ins)
+            return self.cores[layer.name].forward(*ins, image_offset=self._offset)
         if layer.attrs.get("witin_digital") is not None and (not ideal or t in _WITIN_ONLY):
             from simulator.witin.digital import run_layer
 
@@ -404,9 +503,22 @@ class Simulation:
         if t == "Dense":
             mvm = self._mvm(layer.name, layer, ideal)
             shape = x.shape
-            y = mvm(x.reshape(-1, shape[-1]))
+            per_image = math.prod(shape[1:-1])  # tokens per image (1 for (N, features))
+            y = mvm(x.reshape(-1, shape[-1]), row0=self._offset * per_image)
             y = y.reshape(shape[:-1] + (y.shape[-1],))
             return ops.activation(y, c.get("activation"), xp)
+        if t in TENSOR_OPS:
+            return tensor_ops.apply(xp, layer, ins)
+        if c.get("data_format") == "channels_first":  # conv / pooling in a native-layout graph
+            y = self._apply_nhwc(layer, [ops.nchw_to_nhwc(x, xp)] + ins[1:], ideal)
+            return ops.nhwc_to_nchw(y, xp)
+        return self._apply_nhwc(layer, ins, ideal)
+
+    def _apply_nhwc(self, layer: Layer, ins: list, ideal: bool):
+        xp = self.xp
+        c = layer.config
+        t = layer.type
+        x = ins[0]
         if t in ("Conv2D", "DepthwiseConv2D"):
             kh, kw = c["kernel_size"]
             sh, sw = c.get("strides", (1, 1))
@@ -418,13 +530,11 @@ class Simulation:
             return ops.activation(self._conv_transpose(x, layer, ideal), c.get("activation"), xp)
         if t == "GRUCell":
             return self._gru(x, ins[1] if len(ins) > 1 else None, layer, ideal)
-        if t == "MaxPooling2D":
+        if t in ("MaxPooling2D", "AveragePooling2D"):
             pool = c.get("pool_size", (2, 2))
-            return ops.pool2d(x, "max", pool, c.get("strides") or pool, c.get("padding", "valid"), xp)
-        if t == "AveragePooling2D":
-            pool = c.get("pool_size", (2, 2))
-            return ops.pool2d(x, "avg", pool, c.get("strides") or pool, c.get("padding", "valid"), xp,
-                              count_include_pad=bool(c.get("count_include_pad", False)))
+            return ops.pool2d(x, "max" if t == "MaxPooling2D" else "avg", pool, c.get("strides") or pool,
+                              c.get("padding", "valid"), xp, count_include_pad=bool(c.get("count_include_pad", False)),
+                              dilation=c.get("dilation_rate") or (1, 1), ceil_mode=bool(c.get("ceil_mode", False)))
         if t == "GlobalAveragePooling2D":
             return x.mean(axis=(1, 2), keepdims=bool(c.get("keepdims", False)))
         if t == "GlobalMaxPooling2D":
@@ -451,6 +561,10 @@ class Simulation:
             scale = xp.asarray(w.get("gamma", 1.0), dtype=x.dtype) / xp.sqrt(
                 xp.asarray(w["moving_variance"], dtype=x.dtype) + eps)
             shift = xp.asarray(w.get("beta", 0.0), dtype=x.dtype) - xp.asarray(w["moving_mean"], dtype=x.dtype) * scale
+            axis = int(c.get("axis", -1)) % x.ndim
+            if axis != x.ndim - 1:  # channels on another axis (native NCHW tensors): (C,) -> (C, 1, ..., 1)
+                shape = (-1,) + (1,) * (x.ndim - 1 - axis)
+                scale, shift = scale.reshape(shape), shift.reshape(shape)
             return x * scale + shift
         if t == "ZeroPadding2D":
             p = c.get("padding", ((1, 1), (1, 1)))
@@ -459,6 +573,8 @@ class Simulation:
         if t == "Flatten":
             return ops.flatten(x, c.get("order", "NHWC"), xp)
         if t == "Reshape":
+            if "shape" in c:  # full shape, batch axis included (0 copies the input's size of that axis)
+                return x.reshape(tuple(x.shape[i] if int(v) == 0 else int(v) for i, v in enumerate(c["shape"])))
             return ops.reshape(x, c["target_shape"], c.get("order", "NHWC"), xp)
         if t == "Activation":
             return ops.activation(x, c.get("activation"), xp, c.get("alpha"))
@@ -515,13 +631,13 @@ class Simulation:
                 f64 = lambda a: None if a is None else xp.asarray(a, dtype="float64")
                 Wi, Wh, bi, bh = f64(w["weight_ih"]), f64(w["weight_hh"]), f64(w.get("bias_ih")), f64(w.get("bias_hh"))
                 cache[layer.name] = (
-                    lambda X: X @ Wi + bi if bi is not None else X @ Wi,
-                    lambda X: X @ Wh + bh if bh is not None else X @ Wh,
+                    lambda X, row0=None: X @ Wi + bi if bi is not None else X @ Wi,
+                    lambda X, row0=None: X @ Wh + bh if bh is not None else X @ Wh,
                 )
             ih, hh = cache[layer.name]
         else:
             ih, hh = self.cores[layer.name]
-        gi, gh = ih(x), hh(h)
+        gi, gh = ih(x, row0=self._offset), hh(h, row0=self._offset)
         r = ops.activation(gi[:, :H] + gh[:, :H], "sigmoid", xp)
         z = ops.activation(gi[:, H : 2 * H] + gh[:, H : 2 * H], "sigmoid", xp)
         n = xp.tanh(gi[:, 2 * H :] + r * gh[:, 2 * H :])

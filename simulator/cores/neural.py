@@ -16,16 +16,33 @@ batched input vectors ``X`` (M, rows). It
 
 Outputs are in algorithmic units: ``Y = (w . x) * W_max * x_scale + b``.
 Everything is batched over M and chunked to ``memory_budget_mb``.
+
+Rows and images. ``rng`` is the simulation's
+:class:`~simulator.backend.RandomStreams` (a Generator or an int seed is
+turned into one). Read noise is keyed by the *global* row of an MVM batch:
+a caller passes ``row0`` = the global index of the batch's first row, where
+global rows number the images of the whole test selection times the rows each
+image contributes: ``row = image_index * rows_per_image + r`` (``r`` = the
+sliding window ``oh * Wo + ow`` of a convolution, the token of a Dense layer
+on sequences, 0 for a plain Dense layer). The executor passes it; without it
+the core continues from the rows it has seen so far (fresh noise per call).
+The same image then gets the same noise whatever batch or chunk it is in.
 """
 from __future__ import annotations
 
 import math
 
+from simulator.backend import as_streams, backend_of
 from simulator.circuits.quantizer import UniformQuantizer
 from simulator.cores.mapping import partition_sizes, weight_range
 from simulator.cores.numeric import ArrayOptions, InputSlicing
 from simulator.cores.wrapper import WrapperCore
 from simulator.errors import CalibrationError, ConfigError
+
+
+#: global MVM row of the first drift-compensation reference read: far beyond any image's rows,
+#: so keyed read noise of reference reads never repeats an image's
+REFERENCE_ROW0 = 2**48
 
 
 class NeuralCore:
@@ -38,8 +55,13 @@ class NeuralCore:
         wmax: float | None = None,
     ) -> None:
         self.name, self.hw, self.xp, self.dtype, self.opt = name, hw, xp, dtype, options
+        rng = as_streams(rng, backend_of(xp))
+        self._next_row = 0  # global row of the next call without row0
         #: optional profiling hook ``probe(X)``: raw input activations (M, n_in) before the DAC
         self.probe = None
+        #: optional observer (see :mod:`simulator.observe`), set with :meth:`set_observer`
+        self.observer = None
+        self._W_ideal, self._b_ideal, self._ideal_cache = W, bias, None  # the exact layer, for :meth:`ideal`
         W = xp.asarray(W, dtype=dtype)
         n_in, n_out = W.shape
         self.n_in, self.n_out = n_in, n_out
@@ -107,6 +129,16 @@ class NeuralCore:
             for p, rs in enumerate(self.row_slices)
         ]
         self._set_adcs(adc_calibration)
+        # ---- drift compensation (reference reads at programming and at each time)
+        self.compensation = getattr(hw, "drift_compensation", "none")
+        self.drift_scale = None  #: digital output factor(s) of the compensation (None: off)
+        self._ref0 = None
+        if self.compensation != "none" and devices is not None:
+            first = self.t_drift
+            self._set_core_times(0.0)
+            self._ref0 = self.reference_readout()
+            self._set_core_times(first)
+            self._compensate()
 
     # ------------------------------------------------------------------ ADC
     @property
@@ -185,6 +217,106 @@ class NeuralCore:
             for core, q in zip(wrapper.cores, self.adc_quantizers):
                 core.set_adc(q)
 
+    # -------------------------------------------------------------- observing
+    def set_observer(self, observer) -> None:
+        """Report every MVM batch to ``observer`` (None: stop); see :mod:`simulator.observe`.
+
+        The observer gets ``layer(X, Y)`` per batch (inputs before the DAC,
+        outputs in algorithmic units) and hands each NumericCore an
+        ``observer.array(label)`` that gets its ADC inputs and column currents.
+        """
+        self.observer = observer
+        for wrapper in self.wrappers:
+            for s, core in enumerate(wrapper.cores):
+                core.observer = None if observer is None else observer.array(f"slice{s}")
+
+    def ideal(self, X):
+        """Exact layer output ``X @ W + b`` (float64, algorithmic units) of the matrix and bias this core was built from."""
+        xp = self.xp
+        if self._ideal_cache is None:
+            W = xp.asarray(self._W_ideal, dtype=xp.float64)
+            b = None if self._b_ideal is None else xp.asarray(self._b_ideal, dtype=xp.float64)
+            self._ideal_cache = (W, b)
+        W, b = self._ideal_cache
+        y = xp.asarray(X, dtype=xp.float64) @ W
+        return y + b if b is not None else y
+
+    @property
+    def input_quantizer(self):
+        """The input quantizer as a :class:`UniformQuantizer` in algorithmic units (DAC, or the
+        equivalent grid of bit-sliced integer codes), or None when inputs are not quantized."""
+        if self.slicing.enabled:
+            lo = -self.x_scale if self.slicing.signed else 0.0
+            return UniformQuantizer(self.hw.dac_bits, lo, self.x_scale)
+        return self.dac if self.dac.enabled else None
+
+    # ------------------------------------------------------------ drift in time
+    def _numeric_cores(self):
+        return [core for wrapper in self.wrappers for core in wrapper.cores]
+
+    @property
+    def t_drift(self) -> float | None:
+        """Days since programming the arrays are read at (None: no device models)."""
+        return self._numeric_cores()[0].t_drift
+
+    def _set_core_times(self, t_days: float) -> None:
+        for core in self._numeric_cores():
+            core.set_time(t_days)
+
+    def set_time(self, t_days: float) -> None:
+        """Read the arrays ``t_days`` days after programming (drift from the same programmed state).
+
+        With ``drift_compensation`` on, one reference read at the new time
+        rescales the digital output (see :meth:`reference_readout`).
+        """
+        if t_days == self.t_drift:
+            return
+        self._set_core_times(t_days)
+        if self._ref0 is not None:
+            self._compensate()
+
+    def reference_readout(self):
+        """Reference read of the arrays as they are now: mean ``|y|`` over a fixed calibration input.
+
+        The calibration input is the set of one-hot vectors at full scale (each
+        row driven alone, as aihwkit's drift compensation does): ``n_in`` extra
+        MVMs per layer and time. They run through the analog path (DAC, read
+        noise, parasitics, current limits; no digital bias, no compensation) but
+        not the column ADCs: a one-hot read is far below the LSB of an ADC sized
+        for whole dot products, so the reference is read at full resolution (a
+        calibration read-out channel). Returns the mean over rows and columns
+        (``"global"``, a scalar) or over rows per column (``"column"``, shape (n_out,)).
+        """
+        from simulator.circuits.quantizer import UniformQuantizer
+
+        xp = self.xp
+        saved = [(c, c.probe, c.adc) for c in self._numeric_cores()]
+        observer, self.observer = self.observer, None
+        for c, _, _ in saved:
+            c.probe = None
+            c.adc = UniformQuantizer(0)
+        try:
+            total = xp.zeros(self.n_out, dtype=self.dtype)
+            step = max(1, min(self.n_in, self._chunk_rows()))
+            for s in range(0, self.n_in, step):
+                m = min(step, self.n_in - s)
+                X = xp.zeros((m, self.n_in), dtype=self.dtype)
+                X[xp.arange(m), s + xp.arange(m)] = self.x_scale
+                total += xp.abs(self._analog_output(X, row0=REFERENCE_ROW0 + s)).sum(axis=0)
+        finally:
+            for c, probe, adc in saved:
+                c.probe, c.adc = probe, adc
+            self.observer = observer
+        per_col = total / self.n_in
+        return per_col.mean() if self.compensation == "global" else per_col
+
+    def _compensate(self) -> None:
+        """Output factor ``readout(programmed) / readout(now)`` (1 where the current read is 0)."""
+        xp = self.xp
+        now = self.reference_readout()
+        ok = now > 0
+        self.drift_scale = xp.where(ok, self._ref0 / xp.where(ok, now, 1.0), 1.0).astype(self.dtype)
+
     # -------------------------------------------------------------- forward
     @property
     def can_prequantize(self) -> bool:
@@ -192,9 +324,9 @@ class NeuralCore:
 
         It is elementwise, so quantizing each activation once gives the same values
         as quantizing its kh*kw copies in the window matrix, provided the padding
-        value 0 maps to 0. Off while a profiling probe wants the raw inputs.
+        value 0 maps to 0. Off while a profiling probe or an observer wants the raw inputs.
         """
-        if self.probe is not None:
+        if self.probe is not None or self.observer is not None:
             return False
         if self.slicing.enabled:
             return True
@@ -247,36 +379,49 @@ class NeuralCore:
         per_row = itemsize * (3 * self.n_in + nb * (self.rows_max + 2 * cols) + 4 * cols)
         return max(1, int(self.opt.memory_budget // per_row))
 
-    def __call__(self, X, prequantized: bool = False):
+    def __call__(self, X, prequantized: bool = False, row0: int | None = None):
         """Layer output (M, n_out) in algorithmic units for inputs X (M, n_in), before the activation.
 
         ``prequantized``: ``X`` holds :meth:`prequantize` outputs (the executor
         encodes activations before im2col when :attr:`can_prequantize`).
+        ``row0``: global row of ``X[0]`` (see the module notes); None continues
+        after the previous call's rows.
         """
         xp = self.xp
         X = xp.asarray(X, dtype=self.dtype)
         M = X.shape[0]
+        if row0 is None:
+            row0 = self._next_row
+        self._next_row = int(row0) + M
         chunk = self._chunk_rows()
         if M <= chunk:
-            return self._forward(X, prequantized)
+            return self._forward(X, prequantized, int(row0))
         out = xp.empty((M, self.n_out), dtype=self.dtype)
         for s in range(0, M, chunk):
-            out[s : s + chunk] = self._forward(X[s : s + chunk], prequantized)
+            out[s : s + chunk] = self._forward(X[s : s + chunk], prequantized, int(row0) + s)
         return out
 
-    def _forward(self, X, prequantized: bool = False):
+    def _forward(self, X, prequantized: bool = False, row0: int = 0):
         xp = self.xp
         if self.probe is not None:
             self.probe(X)
+        y = self._analog_output(X, prequantized, row0)
+        if self.drift_scale is not None:
+            y = y * self.drift_scale
+        if self.bias is not None:
+            y = y + self.bias
+        if self.observer is not None:
+            self.observer.layer(X, y)
+        return y
+
+    def _analog_output(self, X, prequantized: bool = False, row0: int = 0):
+        """Digitized array result ``(w . x) * W_max * x_scale`` summed over partitions (no bias, no compensation)."""
         x, x_hw = self.encode_inputs(X, prequantized)
         y = None
         need_sum = self.hw.style == "OFFSET"
         for rs, wrapper in zip(self.row_slices, self.wrappers):
             xs = x[:, rs]
             x_sum = x_hw[:, rs].sum(axis=1, keepdims=True) if need_sum else None
-            part = wrapper.mvm(xs, x_sum, self.slicing)
+            part = wrapper.mvm(xs, x_sum, self.slicing, row0)
             y = part if y is None else y + part
-        y = y * (self.Wmax * self.x_scale)
-        if self.bias is not None:
-            y = y + self.bias
-        return y
+        return y * (self.Wmax * self.x_scale)

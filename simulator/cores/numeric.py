@@ -12,12 +12,23 @@ Units: inputs ``x`` are normalized voltages (full-scale input = 1); outputs
 are column currents in units of ``G_max * V_full`` -- for BALANCED the
 difference of the two devices' columns, taken in analog before the ADC.
 MVMs are batched: ``x`` has shape (M, R) with M = images x sliding windows.
+
+Randomness is keyed (:class:`simulator.backend.RandomStreams`), never drawn
+in execution order: the programming error and drift of a device plane come
+from stream ``("program", name, polarity)`` (``name`` = ``<core>/part<p>/slice<s>``,
+polarity ``pos``/``neg``), and read noise from stream ``("read", name, tag,
+bit)`` at positions ``row * n_cols + col``, where ``row`` is the *global* MVM
+row: the caller passes ``row0``, the global index of its batch's first row
+(for the executor, ``image index * rows per image + window``; see
+:meth:`simulator.cores.neural.NeuralCore.__call__`). So the noise of an image
+does not depend on the chunk or batch it is computed in.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
+from simulator.backend import as_streams, backend_of
 from simulator.circuits.quantizer import UniformQuantizer
 
 log = logging.getLogger("xbarsim.cores")
@@ -60,7 +71,9 @@ class NumericCore:
     """One array: conductance planes, device effects, read-out and ADC."""
 
     def __init__(self, v_pos, v_neg, v_unit, *, options: ArrayOptions, devices, xp, rng, dtype, name: str = "") -> None:
-        self.xp, self.rng, self.dtype, self.opt, self.name = xp, rng, dtype, options, name
+        self.xp, self.dtype, self.opt, self.name = xp, dtype, options, name
+        #: keyed random streams (a RandomStreams; a Generator or int seed is turned into one)
+        self.streams = as_streams(rng, backend_of(xp))
         Gmin = options.Gmin
         target_pos = (Gmin + (1 - Gmin) * xp.asarray(v_pos, dtype=dtype)).astype(dtype)
         if v_unit is not None:  # analog offset: one extra column at the unit conductance
@@ -68,11 +81,46 @@ class NumericCore:
             target_pos = xp.concatenate([target_pos, unit], axis=1)
         self.has_unit = v_unit is not None
         self.devices = devices
-        self.G_pos = devices.program(target_pos, xp, rng) if devices is not None else target_pos
-        self.G_neg = None
+        target_neg = None
         if v_neg is not None:
             target_neg = (Gmin + (1 - Gmin) * xp.asarray(v_neg, dtype=dtype)).astype(dtype)
-            self.G_neg = devices.program(target_neg, xp, rng) if devices is not None else target_neg
+        #: programmed planes (error and stuck cells drawn once); drift is applied from them per time
+        self._states = None
+        self.t_drift = None
+        G_pos, G_neg = target_pos, target_neg
+        if devices is not None:
+            program = self.streams.generator  # one stream per device plane
+            self._states = (devices.program_state(target_pos, xp, program("program", name, "pos")),
+                            None if target_neg is None
+                            else devices.program_state(target_neg, xp, program("program", name, "neg")))
+            self.t_drift = devices.times[0]
+            G_pos = devices.at_time(self._states[0], self.t_drift, xp)
+            G_neg = None if target_neg is None else devices.at_time(self._states[1], self.t_drift, xp)
+        self.adc = UniformQuantizer(0)
+        self._set_conductances(G_pos, G_neg)
+        #: optional profiling hook ``probe(adc_inputs, input_bit)``, called with the
+        #: raw ADC inputs (M, C) right before the ADC (input_bit None, or k per input bit)
+        self.probe = None
+        #: optional observer with ``adc(values, quantizer)`` and ``current_limit(currents, limit)``,
+        #: set by :meth:`NeuralCore.set_observer` (see :mod:`simulator.observe`)
+        self.observer = None
+
+    def set_time(self, t_days: float) -> None:
+        """Drift the programmed planes to ``t_days`` days after programming (from the same programmed state)."""
+        if self._states is None or t_days == self.t_drift:
+            return
+        devices, xp = self.devices, self.xp
+        self.t_drift = t_days
+        if devices.drift is None:
+            return  # nothing depends on the time
+        G_pos = devices.at_time(self._states[0], t_days, xp)
+        G_neg = None if self._states[1] is None else devices.at_time(self._states[1], t_days, xp)
+        self._set_conductances(G_pos, G_neg)
+
+    def _set_conductances(self, G_pos, G_neg) -> None:
+        """Install the conductances read at inference time and what depends on them (read noise, fast path)."""
+        xp, options, devices, dtype = self.xp, self.opt, self.devices, self.dtype
+        self.G_pos, self.G_neg = G_pos, G_neg
         self.sigma_pos = devices.noise_sigma(self.G_pos, xp) if devices is not None else None
         self.sigma_neg = (
             devices.noise_sigma(self.G_neg, xp) if devices is not None and self.G_neg is not None else None
@@ -100,10 +148,6 @@ class NumericCore:
             if self.sigma_neg is not None:
                 var = var + self.sigma_neg**2
             self.var_eff = var.astype(dtype)
-        self.adc = UniformQuantizer(0)
-        #: optional profiling hook ``probe(adc_inputs, input_bit)``, called with the
-        #: raw ADC inputs (M, C) right before the ADC (input_bit None, or k per input bit)
-        self.probe = None
 
     # ------------------------------------------------------------------ shape
     @property
@@ -123,8 +167,21 @@ class NumericCore:
         """ADC in raw column-current units (same for every column and input bit)."""
         self.adc = quantizer
 
+    # ---------------------------------------------------------------- noise
+    def _key(self, tag: str, bit) -> tuple:
+        return ("read", self.name, tag, -1 if bit is None else int(bit))
+
+    def _normal(self, tag: str, row0: int, shape, dtype, bit=None):
+        """N(0, 1) read-noise draws (M, C) for global MVM rows ``row0 .. row0+M-1`` (see the module notes)."""
+        M, C = shape
+        return self.streams.normal(self._key(tag, bit), row0 * C, M * C, dtype).reshape(M, C)
+
+    def _draws(self, tag: str, row0: int, bit=None):
+        """Generator-like keyed draws for a device model's exact sampler, positioned at global MVM row ``row0``."""
+        return self.streams.draws(*self._key(tag, bit), row0=row0)
+
     # ---------------------------------------------------------------- analog
-    def _exact_noise_chunk(self, G, sigma, x):
+    def _exact_noise_chunk(self, G, sigma, x, row0: int = 0, tag: str = "pos", bit=None):
         """Per-MVM noisy conductances: y_m = x_m @ (G + noise_m)."""
         xp = self.xp
         R, C = G.shape
@@ -135,11 +192,11 @@ class NumericCore:
             xs = x[s : s + chunk]
             Gb = xp.broadcast_to(G, (xs.shape[0], R, C))
             Sb = xp.broadcast_to(sigma, (xs.shape[0], R, C))
-            Gn = self.devices.sample_read(Gb, Sb, xp, self.rng)
+            Gn = self.devices.sample_read(Gb, Sb, xp, self._draws(tag, row0 + s, bit))
             out[s : s + chunk] = xp.einsum("mr,mrc->mc", xs, Gn)
         return out
 
-    def _parasitic(self, x, G, sigma, topology, G_neg=None, sigma_neg=None):
+    def _parasitic(self, x, G, sigma, topology, G_neg=None, sigma_neg=None, row0: int = 0, bit=None):
         """Column currents through the IR-drop circuit solver, chunked over MVMs to the memory budget.
 
         With ``sigma`` given, read noise is sampled per conductance for every MVM
@@ -163,59 +220,70 @@ class NumericCore:
                 out[..., s : s + chunk, :] = parasitic_mvm(G, xs, self.opt.Rp, topology, G_neg=G_neg, **kw)
                 continue
             m = xs.shape[0]
-            Gp = self.devices.sample_read(xp.broadcast_to(G, (m, R, C)), xp.broadcast_to(sigma, (m, R, C)), xp, self.rng)
+            Gp = self.devices.sample_read(xp.broadcast_to(G, (m, R, C)), xp.broadcast_to(sigma, (m, R, C)), xp,
+                                          self._draws("pos", row0 + s, bit))
             Gn = None
             if G_neg is not None:
                 Gn = self.devices.sample_read(xp.broadcast_to(G_neg, (m, R, C)),
-                                              xp.broadcast_to(sigma_neg, (m, R, C)), xp, self.rng)
+                                              xp.broadcast_to(sigma_neg, (m, R, C)), xp,
+                                              self._draws("neg", row0 + s, bit))
             out[s : s + chunk] = parasitic_mvm(Gp, xs[:, None, :], self.opt.Rp, topology, G_neg=Gn, **kw)[:, 0, :]
         return out
 
-    def _plane_current(self, G, sigma, x, I=None):
+    def _plane_current(self, G, sigma, x, I=None, row0: int = 0, tag: str = "pos", bit=None):
         """Column currents of one device plane for inputs x (M, R) (``I``: its noiseless parasitic currents)."""
         xp = self.xp
         if I is not None:
             pass
         elif self.opt.Rp > 0:
-            I = self._parasitic(x, G, sigma if self.exact_noise else None, self.opt.topology)
+            I = self._parasitic(x, G, sigma if self.exact_noise else None, self.opt.topology, row0=row0, bit=bit)
         elif self.exact_noise:
-            I = self._exact_noise_chunk(G, sigma, x)
+            I = self._exact_noise_chunk(G, sigma, x, row0, tag, bit)
         else:
             I = x @ G
         if not self.exact_noise and sigma is not None and self.noisy:
-            I = I + xp.sqrt((x * x) @ (sigma * sigma)) * self.rng.standard_normal(I.shape, dtype=I.dtype)
+            I = I + xp.sqrt((x * x) @ (sigma * sigma)) * self._normal(tag, row0, I.shape, I.dtype, bit)
         if self.opt.Icol_limit > 0:
+            if self.observer is not None:
+                self.observer.current_limit(I, self.opt.Icol_limit)
             I = xp.clip(I, -self.opt.Icol_limit, self.opt.Icol_limit)
         return I
 
-    def analog(self, x):
-        """Raw column outputs (M, C) for input voltages x (M, R), read noise included."""
+    def analog(self, x, row0: int = 0, bit=None):
+        """Raw column outputs (M, C) for input voltages x (M, R), read noise included.
+
+        ``row0``: global MVM row of ``x[0]``; ``bit``: the input bit these
+        voltages are (bit slicing), which keys its own noise.
+        """
         xp = self.xp
         if self.separate_planes:
             if (self.opt.topology == "C") and self.G_neg is not None:
                 I = self._parasitic(x, self.G_pos, self.sigma_pos if self.noisy else None, "C",
-                                    self.G_neg, self.sigma_neg if self.noisy else None)
+                                    self.G_neg, self.sigma_neg if self.noisy else None, row0=row0, bit=bit)
                 if self.opt.Icol_limit > 0:
+                    if self.observer is not None:
+                        self.observer.current_limit(I, self.opt.Icol_limit)
                     I = xp.clip(I, -self.opt.Icol_limit, self.opt.Icol_limit)
                 return I
             if self.opt.Rp > 0 and self.G_neg is not None and not self.exact_noise:
                 # Both planes through the solver in one call (stacked), then each plane's
                 # read noise and current limit in the same order as one plane at a time.
                 Ipn = self._parasitic(x, xp.stack([self.G_pos, self.G_neg]), None, self.opt.topology)
-                I = self._plane_current(self.G_pos, self.sigma_pos if self.noisy else None, x, Ipn[0])
-                return I - self._plane_current(self.G_neg, self.sigma_neg if self.noisy else None, x, Ipn[1])
-            I = self._plane_current(self.G_pos, self.sigma_pos if self.noisy else None, x)
+                I = self._plane_current(self.G_pos, self.sigma_pos if self.noisy else None, x, Ipn[0], row0, "pos", bit)
+                return I - self._plane_current(self.G_neg, self.sigma_neg if self.noisy else None, x, Ipn[1],
+                                               row0, "neg", bit)
+            I = self._plane_current(self.G_pos, self.sigma_pos if self.noisy else None, x, None, row0, "pos", bit)
             if self.G_neg is not None:
-                I = I - self._plane_current(self.G_neg, self.sigma_neg if self.noisy else None, x)
+                I = I - self._plane_current(self.G_neg, self.sigma_neg if self.noisy else None, x, None, row0, "neg", bit)
             return I
         if self.exact_noise:
-            I = self._exact_noise_chunk(self.G_pos, self.sigma_pos, x)
+            I = self._exact_noise_chunk(self.G_pos, self.sigma_pos, x, row0, "pos", bit)
             if self.G_neg is not None:
-                I = I - self._exact_noise_chunk(self.G_neg, self.sigma_neg, x)
+                I = I - self._exact_noise_chunk(self.G_neg, self.sigma_neg, x, row0, "neg", bit)
             return I
         I = x @ self.G_eff
-        if self.var_eff is not None:
-            I += xp.sqrt((x * x) @ self.var_eff) * self.rng.standard_normal(I.shape, dtype=I.dtype)
+        if self.var_eff is not None:  # both planes' noise in one draw, from its own stream ("eff")
+            I += xp.sqrt((x * x) @ self.var_eff) * self._normal("eff", row0, I.shape, I.dtype, bit)
         return I
 
     # ------------------------------------------------------------------- MVM
@@ -240,9 +308,10 @@ class NumericCore:
             planes *= xp.sign(x)
         return planes
 
-    def mvm(self, x, slicing: InputSlicing):
+    def mvm(self, x, slicing: InputSlicing, row0: int = 0):
         """Digitized outputs (M, C) in raw current units.
 
+        ``row0`` is the global MVM row of ``x[0]`` (it keys the read noise).
         Without input bit slicing ``x`` holds normalized voltages. With it,
         ``x`` holds the integer DAC codes ``x_int`` (|x_int| < 2**n_bits) and the
         result is ``sum_k 2**k * out_k / divisor`` -- digitized per bit when
@@ -250,7 +319,9 @@ class NumericCore:
         """
         xp = self.xp
         if not slicing.enabled:
-            I = self.analog(x)  # a fresh array: the ADC may overwrite it
+            I = self.analog(x, row0)  # a fresh array: the ADC may overwrite it
+            if self.observer is not None:
+                self.observer.adc(I, self.adc)
             if self.probe is not None:
                 self.probe(I, None)
                 return self.adc(I, xp)
@@ -266,16 +337,23 @@ class NumericCore:
                 mag = xp.abs(x)
                 for k in range(slicing.n_bits):
                     w += (4.0**k) * (xp.floor(mag / 2**k) % 2)
-                I += xp.sqrt((w * scale * scale) @ self.var_eff) * self.rng.standard_normal(I.shape, dtype=I.dtype)
+                I += xp.sqrt((w * scale * scale) @ self.var_eff) * self._normal("acc", row0, I.shape, I.dtype)
+            if self.observer is not None:
+                self.observer.adc(I, self.adc)
             if self.probe is not None:
                 self.probe(I, None)
             return self.adc(I, xp)
         M, R = x.shape
         planes = self.bit_planes(x, slicing)
-        out = self.analog(planes.reshape(slicing.n_bits * M, R)).reshape(slicing.n_bits, M, -1)
+        if self.noisy:  # every input bit keys its own read noise
+            out = xp.stack([self.analog(planes[k], row0, k) for k in range(slicing.n_bits)])
+        else:
+            out = self.analog(planes.reshape(slicing.n_bits * M, R)).reshape(slicing.n_bits, M, -1)
         del planes
         weights = xp.asarray([2.0**k * scale for k in range(slicing.n_bits)], dtype=x.dtype)[:, None, None]
         if slicing.adc_per_bit:
+            if self.observer is not None:
+                self.observer.adc(out, self.adc)
             if self.probe is not None:
                 for k in range(slicing.n_bits):
                     self.probe(out[k], k)
@@ -284,6 +362,8 @@ class NumericCore:
             q *= weights
             return q.sum(axis=0)
         I = (out * weights).sum(axis=0)
+        if self.observer is not None:
+            self.observer.adc(I, self.adc)
         if self.probe is not None:
             self.probe(I, None)
         return self.adc(I, xp)

@@ -57,6 +57,11 @@ def execute_task(config: dict, run: int, runner: Optional[Runner] = None, label:
     where = f"{label or 'sweep point'}, run {run}"
     try:
         cfg = load_config(config, name=label or "sweep point")
+        if len(cfg.drift_times) > 1:
+            from simulator.errors import ConfigError
+
+            raise ConfigError(f"t_drift = {cfg.t_drift}: a sweep point evaluates one inference time; "
+                              "sweep over the times instead (--param t_drift=...)")
         result = runner(cfg, runs=[run], progress=False)
     except XbarsimError as exc:
         # name the point in the one-line user error (same exception class)
@@ -66,7 +71,8 @@ def execute_task(config: dict, run: int, runner: Optional[Runner] = None, label:
             raise exc
         raise err from None
     frame = result.to_frame()
-    rows = [{k: _plain(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
+    # one inference time per point: its t_drift is the point's config value, not a metric column
+    rows = [{k: _plain(v) for k, v in rec.items() if k != "t_drift"} for rec in frame.to_dict("records")]
     rows = [r for r in rows if int(r.get("run", run)) == run]
     if len(rows) != 1:
         raise RuntimeError(f"{where}: the runner returned {len(rows)} rows for run {run}, expected 1")

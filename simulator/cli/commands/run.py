@@ -43,14 +43,60 @@ def parameter_summary(cfg: Config) -> str:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write one row per run to this CSV file.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def command(config: str | None, sets: tuple[str, ...], csv_path: str | None, no_progress: bool) -> None:
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Accuracy-versus-time plot (PNG/PDF/SVG) when t_drift lists several times "
+                   "[default: accuracy_vs_time.png].")
+def command(config: str | None, sets: tuple[str, ...], csv_path: str | None, no_progress: bool,
+            plot_path: str | None) -> None:
     """Simulate inference accuracy on the chip described by CONFIG (default: the bundled digits model)."""
     from simulator.runner import run
 
     cfg = load_with_overrides(config, sets)
+    several = len(cfg.drift_times) > 1
+    if plot_path is None and several:
+        plot_path = "accuracy_vs_time.png"
+    if plot_path:
+        if not several:
+            raise ConfigError(f"--plot {plot_path}: the accuracy-versus-time plot needs t_drift to list several times "
+                              f"(t_drift = {cfg.t_drift})")
+        check_writable(plot_path, "--plot")
+    if csv_path:
+        check_writable(csv_path, "--csv")
     click.echo(parameter_summary(cfg))
     result = run(cfg, progress=not no_progress, echo=click.echo)
     click.echo(result.table())
     if csv_path:
         result.to_frame().to_csv(csv_path, index=False)
         click.echo(f"wrote {csv_path}")
+    if plot_path:
+        result.plot_vs_time(plot_path)
+        click.echo(f"wrote {plot_path}")
+
+
+def check_writable(path: str, option: str) -> None:
+    """Refuse an output file whose folder is missing or not writable, or a known-unsupported image type,
+    before any simulation time is spent."""
+    import os
+    from pathlib import Path
+
+    from simulator.errors import OutputError
+
+    p = Path(path)
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"{option} {path}: folder {str(folder)!r} does not exist")
+    if p.is_dir():
+        raise OutputError(f"{option} {path}: is a folder, expected a file name")
+    if not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise OutputError(f"{option} {path}: not writable")
+    if option == "--plot":
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+
+        types = Figure().canvas.get_supported_filetypes()
+        ext = p.suffix.lstrip(".").lower()
+        if ext not in types:
+            raise OutputError(f"{option} {path}: unknown image type {p.suffix or '(none)'!r}; "
+                              f"use one of {', '.join('.' + t for t in sorted(types))}")

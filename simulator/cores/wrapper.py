@@ -73,18 +73,19 @@ class WrapperCore:
     def n_rows(self) -> int:
         return self.cores[0].n_rows
 
-    def mvm(self, x, x_sum, slicing: InputSlicing):
+    def mvm(self, x, x_sum, slicing: InputSlicing, row0: int = 0):
         """``w . x`` (M, C) from inputs ``x`` (voltages or DAC codes, see NumericCore.mvm).
 
         ``x_sum`` is ``sum(x_hw)`` over this partition's rows, shape (M, 1),
-        used by the digital offset subtraction.
+        used by the digital offset subtraction; ``row0`` is the global MVM row
+        of ``x[0]`` (keys the read noise).
         """
         Gmin = self.opt.Gmin
         inv = 1.0 / (1.0 - Gmin)
         enc = self.encoding
         y = None
         for gain, core in zip(enc.gains, self.cores):
-            out = core.mvm(x, slicing)
+            out = core.mvm(x, slicing, row0)
             if self.analog_offset:
                 d = out[:, :-1] - out[:, -1:]
             elif self.style == "OFFSET":

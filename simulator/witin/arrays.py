@@ -100,10 +100,10 @@ class WithConstantInputs:
         self.core, self.xp, self.output_quantizer = core, xp, output_quantizer
         self.const = xp.asarray(const)
 
-    def __call__(self, X):
+    def __call__(self, X, row0: int | None = None):
         xp = self.xp
         if self.const.size:
             c = xp.broadcast_to(self.const.astype(X.dtype), (X.shape[0], self.const.size))
             X = xp.concatenate([X, c], axis=1)
-        y = self.core(X)
+        y = self.core(X, row0=row0)
         return y if self.output_quantizer is None else self.output_quantizer(y, xp)

@@ -40,7 +40,20 @@ Range = tuple[float, float]
 class HardwareParams(BaseModel):
     """Parameters that may differ per layer (``[layers.<name>]`` overrides them)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans(cls, data):
+        """``adc_bits = true`` is not 1: booleans are refused where numbers are expected."""
+        if isinstance(data, Mapping):
+            _reject_booleans(data, cls.model_fields, "")
+            layers = data.get("layers")
+            if isinstance(layers, Mapping):
+                for lname, ov in layers.items():
+                    if isinstance(ov, Mapping):
+                        _reject_booleans(ov, HardwareParams.model_fields, f"layers.{lname}.")
+        return data
 
     # --- layer placement (xbarsim) -------------------------------------------
     analog: bool = Field(True, description="Run this MVM layer on analog arrays (False = exact digital)")
@@ -148,7 +161,7 @@ LAYER_KEYS = frozenset(HardwareParams.model_fields)
 #: A ``[layers.<name>]`` table: any subset of :class:`HardwareParams` (None = inherit).
 LayerOverrides = create_model(
     "LayerOverrides",
-    __config__=ConfigDict(extra="forbid"),
+    __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
     **{
         name: (Optional[f.annotation], Field(None, description=f.description))
         for name, f in HardwareParams.model_fields.items()
@@ -174,6 +187,14 @@ class Config(HardwareParams):
     count_interval: int = Field(0, ge=0, description="Images between running-accuracy updates (0 = progress bar only)")
     time_interval: bool = False
     topk: Union[int, list[int]] = 1
+
+    @field_validator("topk")
+    @classmethod
+    def _check_topk(cls, v):
+        ks = v if isinstance(v, list) else [v]
+        if not ks or any(k < 1 for k in ks):
+            raise ValueError(f"topk = {v!r}: expected k >= 1 (an integer or a non-empty list of them)")
+        return v
     show_model_summary: bool = False
     dataset_normalization: Literal["none", "unsigned_8b", "signed_8b"] = "none"
     subtract_pixel_mean: bool = False
@@ -227,7 +248,7 @@ class Config(HardwareParams):
     conductances_dir: str = Field("conductances", description="Folder of exported conductances (one .npy per array)")
     # --- parasitics solver ---------------------------------------------------
     Verr_th: float = Field(2e-4, gt=0, lt=1, description="xbarsim: parasitic solver convergence (fraction of V_D)")
-    parasitics_max_iter: int = Field(200, ge=1)
+    parasitics_max_iter: int = Field(200, ge=1, le=100000, description="xbarsim: parasitic solver iteration bound")
     # --- performance ---------------------------------------------------------
     x_par: int = Field(1, ge=1)
     y_par: int = Field(1, ge=1)
@@ -353,6 +374,14 @@ def check_combinations(p: HardwareParams, cfg: "Config", where: str) -> None:
                          f"error_model = {p.error_model!r} cannot be used with it (set error_model = 'none')")
     if p.adc_exponents is not None and len(p.adc_exponents) != p.Nslices:
         raise ValueError(f"{where}adc_exponents has {len(p.adc_exponents)} entries, expected Nslices = {p.Nslices}")
+    if p.adc_range_option != "calibrated":
+        for key in ("adc_range", "adc_exponents"):
+            if getattr(p, key) is not None:
+                raise ValueError(f"{where}{key} is only used with adc_range_option = 'calibrated' "
+                                 f"(it is {p.adc_range_option!r}): set adc_range_option = 'calibrated' or drop {key}")
+    if p.G_ref is not None and p.balanced_style != "unified_reference":
+        raise ValueError(f"{where}G_ref is the reference conductance of balanced_style = 'unified_reference' "
+                         f"(it is {p.balanced_style!r}): set balanced_style = 'unified_reference' or drop G_ref")
 
 
 def wire_resistances(p: HardwareParams) -> tuple[float, float]:
@@ -385,6 +414,34 @@ def check_array_options(p: HardwareParams, where: str) -> None:
 
 
 # ---------------------------------------------------------------------- loading
+def _numeric_annotation(ann) -> bool:
+    """True for int/float fields (also inside Optional/Union/list/tuple) that do not also take booleans."""
+    import typing
+
+    leaves: set = set()
+
+    def walk(a):
+        args = typing.get_args(a)
+        if args:
+            for x in args:
+                walk(x)
+        else:
+            leaves.add(a)
+
+    walk(ann)
+    return bool(leaves & {int, float}) and bool not in leaves
+
+
+def _reject_booleans(data: Mapping[str, Any], fields, where: str) -> None:
+    for key, value in data.items():
+        f = fields.get(key)
+        if f is None or not _numeric_annotation(f.annotation):
+            continue
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, bool) for v in items):
+            raise ValueError(f"{where}{key} = {value!r}: expected a number, not a boolean")
+
+
 def _suggest(key: str, valid) -> str:
     match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
     return f" (did you mean {match[0]!r}?)" if match else ""
@@ -488,6 +545,29 @@ def load_config(path_or_dict: "str | Path | Mapping[str, Any] | Config | None" =
     return cfg
 
 
+#: config keys holding file or folder paths: relative ones are relative to the config file's folder
+PATH_KEYS = ("dataset_path", "calibration_file", "calibration_dir", "dac_limits_file", "device_path", "device_data")
+_MODEL_SUFFIXES = (".h5", ".hdf5", ".keras", ".onnx", ".pt", ".pt2", ".pth")
+
+
+def resolve_paths(data: dict[str, Any], config_path: Path) -> dict[str, Any]:
+    """Make the relative paths of a config file's :data:`PATH_KEYS` (and a file-like ``model_name``)
+    relative to the folder of ``config_path`` (a config means the same wherever it is run from)."""
+    if not isinstance(data, dict):
+        return data
+    base = config_path.parent
+    for key in PATH_KEYS + ("model_name",):
+        value = data.get(key)
+        if not isinstance(value, str) or not value:
+            continue
+        if key == "model_name" and not ("/" in value or "\\" in value or value.lower().endswith(_MODEL_SUFFIXES)):
+            continue  # a bundled model's name, not a path
+        p = Path(value).expanduser()
+        if not p.is_absolute():
+            data[key] = str(base / p)
+    return data
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """Raw dict from a ``.toml`` or CrossSim-style ``.py`` config file."""
     if not path.exists():
@@ -495,26 +575,34 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if path.suffix == ".toml":
         try:
             with open(path, "rb") as f:
-                return tomllib.load(f)
+                return resolve_paths(tomllib.load(f), path)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not a TOML text file (byte {exc.start} is not UTF-8)") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if path.suffix == ".py":
         data = _read_python_config(path)
         from simulator.io import crosssim_config
 
         if crosssim_config.is_crosssim3_flat(data):
-            return crosssim_config.from_flat(data, str(path))
-        return data
+            return resolve_paths(crosssim_config.from_flat(data, str(path)), path)
+        return resolve_paths(data, path)
     if path.suffix == ".json":
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}: invalid JSON ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not a JSON text file (byte {exc.start} is not UTF-8)") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a JSON config must be an object of parameters, got a {type(data).__name__}")
         from simulator.io import crosssim_config
 
         if crosssim_config.is_crosssim_json(data):
-            return crosssim_config.from_json(data, str(path))
-        return data
+            return resolve_paths(crosssim_config.from_json(data, str(path)), path)
+        return resolve_paths(data, path)
     raise ConfigError(f"{path}: config files must end in .toml, .py or .json")
 
 

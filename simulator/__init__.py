@@ -8,6 +8,7 @@ Public API::
     y = sim.forward(x)                                 # x in the model's native layout
     result = simulator.run(cfg)                        # whole inference run(s)
     result.to_frame()                                  # one row per run
+    report = simulator.diagnose(cfg, out="diag")      # per-layer error budget, CSV/plots/HTML
 
 Names are resolved lazily so that importing the package stays cheap.
 """
@@ -26,6 +27,7 @@ _EXPORTS = {
     "Config": "simulator.config",
     "Simulation": "simulator.simulation",
     "run": "simulator.runner",
+    "diagnose": "simulator.diagnosis",
     "Result": "simulator.runner",
     "from_torch": "simulator.torch_host",
     "load_torch_export": "simulator.torch_host",

@@ -1,0 +1,650 @@
+"""``diagnose(config)``: where the accuracy goes, layer by layer and cause by cause.
+
+Steps (one chip: seed ``config.seed``, else 0; the test images selected by
+``ntest``):
+
+1. **Observed pass.** The full non-ideal chip runs the test images with a
+   :class:`~simulator.observe.Recorder` attached: for every analog core the
+   relative RMS error and SNR of its output against the ideal output on the
+   *same inputs* (so upstream errors are not counted again), DAC/ADC clipping
+   and level use, Icol_max clipping, and a uniform sample of input rows.
+   Where an elementwise activation directly follows the layer (a fused
+   activation, or a sole ``Activation`` consumer), outputs are compared
+   after it -- what the next layer sees; ReLU-aware ADC ranges clip outputs
+   the ReLU zeroes anyway. The floating-point and simulated accuracies come
+   from the same pass.
+2. **Cause split (first order).** For every cause -- weight quantization,
+   programming error / drift, read noise, parasitics, current limit, DAC,
+   ADC -- a chip with only that non-ideality switched on (the others set to
+   their ideal values) is built, and each core's sampled inputs go through
+   that core: its error alone. A cause that cannot exist alone (an ADC
+   range set for bit-sliced weights or bit-sliced inputs) is switched on
+   with what it needs, and its error is the increase of the mean squared
+   error over those prerequisites alone. The causes' errors need not add up
+   to the whole (they interact: an ADC clips noise, too).
+3. **Sensitivity.** Accuracy when only this layer is non-ideal (every other
+   MVM layer exact digital, ``analog = false``) and when only this layer is
+   ideal. These runs are independent: they go to the sweep executors (local
+   processes or a Dask cluster), with a progress bar.
+
+Errors whose relative RMS is below ``256 * eps`` of the simulation's float
+type are reported as 0 (SNR inf): that is the resolution of the arithmetic.
+Memory stays bounded by the batch size, the recorder's histograms and its
+``samples`` rows per layer.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+import numpy as np
+
+from simulator.config import Config, load_config
+from simulator.errors import ConfigError, OutputError, XbarsimError
+
+log = logging.getLogger("xbarsim.diagnose")
+
+#: cause key -> label
+CAUSES: dict[str, str] = {
+    "weights": "weight quantization",
+    "programming": "programming error / drift",
+    "read_noise": "read noise",
+    "parasitics": "parasitics (IR drop)",
+    "icol": "current limit (Icol_max)",
+    "dac": "DAC",
+    "adc": "ADC",
+}
+
+#: config keys of every cause and their ideal ("off") values
+_OFF: dict[str, dict[str, Any]] = {
+    "weights": dict(weight_bits=0, Nslices=1, weight_quantizer="uniform", weight_levels=None, weight_percentile=100.0,
+                    bias_bits=0),
+    "programming": dict(error_model="none", drift_model="none"),
+    "read_noise": dict(noise_model="none"),
+    "parasitics": dict(Rp=0.0),
+    "icol": dict(Icol_max=0.0, Icell_max=0.0),
+    "dac": dict(dac_bits=0, input_bitslicing=False),
+    "adc": dict(adc_bits=0, adc_range_option="max", adc_range=None, adc_exponents=None, ADC_per_ibit=False),
+}
+
+_HINTS = {
+    "weights": "{wb}: more weight_bits, a lower weight_percentile, or Lloyd levels (weight_quantizer = 'lloyd')",
+    "programming": "programming error / drift: tighter programming (lower alpha_error), a device with less drift, "
+                   "or a shorter t_drift",
+    "read_noise": "read noise: a device with less read noise (alpha_noise / noise_model)",
+    "parasitics": "IR drop: fewer rows per array (NrowsMax) or a lower Rp",
+}
+
+
+def active_causes(cfg: Config, layers: Iterable[str]) -> dict[str, list[str]]:
+    """``{cause: [layers where it is switched on]}`` from the config alone (empty: nothing is non-ideal)."""
+    out: dict[str, list[str]] = {}
+    for name in layers:
+        hw = cfg.for_layer(name)
+        on = {
+            "weights": hw.weight_bits > 0 or hw.weight_quantizer == "lloyd" or hw.weight_percentile < 100
+                       or (hw.bias_bits > 0 and hw.digital_bias),
+            "programming": cfg.error_model != "none" or cfg.drift_model != "none",
+            "read_noise": cfg.noise_model != "none",
+            "parasitics": hw.Rp > 0,
+            "icol": hw.Icol_max > 0,
+            "dac": hw.dac_bits > 0,
+            "adc": hw.adc_bits > 0,
+        }
+        for cause, flag in on.items():
+            if flag:
+                out.setdefault(cause, []).append(name)
+    return out
+
+
+def _prerequisites(cfg: Config, layers: Iterable[str]) -> dict[str, set[str]]:
+    """Causes that must be on for a cause to exist as configured (the ADC of sliced weights / inputs)."""
+    hws = [cfg.for_layer(n) for n in layers]
+    adc: set[str] = set()
+    if any(h.adc_bits > 0 and (h.Nslices > 1 or h.adc_range_option == "granular") for h in hws):
+        adc.add("weights")
+    if any(h.adc_bits > 0 and (h.input_bitslicing or h.adc_range_option == "granular") for h in hws):
+        adc.add("dac")
+    par: set[str] = set()
+    if any(h.Rp > 0 and h.input_bitslicing for h in hws):
+        par.add("dac")  # the parasitic topology was chosen for bit-sliced inputs
+    return {"adc": adc, "parasitics": par}
+
+
+def variant_config(cfg: Config, on: Iterable[str]) -> dict[str, Any]:
+    """Config dict with only the causes ``on`` switched on (others at their ideal values), one run."""
+    on = set(on)
+    data = cfg.to_dict()
+    for cause, keys in _OFF.items():
+        if cause in on:
+            continue
+        for k, v in keys.items():
+            data[k] = v
+            for ov in data.get("layers", {}).values():
+                ov.pop(k, None)
+        if cause == "weights" and data.get("balanced_style") == "unified_reference":
+            data["balanced_style"] = "one_sided"  # the non-uniform-level mapping needs Lloyd levels
+        if cause == "weights":
+            for ov in data.get("layers", {}).values():
+                if ov.get("balanced_style") == "unified_reference":
+                    ov.pop("balanced_style")
+    data["Nruns"] = 1
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def _layers_digital(data: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    out = dict(data)
+    out["layers"] = {k: dict(v) for k, v in data.get("layers", {}).items()}
+    for n in names:
+        out["layers"].setdefault(n, {})["analog"] = False
+    return out
+
+
+def _post_function(sim, layer_name: str, core_name: str):
+    """The elementwise activation applied right after this layer in a graph host, else None."""
+    if core_name != layer_name:  # GRU cores: the gates mix both products
+        return None
+    layers = getattr(sim, "layers", None)
+    outputs = getattr(sim, "outputs", None)
+    if not isinstance(layers, list) or outputs is None:
+        return None
+    by_name = {getattr(l, "name", None): l for l in layers}
+    layer = by_name.get(layer_name)
+    if layer is None:
+        return None
+    act = layer.config.get("activation")
+    if act in (None, "linear") and layer_name not in outputs:
+        consumers = [l for l in layers if layer_name in l.inputs]
+        if len(consumers) == 1 and consumers[0].type == "Activation":
+            act = consumers[0].config.get("activation")
+    if act in (None, "linear", "softmax"):
+        return None
+    from simulator import ops
+
+    return lambda v, xp, act=act: ops.activation(v, act, xp)
+
+
+def _floor(dtype) -> float:
+    return 256.0 * float(np.finfo(np.dtype(str(dtype))).eps)
+
+
+def _rel(mse: float, ref: float, floor: float) -> float:
+    if not (mse == mse) or not (ref == ref):
+        return float("nan")
+    if ref == 0:
+        return 0.0 if mse == 0 else float("inf")
+    r = math.sqrt(mse / ref)
+    return 0.0 if r < floor else r
+
+
+def snr_db(rel: float) -> float:
+    """SNR in dB of a relative RMS error (inf for 0)."""
+    if rel != rel:
+        return float("nan")
+    if rel == 0:
+        return float("inf")
+    return -20.0 * math.log10(rel) if math.isfinite(rel) else float("-inf")
+
+
+@dataclass
+class LayerDiagnosis:
+    """Everything measured for one analog core."""
+
+    layer: str
+    core: str
+    mvms: int
+    activation_after: bool
+    relative_rms_error: float
+    snr_db: float
+    cause_error: dict[str, float]  # relative RMS error with the cause alone (nan: not measured)
+    cause_share: dict[str, float]  # fraction of the summed causes' mean squared error
+    adc: dict[str, Any]
+    dac: dict[str, Any]
+    icol_clipped: float
+    acc_only_nonideal: float = float("nan")
+    acc_only_ideal: float = float("nan")
+    observation: Any = field(default=None, repr=False)
+
+    @property
+    def main_cause(self) -> Optional[str]:
+        shares = {c: s for c, s in self.cause_share.items() if s == s and s > 0}
+        return max(shares, key=shares.get) if shares else None
+
+    def accuracy_cost(self, ideal: float, full: float) -> float:
+        """Mean of (ideal - accuracy with only this layer non-ideal) and (accuracy with only it ideal - full)."""
+        return 0.5 * ((ideal - self.acc_only_nonideal) + (self.acc_only_ideal - full))
+
+
+@dataclass
+class DiagnoseReport:
+    config: Config
+    model_name: str
+    n_images: int
+    seed: int
+    ideal_accuracy: float
+    accuracy: float
+    layers: list[LayerDiagnosis]
+    causes: dict[str, list[str]]  # active causes -> layers
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def nothing_nonideal(self) -> bool:
+        return not self.causes
+
+    def cost(self, d: LayerDiagnosis) -> float:
+        return d.accuracy_cost(self.ideal_accuracy, self.accuracy)
+
+    @property
+    def significant_cost(self) -> float:
+        """Accuracy cost above the sampling noise: twice the binomial standard error, at least one image."""
+        p, n = self.accuracy, max(self.n_images, 1)
+        return max(2.0 * math.sqrt(max(p * (1 - p), 0.0) / n), 1.0 / n)
+
+    def ranking(self) -> list[LayerDiagnosis]:
+        """Cores by accuracy cost where it exceeds the sampling noise (largest first), then by SNR (lowest first)."""
+        thr = self.significant_cost
+
+        def key(d):
+            c = self.cost(d)
+            c = c if c == c and c >= thr else 0.0
+            snr = d.snr_db if d.snr_db == d.snr_db else float("inf")
+            return (-c, snr)
+
+        return sorted(self.layers, key=key)
+
+    def cause_attribution(self) -> dict[str, float]:
+        """Accuracy cost attributed to causes: sum over layers of cost x the cause's error share."""
+        out = {c: 0.0 for c in CAUSES}
+        for d in self.layers:
+            cost = self.cost(d)
+            if not cost == cost or cost <= 0:
+                continue
+            for c, s in d.cause_share.items():
+                if s == s:
+                    out[c] += cost * s
+        return {c: v for c, v in sorted(out.items(), key=lambda kv: -kv[1]) if v > 0}
+
+    def hint(self, d: LayerDiagnosis) -> str:
+        return hint_for(d, self.config)
+
+    def summary(self, top: int = 3) -> list[str]:
+        """Lines naming the layers and causes that cost the most accuracy, with a hint each."""
+        if self.nothing_nonideal:
+            return ["nothing is non-ideal in this config: every analog layer computes its exact output"]
+        lines = [f"accuracy {100 * self.accuracy:.2f} % (floating point {100 * self.ideal_accuracy:.2f} %) "
+                 f"on {self.n_images} images, seed {self.seed}"]
+        ranked = [d for d in self.ranking() if d.main_cause is not None]
+        thr = self.significant_cost
+        costly = [d for d in ranked if self.cost(d) >= thr][:top] or ranked[:1]
+        for d in costly:
+            c = self.cost(d)
+            if c != c:
+                cost = "accuracy cost not measured"
+            elif c >= thr:
+                cost = f"costs {100 * c:.1f} points of accuracy"
+            else:
+                cost = f"no layer costs accuracy beyond the sampling noise ({100 * thr:.1f} points); lowest SNR"
+            cause = d.main_cause
+            lines.append(f"{d.core}: {cost}; SNR {d.snr_db:.1f} dB, mostly {CAUSES[cause]} "
+                         f"({100 * d.cause_share[cause]:.0f} % of its error): {self.hint(d)}")
+        attr = self.cause_attribution()
+        total = sum(attr.values())
+        if total > 0:
+            lines.append("accuracy lost by cause: " + ", ".join(
+                f"{CAUSES[c]} {100 * v / total:.0f} %" for c, v in attr.items()))
+        return lines
+
+    # ------------------------------------------------------------ tables
+    def to_frame(self):
+        """pandas DataFrame, one row per analog core (the CSV)."""
+        import pandas as pd
+
+        rows = []
+        for rank, d in enumerate(self.ranking(), 1):
+            r = dict(rank=rank, layer=d.layer, core=d.core, mvms=d.mvms, compared_after_activation=d.activation_after,
+                     relative_rms_error=d.relative_rms_error, snr_db=d.snr_db, main_cause=d.main_cause or "")
+            for c in CAUSES:
+                r[f"error_{c}"] = d.cause_error.get(c, float("nan"))
+            for c in CAUSES:
+                r[f"share_{c}"] = d.cause_share.get(c, float("nan"))
+            for k in ("bits", "clipped_low", "clipped_high", "levels_used_fraction", "effective_bits"):
+                r[f"adc_{k}"] = d.adc.get(k, float("nan"))
+            for k in ("bits", "clipped_low", "clipped_high", "levels_used_fraction", "effective_bits"):
+                r[f"dac_{k}"] = d.dac.get(k, float("nan"))
+            r["icol_clipped"] = d.icol_clipped
+            r["accuracy_only_this_nonideal"] = d.acc_only_nonideal
+            r["accuracy_only_this_ideal"] = d.acc_only_ideal
+            r["accuracy_cost"] = self.cost(d)
+            r["hint"] = self.hint(d) if d.main_cause else ""
+            rows.append(r)
+        return pd.DataFrame(rows)
+
+    def table(self) -> str:
+        """The terminal table (layers in ranking order) and the summary lines."""
+        def pct(v):
+            return "    -" if v != v else f"{100 * v:5.1f}"
+
+        def db(v):
+            return "    inf" if v == float("inf") else "      -" if v != v else f"{v:7.1f}"
+
+        hdr = (f"{'#':>2} {'layer':<14} {'rel.err':>8} {'SNR dB':>7} {'main cause':<26} {'share':>5} "
+               f"{'ADC lo%':>7} {'hi%':>5} {'lvl%':>5} {'ENOB':>4} {'DAC cl%':>7} {'Icol%':>5} "
+               f"{'only %':>6} {'w/o %':>6} {'cost':>5}")
+        lines = [hdr, "-" * len(hdr)]
+        for rank, d in enumerate(self.ranking(), 1):
+            mc = d.main_cause
+            dac_clip = d.dac.get("clipped_low", float("nan")) + d.dac.get("clipped_high", float("nan"))
+            enob = d.adc.get("effective_bits", float("nan"))
+            lines.append(
+                f"{rank:>2} {d.core:<14.14} {d.relative_rms_error:8.2e} {db(d.snr_db)} "
+                f"{(CAUSES[mc] if mc else '-'):<26.26} {pct(d.cause_share[mc]) if mc else '    -'} "
+                f"{pct(d.adc.get('clipped_low', float('nan'))):>7} {pct(d.adc.get('clipped_high', float('nan')))} "
+                f"{pct(d.adc.get('levels_used_fraction', float('nan')))} "
+                f"{'   -' if enob != enob else f'{enob:4.1f}'} {pct(dac_clip):>7} {pct(d.icol_clipped)} "
+                f"{pct(d.acc_only_nonideal):>6} {pct(d.acc_only_ideal):>6} {pct(self.cost(d))}"
+            )
+        lines.append("")
+        lines.append("rel.err/SNR: layer output vs its ideal output on the same inputs; share: of the causes' summed "
+                     "error power (each cause alone, first order); only %: accuracy with only this layer non-ideal; "
+                     "w/o %: with only this layer ideal; cost: mean accuracy loss attributed to it (points)")
+        lines += self.summary()
+        lines += self.notes
+        return "\n".join(lines)
+
+    def write(self, folder: "str | os.PathLike", plots: bool = True) -> dict[str, Path]:
+        """diagnose.csv, PNG plots and report.html (images embedded) in ``folder``; returns the paths."""
+        from simulator.diagnosis.report import write_report
+
+        return write_report(self, Path(folder), plots=plots)
+
+
+def hint_for(d: LayerDiagnosis, cfg: Config) -> str:
+    """One hint for the main cause of a layer's error."""
+    cause = d.main_cause
+    if cause is None:
+        return ""
+    name = d.core
+    if cause == "adc":
+        lo, hi = d.adc.get("clipped_low", 0.0), d.adc.get("clipped_high", 0.0)
+        used, bits = d.adc.get("levels_used_fraction", float("nan")), d.adc.get("bits", 0)
+        if hi == hi and hi >= 0.01 and hi >= lo:
+            return f"{100 * hi:.0f} % of ADC outputs clipped high: calibrate its ADC range (xbarsim calibrate) or widen it"
+        if lo == lo and lo >= 0.01 and not d.activation_after:
+            return f"{100 * lo:.0f} % of ADC outputs clipped low: calibrate its ADC range (xbarsim calibrate) or widen it"
+        if used == used and used < 0.25:
+            return (f"uses {100 * used:.0f} % of its {bits}-bit ADC levels ({d.adc.get('effective_bits', 0):.1f} effective "
+                    f"bits): narrow its ADC range (adc_range_option = 'calibrated', xbarsim calibrate)")
+        return f"the {bits}-bit ADC's resolution: more adc_bits (layers.{name}.adc_bits)"
+    if cause == "dac":
+        clip = d.dac.get("clipped_low", 0.0) + d.dac.get("clipped_high", 0.0)
+        used, bits = d.dac.get("levels_used_fraction", float("nan")), d.dac.get("bits", 0)
+        if clip == clip and clip >= 0.01:
+            return f"{100 * clip:.0f} % of its inputs clipped by the DAC range: calibrate it (xbarsim calibrate --what dac)"
+        if used == used and used < 0.25:
+            return f"uses {100 * used:.0f} % of its {bits}-bit DAC levels: narrow its input range (xbarsim calibrate --what dac)"
+        return f"the {bits}-bit DAC's resolution: more dac_bits (layers.{name}.dac_bits)"
+    if cause == "icol":
+        return (f"{100 * d.icol_clipped:.0f} % of column currents clipped at Icol_max: fewer rows per array (NrowsMax) "
+                "or a larger Icol_max")
+    if cause == "weights":
+        hw = cfg.for_layer(d.layer)
+        wb = f"{hw.weight_bits}-bit weights" if hw.weight_bits else "weight clipping/quantization"
+        return _HINTS["weights"].format(wb=wb)
+    return _HINTS[cause]
+
+
+# ---------------------------------------------------------------------- running
+def _check_folder(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"output folder {str(out)!r} cannot be written ({exc.strerror or exc})") from None
+
+
+def _sensitivity_runner(cfg, runs=None, progress=False):
+    """What a sensitivity task runs: :func:`simulator.run` (importable by worker processes)."""
+    from simulator.runner import run
+
+    return run(cfg, runs=runs, progress=progress)
+
+
+def diagnose(
+    config: "str | os.PathLike | Mapping[str, Any] | Config",
+    network: Any = None,
+    *,
+    ntest: Optional[int] = None,
+    layers: Optional[Iterable[str]] = None,
+    samples: int = 2048,
+    workers: Optional[int] = 1,
+    scheduler: Optional[str] = None,
+    scheduler_timeout: float = 10.0,
+    sensitivity: bool = True,
+    out: "str | os.PathLike | None" = None,
+    plots: bool = True,
+    progress: bool = False,
+    simulation: Optional[Callable[[Config, int], Any]] = None,
+    runner: Optional[Callable[..., Any]] = None,
+    seed: Optional[int] = None,
+) -> DiagnoseReport:
+    """Per-layer error budget of a config (see the module docstring).
+
+    Parameters
+    ----------
+    ntest: test images (default: the config's ``ntest``; 0 = the whole split).
+    layers: layer (or core) names to diagnose (default: every analog layer).
+    samples: input rows kept per layer for the cause split.
+    workers / scheduler: where the sensitivity runs go (1 = this process;
+        N local processes; a Dask scheduler address), as for sweeps.
+    sensitivity: run the per-layer accuracy runs (2 per layer).
+    out: also write the CSV, plots and HTML page to this folder.
+    simulation: ``f(config, seed)`` building the chip (default:
+        :class:`~simulator.simulation.Simulation` on ``network``); any host
+        whose ``cores`` holds NeuralCores and that has ``forward``,
+        ``ideal_forward`` and ``observe`` works.
+    runner: ``f(config, runs=[0], progress=False)`` returning a Result, for
+        the sensitivity runs (default: :func:`simulator.run`; must pickle
+        for workers > 1).
+    """
+    cfg = load_config(config)
+    if ntest is not None:
+        if int(ntest) < 0:
+            raise ConfigError(f"--ntest must be >= 0 images (0 = the whole test split), got {ntest}")
+        cfg = cfg.with_overrides({"ntest": int(ntest)})
+    seed = int(seed if seed is not None else (cfg.seed if cfg.seed is not None else 0))
+    cfg = cfg.with_overrides({"seed": seed, "Nruns": 1})
+    out_path = Path(out) if out is not None else None
+    if out_path is not None:
+        _check_folder(out_path)
+
+    if simulation is None:
+        from simulator.calibration_io import calibration_for
+        from simulator.network import load_model
+        from simulator.simulation import Simulation
+
+        net = network if network is not None else load_model(cfg.model_name)
+        model_name = net.name
+
+        def simulation(c, s, _net=net):
+            c = load_config(c)
+            return Simulation(_net, c, seed=s, calibration=calibration_for(_net, c))
+    else:
+        model_name = getattr(network, "name", cfg.model_name)
+
+    from simulator.observe import neural_cores
+
+    sim = simulation(cfg, seed)
+    cores = list(neural_cores(sim))
+    all_layers = list(dict.fromkeys(l for l, _, _ in cores))
+    if layers is not None:
+        wanted = list(layers)
+        known = {n for l, c, _ in cores for n in (l, c)}
+        bad = [n for n in wanted if n not in known]
+        if bad or not wanted:
+            raise ConfigError(
+                f"{cfg.source}: layer filter {', '.join(map(repr, bad or wanted)) or '(empty)'} names no analog layer "
+                f"of model {model_name!r}; analog layers: {', '.join(all_layers) or 'none'}")
+        cores = [t for t in cores if t[0] in wanted or t[1] in wanted]
+    sel_layers = list(dict.fromkeys(l for l, _, _ in cores))
+    causes = active_causes(cfg, all_layers)
+    notes: list[str] = []
+
+    from simulator.runner import load_test_dataset, _correct
+
+    data = load_test_dataset(cfg)
+    layout = getattr(getattr(sim, "network", None), "input_layout", None)
+    n_tasks = (2 * len(sel_layers) if sensitivity else 0)
+    cause_sets = _cause_sets(cfg, all_layers)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=data.n + len(cause_sets) + n_tasks, unit="step", dynamic_ncols=True, leave=False,
+                   desc="diagnose")
+    try:
+        # ---- 1. observed pass
+        post = {c: f for l, c, _ in cores if (f := _post_function(sim, l, c)) is not None}
+        hits = ideal_hits = n = 0
+        with sim.observe(adc=True, dac=True, layers=[c for _, c, _ in cores], samples=samples, seed=seed,
+                         post=post) as rec:
+            for x, y in data.iter_batches(layout=layout):
+                y = np.asarray(y)
+                hits += _correct(sim.forward(x), y, [1])[1]
+                ideal_hits += _correct(sim.ideal_forward(x), y, [1])[1]
+                n += len(y)
+                if bar is not None:
+                    bar.update(len(y))
+        accuracy, ideal_accuracy = hits / max(n, 1), ideal_hits / max(n, 1)
+
+        # ---- 2. cause split on the sampled inputs
+        mse: dict[frozenset, dict[str, tuple[float, float]]] = {}
+        for key in cause_sets:
+            if bar is not None:
+                bar.set_postfix_str(", ".join(sorted(key)) or "ideal")
+            try:
+                vsim = simulation(load_config(variant_config(cfg, key), name=cfg.source), seed)
+            except XbarsimError as exc:
+                notes.append(f"note: {', '.join(CAUSES[c] for c in sorted(key))} could not be switched on alone ({exc})")
+                mse[key] = {}
+                if bar is not None:
+                    bar.update(1)
+                continue
+            vcores = {c: core for _, c, core in neural_cores(vsim)}
+            res = {}
+            for _, cname, _ in cores:
+                obs = rec[cname]
+                core = vcores.get(cname)
+                if core is None or obs.samples is None:
+                    continue
+                xp = core.xp
+                X = xp.asarray(obs.samples)
+                ref = core.ideal(X)
+                Y = xp.asarray(core(X), dtype=xp.float64)
+                f = post.get(cname)
+                if f is not None:
+                    ref, Y = f(ref, xp), f(Y, xp)
+                d = Y - ref
+                res[cname] = (float(xp.mean(d * d)), float(xp.mean(ref * ref)), str(core.dtype))
+            mse[key] = res
+            if bar is not None:
+                bar.update(1)
+
+        prereq = _prerequisites(cfg, all_layers)
+        diags = []
+        for lname, cname, core in cores:
+            obs = rec[cname]
+            floor = _floor(obs.dtype)
+            rel = _rel(obs.sum_err2, obs.sum_ref2, floor)
+            cause_mse, cause_err = {}, {}
+            for c in CAUSES:
+                key = frozenset({c} | prereq.get(c, set()))
+                r = mse.get(key, {}).get(cname)
+                if r is None:
+                    cause_err[c] = float("nan")
+                    continue
+                m, ref, dt = r
+                base = frozenset(prereq.get(c, set()))
+                if base:
+                    rb = mse.get(base, {}).get(cname)
+                    m = max(0.0, m - (rb[0] if rb is not None else 0.0))
+                e = _rel(m, ref, _floor(dt))
+                cause_err[c] = e
+                cause_mse[c] = 0.0 if e == 0 else m
+            total = sum(v for v in cause_mse.values())
+            share = {c: (cause_mse[c] / total if total > 0 else 0.0) if c in cause_mse else float("nan") for c in CAUSES}
+            adc_use = obs.adc
+            adc = {}
+            if adc_use.n:
+                main = adc_use.main
+                adc = dict(bits=main.bits, clipped_low=adc_use.clipped_low_fraction,
+                           clipped_high=adc_use.clipped_high_fraction,
+                           levels_used_fraction=adc_use.levels_used_fraction, effective_bits=adc_use.effective_bits)
+            dac = {}
+            if obs.dac is not None and obs.dac.n:
+                dac = dict(bits=obs.dac.bits, clipped_low=obs.dac.clipped_low_fraction,
+                           clipped_high=obs.dac.clipped_high_fraction,
+                           levels_used_fraction=obs.dac.levels_used_fraction, effective_bits=obs.dac.effective_bits)
+            diags.append(LayerDiagnosis(
+                layer=lname, core=cname, mvms=obs.rows, activation_after=cname in post, relative_rms_error=rel,
+                snr_db=snr_db(rel), cause_error=cause_err, cause_share=share, adc=adc, dac=dac,
+                icol_clipped=obs.icol_clipped_fraction, observation=obs,
+            ))
+        del mse
+
+        # ---- 3. sensitivity runs
+        if sensitivity and sel_layers:
+            _sensitivity(cfg, all_layers, sel_layers, diags, workers, scheduler, scheduler_timeout,
+                         runner, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not sel_layers:
+        notes.append("note: the model has no analog MVM layer")
+    report = DiagnoseReport(config=cfg, model_name=model_name, n_images=n, seed=seed, ideal_accuracy=ideal_accuracy,
+                            accuracy=accuracy, layers=diags, causes=causes, notes=notes)
+    if out_path is not None:
+        report.write(out_path, plots=plots)
+    return report
+
+
+def _cause_sets(cfg: Config, layers: list[str]) -> list[frozenset]:
+    """Every cause alone (with its prerequisites), and each prerequisite set on its own."""
+    prereq = _prerequisites(cfg, layers)
+    sets = []
+    for c in CAUSES:
+        pre = prereq.get(c, set())
+        sets.append(frozenset({c} | pre))
+        if pre:
+            sets.append(frozenset(pre))
+    return list(dict.fromkeys(sets))
+
+
+def _sensitivity(cfg, all_layers, sel_layers, diags, workers, scheduler, timeout, runner, bar) -> None:
+    from simulator.sweep.executors import Task, make_executor
+
+    base = cfg.to_dict()
+    base = {k: v for k, v in base.items() if v is not None}
+    tasks = []
+    for i, lname in enumerate(sel_layers):
+        others = [l for l in all_layers if l != lname]
+        tasks.append(Task(point=2 * i, run=0, config=_layers_digital(base, others),
+                          label=f"diagnose {lname}: only this layer non-ideal"))
+        tasks.append(Task(point=2 * i + 1, run=0, config=_layers_digital(base, [lname]),
+                          label=f"diagnose {lname}: only this layer ideal"))
+    acc: dict[int, float] = {}
+    with make_executor(workers, scheduler, timeout=timeout) as ex:
+        for task, payload in ex.run(tasks, runner or _sensitivity_runner):
+            acc[task.point] = float(payload["rows"][0]["accuracy"])
+            if bar is not None:
+                bar.update(1)
+    for i, lname in enumerate(sel_layers):
+        for d in diags:
+            if d.layer == lname:
+                d.acc_only_nonideal = acc.get(2 * i, float("nan"))
+                d.acc_only_ideal = acc.get(2 * i + 1, float("nan"))

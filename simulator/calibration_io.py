@@ -71,9 +71,7 @@ def load_for_simulation(network, cfg) -> dict:
             if not lo < hi:
                 raise CalibrationError(f"{cfg.dac_limits_file}: layer {name!r} has min {lo} >= max {hi}")
             out["dac"][name] = (float(lo), float(hi))
-    wants_adc = cfg.adc_range_option == "calibrated" or any(
-        o.adc_range_option == "calibrated" for o in cfg.layers.values()
-    )
+    wants_adc = needs_adc_calibration(cfg)
     if not wants_adc:
         return out
     path = Path(cfg.calibration_file) if cfg.calibration_file else None
@@ -121,6 +119,14 @@ def load_for_simulation(network, cfg) -> dict:
     return out
 
 
+def needs_adc_calibration(cfg) -> bool:
+    """Whether some layer uses calibrated ADC ranges that the config does not give inline as adc_xbar_range."""
+    def wants(p):
+        return p.adc_range_option == "calibrated" and getattr(p, "adc_xbar_range", None) is None
+
+    return wants(cfg) or any(wants(cfg.for_layer(name)) for name in cfg.layers)
+
+
 def calibration_for(network, cfg):
     """What :class:`~simulator.simulation.Simulation` loads for ``cfg`` (None when it needs no file).
 
@@ -128,9 +134,7 @@ def calibration_for(network, cfg):
     re-reading the file, and makes a missing or mismatched file fail on the
     user's config (not on a derived one, such as the ideal reference's).
     """
-    wants_adc = cfg.adc_range_option == "calibrated" or any(
-        o.adc_range_option == "calibrated" for o in cfg.layers.values()
-    )
+    wants_adc = needs_adc_calibration(cfg)
     if not wants_adc and not cfg.dac_limits_file:
         return None
     return load_for_simulation(network, cfg)

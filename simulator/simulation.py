@@ -152,6 +152,9 @@ class Simulation:
         self._offset = 0  # global index of the first image of the batch being run
         self.dtype = self._resolve_dtype()
         self._check_layer_overrides()
+        from simulator.validation import config_notes
+
+        config_notes(cfg, network)  # parameters without effect on this model: error or warning line
         self.calibration = calibration if calibration is not None else self._load_calibration()
         #: device stacks of the layers (layers with equal device settings share one), see make_device_stack
         self._device_stacks: dict = {}
@@ -188,10 +191,10 @@ class Simulation:
                 raise ConfigError(f"{self.config.source}: [layers.{key}] names no MVM layer of model {self.network.name!r}{hint}")
 
     def _load_calibration(self):
+        from simulator.calibration_io import needs_adc_calibration
+
         cfg = self.config
-        wants_adc = cfg.adc_range_option == "calibrated" or any(
-            o.adc_range_option == "calibrated" for o in cfg.layers.values()
-        )
+        wants_adc = needs_adc_calibration(cfg)
         if not wants_adc and not cfg.dac_limits_file:
             return None
         from simulator.calibration_io import load_for_simulation
@@ -221,16 +224,23 @@ class Simulation:
     def _array_options(self, hw) -> ArrayOptions:
         cfg = self.config
         topology = None
-        if hw.Rp > 0:
+        from simulator.config import wire_resistances
+
+        rp_row, rp_col = wire_resistances(hw)
+        if hw.noRowParasitics:
+            rp_row = 0.0
+        Rp = max(rp_row, rp_col)
+        if Rp > 0:
             from simulator.circuits.parasitics import check_topology
 
-            topology = check_topology(hw.Rp, hw.noRowParasitics, hw.style, hw.interleaved_posneg, hw.input_bitslicing)
+            topology = check_topology(Rp, hw.noRowParasitics, hw.style, hw.interleaved_posneg, hw.input_bitslicing)
         return ArrayOptions(
             Gmin=0.0 if cfg.On_off_ratio == 0 else 1.0 / cfg.On_off_ratio,
-            read_noise_mode=cfg.read_noise_mode, Rp=hw.Rp, topology=topology, Verr_th=cfg.Verr_th,
+            read_noise_mode=cfg.read_noise_mode, Rp=Rp, topology=topology, Verr_th=cfg.Verr_th,
             max_iter=cfg.parasitics_max_iter,
             Icol_limit=hw.Icol_max / hw.Icell_max if hw.Icol_max > 0 else 0.0,
             memory_budget=cfg.memory_budget_mb * 1e6,
+            Rp_row=rp_row, Rp_col=rp_col, subtract_in_xbar=hw.subtract_current_in_xbar or hw.style != "BALANCED",
         )
 
     @staticmethod

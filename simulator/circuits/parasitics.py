@@ -175,7 +175,7 @@ def check_topology(Rp, noRowParasitics, style, interleaved_posneg, input_bitslic
 
 
 def parasitic_mvm(G_pos, X, Rp, topology, *, G_neg=None, Verr_th=2e-4, max_iter=100, xp=numpy, gamma=None,
-                  method="auto"):
+                  method="auto", Rp_row=None, Rp_col=None):
     """Column currents ``(..., M, C)`` of the array(s) ``G_pos`` (and ``G_neg``) driven by ``X``.
 
     See the module docstring for the circuits. ``G_pos``/``G_neg``: ``(..., R, C)``
@@ -188,9 +188,12 @@ def parasitic_mvm(G_pos, X, Rp, topology, *, G_neg=None, Verr_th=2e-4, max_iter=
     voltage change below ``Verr_th * max|X|``. ``method``: "iterative" (the
     relaxation of manual 8.3.3), "direct" (exact ladder solve, B and C only)
     or "auto" (direct for B and C, iterative for A); see the module docstring.
+    ``Rp_row`` / ``Rp_col``: separate row and column segment resistances
+    (units of Rmin; each None = ``Rp``). Rows only matter in topology A.
     """
     return solve_parasitic(
-        G_pos, X, Rp, topology, G_neg=G_neg, Verr_th=Verr_th, max_iter=max_iter, xp=xp, gamma=gamma, method=method
+        G_pos, X, Rp, topology, G_neg=G_neg, Verr_th=Verr_th, max_iter=max_iter, xp=xp, gamma=gamma, method=method,
+        Rp_row=Rp_row, Rp_col=Rp_col,
     ).I
 
 
@@ -213,7 +216,7 @@ def resolve_method(method, topology) -> str:
 
 
 def solve_parasitic(G_pos, X, Rp, topology, *, G_neg=None, Verr_th=2e-4, max_iter=100, xp=numpy, gamma=None,
-                    method="auto"):
+                    method="auto", Rp_row=None, Rp_col=None):
     """:func:`parasitic_mvm` that also reports iteration counts: returns a :class:`ParasiticResult`."""
     topology = str(topology).upper()
     if topology not in TOPOLOGIES:
@@ -224,6 +227,16 @@ def solve_parasitic(G_pos, X, Rp, topology, *, G_neg=None, Verr_th=2e-4, max_ite
     Rp = float(Rp)
     if not (Rp >= 0.0 and math.isfinite(Rp)):
         raise ConfigError(f"Rp = {Rp}: the parasitic resistance must be a finite number >= 0")
+    r_row = Rp if Rp_row is None else float(Rp_row)
+    r_col = Rp if Rp_col is None else float(Rp_col)
+    for name, v in (("Rp_row", r_row), ("Rp_col", r_col)):
+        if not (v >= 0.0 and math.isfinite(v)):
+            raise ConfigError(f"{name} = {v}: the parasitic resistance must be a finite number >= 0")
+    if topology != "A":
+        r_row = 0.0  # rows carry no current in B and C
+    # the solver works with one scale Rp and the two wires' fractions of it
+    Rp = max(r_row, r_col)
+    fracs = (r_row / Rp, r_col / Rp) if Rp > 0 else (1.0, 1.0)
     if G_pos.ndim < 2 or X.ndim < 2:
         raise ValueError(f"parasitic_mvm: G must be (..., R, C) and X (..., M, R); got {G_pos.shape} and {X.shape}")
     if G_neg is not None and G_neg.shape != G_pos.shape:
@@ -261,11 +274,11 @@ def solve_parasitic(G_pos, X, Rp, topology, *, G_neg=None, Verr_th=2e-4, max_ite
     bshape = tuple(numpy.broadcast_shapes(G.shape[:-2], X.shape[:-2]))
     Xl = _input_layout(X, bshape, xp)  # (R, 1, *b, M)
 
-    if method == "direct":
+    if method == "direct":  # B, C: only the column wires (fracs[1] == 1)
         I = _ladder(_cell_layout(Gd, bshape, xp), None if Gs is Gd else _cell_layout(Gs, bshape, xp), Xl, Rp, xp)
         res = ParasiticResult(_output_layout(I, xp), 0, 0.0, 0.0, 0, "direct")
     else:
-        res = _iterate(Gd, Gs, Xl, bshape, Rp, topology, xp, Verr_th * V_D, V_D, max_iter, gamma)
+        res = _iterate(Gd, Gs, Xl, bshape, Rp, topology, xp, Verr_th * V_D, V_D, max_iter, gamma, fracs)
     if split:
         res.I = res.I[0] - res.I[1]
     return res
@@ -399,7 +412,7 @@ def _series(Z, W, k, den, xp):
 
 
 # -- the iterative relaxation (manual 8.3.3) ----------------------------------------
-def _iterate(Gd, Gs, Xl, bshape, Rp, topology, xp, tol, V_D, max_iter, gamma):
+def _iterate(Gd, Gs, Xl, bshape, Rp, topology, xp, tol, V_D, max_iter, gamma, fracs=(1.0, 1.0)):
     """Relaxation solve in blocks of MVMs; each block stops when its own worst node change is below tol."""
     R, C = Gd.shape[-2:]
     dtype = Gd.dtype
@@ -414,13 +427,13 @@ def _iterate(Gd, Gs, Xl, bshape, Rp, topology, xp, tol, V_D, max_iter, gamma):
     per_m = R * C * nb
     target = max(_ITER_BLOCK, per_m * -(-_MIN_SLAB // (min(R, C) * nb)))
     for blk in _m_blocks(M, per_m, target):
-        solver = _Solver(lay_d, lay_s, Xl[..., blk], Rp, topology, xp)
+        solver = _Solver(lay_d, lay_s, Xl[..., blk], Rp, topology, xp, fracs)
         g = None if gamma is None else float(gamma)
         its = n_restarts = 0
         while True:
             if g is None:
                 if gam_auto is None:
-                    gam_auto = _auto_gamma(Gs, bshape, Rp, topology, xp)
+                    gam_auto = _auto_gamma(Gs, bshape, Rp, topology, xp, fracs)
                 gam = gam_auto
             else:
                 gam = xp.asarray(g, dtype=dtype)
@@ -447,7 +460,7 @@ def _iterate(Gd, Gs, Xl, bshape, Rp, topology, xp, tol, V_D, max_iter, gamma):
     return ParasiticResult(_output_layout(out, xp), iterations, residual, gam_used, restarts, "iterative")
 
 
-def _auto_gamma(Gs, bshape, Rp, topology, xp):
+def _auto_gamma(Gs, bshape, Rp, topology, xp, fracs=(1.0, 1.0)):
     """Per-array optimal gamma ``2 / (2 + lam)`` from an upper bound on lam = rho(Rp A D), in the (R, C, *b, 1) layout.
 
     Power steps on the (..., R, C) arrays themselves (no M dimension; inputs
@@ -457,12 +470,12 @@ def _auto_gamma(Gs, bshape, Rp, topology, xp):
     v = xp.ones(D.shape, dtype=D.dtype)
     axes = (-2, -1)
     for _ in range(_POWER_STEPS):
-        w = _wires_small(D * v, topology, xp)
+        w = _wires_small(D * v, topology, xp, fracs)
         wmax = xp.max(w, axis=axes, keepdims=True)
         wmax = xp.where(wmax > 0, wmax, 1)
         # Keep v strictly positive so the Collatz-Wielandt bound below holds.
         v = w / wmax + 1e-3
-    w = _wires_small(D * v, topology, xp)
+    w = _wires_small(D * v, topology, xp, fracs)
     lam = Rp * xp.max(w / v, axis=axes)  # >= spectral radius of Rp A D, shape D.shape[:-2]
     gam = (2.0 / (2.0 + lam)).astype(D.dtype)
     gam = xp.broadcast_to(gam, bshape)
@@ -473,7 +486,7 @@ def _rev_cumsum(a, axis, xp):
     return xp.flip(xp.cumsum(xp.flip(a, axis), axis=axis), axis)
 
 
-def _wires_small(I, topology, xp):
+def _wires_small(I, topology, xp, fracs=(1.0, 1.0)):
     """The wire operator A (without Rp) on (..., R, C) cell currents, written plainly with cumsums.
 
     Column j: the segment below cell i carries S_i = sum_{l<=i} I_l and the
@@ -481,17 +494,18 @@ def _wires_small(I, topology, xp):
     Row i: the segment left of cell j carries T_j = sum_{l>=j} I_l and the
     drop from the driver to cell j is sum_{k<=j} T_k = sum_l (min(l, j) + 1) I_l.
     """
-    out = _rev_cumsum(xp.cumsum(I, axis=-2), -2, xp)
+    out = _rev_cumsum(xp.cumsum(I, axis=-2), -2, xp) * fracs[1]
     if topology == "A":
-        out = out + xp.cumsum(_rev_cumsum(I, -1, xp), axis=-1)
+        out = out + xp.cumsum(_rev_cumsum(I, -1, xp), axis=-1) * fracs[0]
     return out
 
 
 class _Solver:
     """One relaxation solve of the (R, C, *b, M) layout: one block of MVMs."""
 
-    def __init__(self, Gd, Gs, X, Rp, topology, xp):
+    def __init__(self, Gd, Gs, X, Rp, topology, xp, fracs=(1.0, 1.0)):
         self.xp = xp
+        self.fr, self.fc = (float(f) for f in fracs)  # row / column wire resistance as fractions of Rp
         self.topology = topology
         self.Rp = Rp
         dtype = Gd.dtype
@@ -535,9 +549,13 @@ class _Solver:
         """Parasitic voltage lost by every cell for cell currents ``I`` (already times Rp), into ``out``."""
         self._cumsum(I, 0, tmp)  # column segment currents S
         self._cumsum(tmp, 0, out, reverse=True)  # column node voltages
-        if self.topology == "A":
+        if self.fc != 1.0:
+            out *= self.fc
+        if self.topology == "A" and self.fr > 0:
             self._cumsum(I, 1, tmp, reverse=True)  # row segment currents T
             self._cumsum(tmp, 1, tmp)  # row drops
+            if self.fr != 1.0:
+                tmp *= self.fr
             out += tmp
         return out
 

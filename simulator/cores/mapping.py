@@ -139,3 +139,13 @@ def partition_sizes(n_rows: int, nrows_max: int) -> list[int]:
     n_parts = math.ceil(n_rows / nrows_max)
     base, extra = divmod(n_rows, n_parts)
     return [base + 1] * extra + [base] * (n_parts - extra)
+
+
+def slice_columns(enc: SliceEncoding, cols: slice) -> SliceEncoding:
+    """The encoding of the columns ``cols`` only (for column partitions, NcolsMax)."""
+    import dataclasses
+
+    return dataclasses.replace(
+        enc, pos=[v[:, cols] for v in enc.pos], neg=None if enc.neg is None else [v[:, cols] for v in enc.neg],
+        meta=dict(enc.meta),
+    )

@@ -34,7 +34,7 @@ import math
 
 from simulator.backend import as_streams, backend_of
 from simulator.circuits.quantizer import UniformQuantizer
-from simulator.cores.mapping import partition_sizes, weight_range
+from simulator.cores.mapping import partition_sizes, slice_columns, weight_range
 from simulator.cores.numeric import ArrayOptions, InputSlicing
 from simulator.cores.wrapper import WrapperCore
 from simulator.errors import CalibrationError, ConfigError
@@ -86,12 +86,20 @@ class NeuralCore:
         if hw.input_bitslicing:
             B = hw.dac_bits
             if input_signed:
-                self.slicing = InputSlicing(True, B - 1, True, float(2 ** (B - 1) - 1), hw.ADC_per_ibit)
+                self.slicing = InputSlicing(True, B - 1, True, float(2 ** (B - 1) - 1), hw.ADC_per_ibit,
+                                            hw.input_slice_size)
             else:
                 self.x_scale = self.input_range[1]
-                self.slicing = InputSlicing(True, B, False, float(2**B - 1), hw.ADC_per_ibit)
+                self.slicing = InputSlicing(True, B, False, float(2**B - 1), hw.ADC_per_ibit, hw.input_slice_size)
         elif hw.dac_bits > 0:
-            self.dac = UniformQuantizer(hw.dac_bits, *self.input_range)
+            dac_type = getattr(hw, "dac_type", "generic")
+            if dac_type == "generic":
+                self.dac = UniformQuantizer(hw.dac_bits, *self.input_range)
+            else:
+                from simulator.circuits.converters import make_dac
+
+                model = make_dac(dac_type, hw.dac_bits, *self.input_range)
+                self.dac = getattr(model, "q", model)  # sign-magnitude: a UniformQuantizer on +-max
 
         # ---- bias -------------------------------------------------------------
         self.bias = None
@@ -119,15 +127,25 @@ class NeuralCore:
         for n in sizes:
             self.row_slices.append(slice(start, start + n))
             start += n
-        self.wrappers = [
-            WrapperCore(
-                w[rs], weight_bits=hw.weight_bits, Nslices=hw.Nslices, style=hw.style,
-                balanced_style=hw.balanced_style, digital_offset=hw.digital_offset, options=options,
-                devices=devices, xp=xp, rng=rng, dtype=dtype, name=f"{name}/part{p}",
-                encoding=None if encodings is None else encodings(rs),
-            )
-            for p, rs in enumerate(self.row_slices)
-        ]
+        # columns: partitions of at most NcolsMax outputs (CrossSim 3 cols_max), each its own physical arrays
+        self.col_slices = []
+        start = 0
+        for n in partition_sizes(W.shape[1], getattr(hw, "NcolsMax", 0)):
+            self.col_slices.append(slice(start, start + n))
+            start += n
+        #: (row slice, column slice) of every wrapper, in the order of :attr:`wrappers`
+        self.blocks = [(rs, cs) for rs in self.row_slices for cs in self.col_slices]
+        split = len(self.col_slices) > 1
+        self.wrappers = []
+        for p, rs in enumerate(self.row_slices):
+            enc_rows = None if encodings is None else encodings(rs)
+            for q, cs in enumerate(self.col_slices):
+                self.wrappers.append(WrapperCore(
+                    w[rs, cs], weight_bits=hw.weight_bits, Nslices=hw.Nslices, style=hw.style,
+                    balanced_style=hw.balanced_style, digital_offset=hw.digital_offset, options=options,
+                    devices=devices, xp=xp, rng=rng, dtype=dtype, name=f"{name}/part{p}" + (f"c{q}" if split else ""),
+                    encoding=None if enc_rows is None else (slice_columns(enc_rows, cs) if split else enc_rows),
+                ))
         self._set_adcs(adc_calibration)
         # ---- drift compensation (reference reads at programming and at each time)
         self.compensation = getattr(hw, "drift_compensation", "none")
@@ -171,7 +189,18 @@ class NeuralCore:
         signed = self.output_signed
         opt = hw.adc_range_option
         if opt == "max":
+            if not getattr(hw, "subtract_current_in_xbar", True) and hw.style == "BALANCED":
+                full = self.rows_max  # one device plane alone: up to rows * G_max, signed with signed inputs
+                return [(-full if self.input_signed else 0.0, full)] * S
             return [(-ymax if signed else 0.0, ymax)] * S
+        if opt == "calibrated" and getattr(hw, "adc_xbar_range", None) is not None:
+            ranges = [tuple(float(v) for v in r) for r in hw.adc_xbar_range]  # array output units, per slice
+            if len(ranges) == 1 and S > 1:
+                ranges = ranges * S
+            if len(ranges) != S:
+                raise CalibrationError(f"layer {self.name!r}: adc_xbar_range has {len(ranges)} ranges, expected "
+                                       f"one per weight slice (Nslices = {S})")
+            return ranges
         if opt == "granular":
             levels = self.wrappers[0].encoding.device_levels
             delta = (1.0 - self.opt.Gmin) / levels
@@ -213,9 +242,17 @@ class NeuralCore:
             return
         limits = self.adc_limits(calibration)
         self.adc_quantizers = [UniformQuantizer(self.hw.adc_bits, lo, hi) for lo, hi in limits]
+        adc_type = getattr(self.hw, "adc_type", "generic")
         for wrapper in self.wrappers:
             for core, q in zip(wrapper.cores, self.adc_quantizers):
-                core.set_adc(q)
+                if adc_type == "generic":
+                    core.set_adc(q)
+                    continue
+                from simulator.circuits.converters import make_adc
+
+                # a circuit ADC per array: its mismatches come from the array's own keyed stream
+                core.set_adc(make_adc(adc_type, q.bits, q.lo, q.hi, n_cols=core.n_cols, params=self.hw.adc_params,
+                                      rng=core.streams.generator("adc", core.name), xp=self.xp))
 
     # -------------------------------------------------------------- observing
     def set_observer(self, observer) -> None:
@@ -419,9 +456,14 @@ class NeuralCore:
         x, x_hw = self.encode_inputs(X, prequantized)
         y = None
         need_sum = self.hw.style == "OFFSET"
-        for rs, wrapper in zip(self.row_slices, self.wrappers):
+        if len(self.col_slices) > 1:  # column partitions: each writes its outputs; row partitions add up
+            y = self.xp.zeros((x.shape[0], self.n_out), dtype=x.dtype)
+        for (rs, cs), wrapper in zip(self.blocks, self.wrappers):
             xs = x[:, rs]
             x_sum = x_hw[:, rs].sum(axis=1, keepdims=True) if need_sum else None
             part = wrapper.mvm(xs, x_sum, self.slicing, row0)
-            y = part if y is None else y + part
+            if len(self.col_slices) > 1:
+                y[:, cs] += part
+            else:
+                y = part if y is None else y + part
         return y * (self.Wmax * self.x_scale)

@@ -51,6 +51,12 @@ class InputSlicing:
     signed: bool = False  # sign bit handled by a negative input voltage
     divisor: float = 1.0  # x_hw = x_int / divisor
     adc_per_bit: bool = False
+    slice_size: int = 1  # input bits applied per step (CrossSim 3 input_slice_size)
+
+    @property
+    def n_steps(self) -> int:
+        """Input slices applied one after the other: ceil(n_bits / slice_size)."""
+        return -(-self.n_bits // self.slice_size)
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,10 @@ class ArrayOptions:
     max_iter: int = 200
     Icol_limit: float = 0.0  # Icol_max / Icell_max in normalized current units (0 = none)
     memory_budget: float = 512e6  # bytes for one chunk of per-MVM temporaries
+    # CrossSim 3: separate wire resistances (units of Rmin; None = Rp; Rp is then the larger of the two)
+    Rp_row: float | None = None
+    Rp_col: float | None = None
+    subtract_in_xbar: bool = True  # False: BALANCED planes digitized separately, subtracted digitally
 
 
 class NumericCore:
@@ -74,6 +84,9 @@ class NumericCore:
         self.xp, self.dtype, self.opt, self.name = xp, dtype, options, name
         #: keyed random streams (a RandomStreams; a Generator or int seed is turned into one)
         self.streams = as_streams(rng, backend_of(xp))
+        #: BALANCED with subtract_current_in_xbar = false: one ADC per device plane
+        self.separate_adc = v_neg is not None and not options.subtract_in_xbar
+        self._plane = None  # "pos" / "neg" while one plane is read alone
         Gmin = options.Gmin
         target_pos = (Gmin + (1 - Gmin) * xp.asarray(v_pos, dtype=dtype)).astype(dtype)
         if v_unit is not None:  # analog offset: one extra column at the unit conductance
@@ -140,7 +153,7 @@ class NumericCore:
                 log_once("read noise with parasitic resistance: sampling it per conductance (exact mode), "
                          "since the circuit is not linear in the conductances")
         # Fast path: one matrix of effective conductances and one of output variances.
-        self.separate_planes = options.Rp > 0 or options.Icol_limit > 0
+        self.separate_planes = options.Rp > 0 or options.Icol_limit > 0 or self.separate_adc
         self.G_eff = self.G_pos if self.G_neg is None else self.G_pos - self.G_neg
         self.var_eff = None
         if self.noisy and not self.exact_noise:
@@ -212,7 +225,8 @@ class NumericCore:
             planes = 1 if G.ndim == 2 else int(G.shape[0])
             per_mvm = (2 * R + 4 * C) * planes * x.dtype.itemsize * 2
         chunk = max(1, int(self.opt.memory_budget // per_mvm))
-        kw = dict(Verr_th=self.opt.Verr_th, max_iter=self.opt.max_iter, xp=xp)
+        kw = dict(Verr_th=self.opt.Verr_th, max_iter=self.opt.max_iter, xp=xp, Rp_row=self.opt.Rp_row,
+                  Rp_col=self.opt.Rp_col)
         out = xp.empty(G.shape[:-2] + (x.shape[0], C), dtype=x.dtype)
         for s in range(0, x.shape[0], chunk):
             xs = x[s : s + chunk]
@@ -256,6 +270,9 @@ class NumericCore:
         voltages are (bit slicing), which keys its own noise.
         """
         xp = self.xp
+        if self._plane is not None:  # one device plane alone (separate ADCs per plane)
+            G, sig = (self.G_pos, self.sigma_pos) if self._plane == "pos" else (self.G_neg, self.sigma_neg)
+            return self._plane_current(G, sig if self.noisy else None, x, None, row0, self._plane, bit)
         if self.separate_planes:
             if (self.opt.topology == "C") and self.G_neg is not None:
                 I = self._parasitic(x, self.G_pos, self.sigma_pos if self.noisy else None, "C",
@@ -288,25 +305,35 @@ class NumericCore:
 
     # ------------------------------------------------------------------- MVM
     def bit_planes(self, x, slicing: InputSlicing):
-        """Input bit planes (n_bits, M, R) of integer codes ``x``: bit k of |x|, times sign(x) when signed.
+        """Input slices (n_steps, M, R) of integer codes ``x``: digit k of |x| in base ``2**s``, times sign(x).
 
-        Bits come from integer shifts of |x| (codes are exact integers in x's
-        float type), the same values as ``floor(|x| / 2**k) % 2``.
+        ``s = slicing.slice_size`` bits per step (1: bit planes). Digits come
+        from integer shifts of |x| (codes are exact integers in x's float type),
+        the same values as ``floor(|x| / 2**(s k)) % 2**s``; a digit drives its
+        rows at the voltage ``digit / (2**s - 1)`` of full scale.
         """
         xp = self.xp
         M, R = x.shape
-        nb = slicing.n_bits
+        nb, sz = slicing.n_bits, slicing.slice_size
         itype = xp.uint8 if nb <= 8 else xp.uint16 if nb <= 16 else xp.int64
         mag = xp.abs(x).astype(itype)
-        planes = xp.empty((nb, M, R), dtype=x.dtype)
+        planes = xp.empty((slicing.n_steps, M, R), dtype=x.dtype)
         bit = xp.empty((M, R), dtype=itype)
-        for k in range(nb):
-            xp.right_shift(mag, k, out=bit)
-            xp.bitwise_and(bit, 1, out=bit)
+        for k in range(slicing.n_steps):
+            xp.right_shift(mag, sz * k, out=bit)
+            xp.bitwise_and(bit, 2**sz - 1, out=bit)
             planes[k] = bit
+        if sz > 1:
+            planes /= 2**sz - 1
         if slicing.signed:
             planes *= xp.sign(x)
         return planes
+
+    def slice_weights(self, slicing: InputSlicing, dtype):
+        """Digital weight of each input step's output: ``(2**s - 1) * 2**(s k) / divisor``, shape (n_steps, 1, 1)."""
+        sz = slicing.slice_size
+        return self.xp.asarray([(2**sz - 1) * 2.0 ** (sz * k) / slicing.divisor for k in range(slicing.n_steps)],
+                               dtype=dtype)[:, None, None]
 
     def mvm(self, x, slicing: InputSlicing, row0: int = 0):
         """Digitized outputs (M, C) in raw current units.
@@ -318,6 +345,16 @@ class NumericCore:
         ``adc_per_bit``, else accumulated in analog and digitized once.
         """
         xp = self.xp
+        if self.separate_adc and self._plane is None:
+            # subtract_current_in_xbar = false: each device plane has its own ADC; subtract digitally
+            try:
+                self._plane = "pos"
+                y_pos = self.mvm(x, slicing, row0)
+                self._plane = "neg"
+                y_neg = self.mvm(x, slicing, row0)
+            finally:
+                self._plane = None
+            return y_pos - y_neg
         if not slicing.enabled:
             I = self.analog(x, row0)  # a fresh array: the ADC may overwrite it
             if self.observer is not None:
@@ -335,8 +372,9 @@ class NumericCore:
             if self.var_eff is not None:
                 w = xp.zeros_like(x)
                 mag = xp.abs(x)
-                for k in range(slicing.n_bits):
-                    w += (4.0**k) * (xp.floor(mag / 2**k) % 2)
+                sz = slicing.slice_size
+                for k in range(slicing.n_steps):
+                    w += (4.0 ** (sz * k)) * (xp.floor(mag / 2 ** (sz * k)) % 2**sz) ** 2
                 I += xp.sqrt((w * scale * scale) @ self.var_eff) * self._normal("acc", row0, I.shape, I.dtype)
             if self.observer is not None:
                 self.observer.adc(I, self.adc)
@@ -346,16 +384,16 @@ class NumericCore:
         M, R = x.shape
         planes = self.bit_planes(x, slicing)
         if self.noisy:  # every input bit keys its own read noise
-            out = xp.stack([self.analog(planes[k], row0, k) for k in range(slicing.n_bits)])
+            out = xp.stack([self.analog(planes[k], row0, k) for k in range(slicing.n_steps)])
         else:
-            out = self.analog(planes.reshape(slicing.n_bits * M, R)).reshape(slicing.n_bits, M, -1)
+            out = self.analog(planes.reshape(slicing.n_steps * M, R)).reshape(slicing.n_steps, M, -1)
         del planes
-        weights = xp.asarray([2.0**k * scale for k in range(slicing.n_bits)], dtype=x.dtype)[:, None, None]
+        weights = self.slice_weights(slicing, x.dtype)
         if slicing.adc_per_bit:
             if self.observer is not None:
                 self.observer.adc(out, self.adc)
             if self.probe is not None:
-                for k in range(slicing.n_bits):
+                for k in range(slicing.n_steps):
                     self.probe(out[k], k)
                 return (self.adc(out, xp) * weights).sum(axis=0)
             q = self.adc(out, xp, out=out)

@@ -1,0 +1,174 @@
+#!/usr/bin/env python
+"""Generate the witin_nn reference fixtures under tests/fixtures/ (needs witin_nn, torch, scikit-learn).
+
+How the stored fixtures were made (witin_nn 0.1.3, the compiled ``py311_linux``
+build of the public witmem/witin-nn repository, CPU, torch 2.13.0)::
+
+    git -C <mirror> archive HEAD py311_linux | tar -x -C /tmp/witin-nn
+    pip install --target /tmp/witin-deps einops          # witin_nn's only extra dependency
+    PYTHONPATH=/tmp/witin-deps python scripts/make_witin_fixtures.py /tmp/witin-nn
+
+Nothing of witin_nn is copied; only its outputs are stored:
+
+* ``witin_digital.npz``: for each of the 15 digital operators, ``CASES``
+  random cases (``random.Random(SEED)`` for the configs, a torch Generator
+  seeded with ``SEED`` for the data): bit widths (x / y / left / right 8, 10,
+  12; weight 4..8), io_max ``exp(U(-2.5, 3))`` for every autoscale buffer,
+  inputs ``randn * {0.3, 1, 3, 10}`` of shape (2, 3, 3, 4) (NCHW), and every
+  third case with fixed scales (``use_auto_scale = False``). Keys
+  ``<op>/<i>/{config,x1,x2,w_*,out}``; ``config`` is a JSON string with the
+  layer_config values, io_max values and the axis.
+* ``witin_net_<name>.h5`` + ``witin_networks.npz``: the networks of
+  ``scripts/witin_networks.py`` (float-trained for ``EPOCHS`` epochs with
+  ``torch.manual_seed(0)``, rebuilt in quantization mode, io_max recorded on
+  the training digits), imported with ``simulator.io.torch_import.from_torch``
+  and saved in xbarsim's model format; the npz holds 32 test digits and
+  witin_nn's noise-free outputs (``<name>/x``, ``<name>/out``) and, for
+  ``conv_relu``, the per-element output std over ``NOISE_CALLS`` calls at
+  noise levels 3 and 9 (``conv_relu/std_L``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import witin_networks as W  # noqa: E402
+
+SEED = 17
+CASES = 6
+EPOCHS = 10
+NOISE_CALLS = 200
+OPS = ("WitinSigmoid", "WitinTanh", "WitinGELU", "WitinPReLU", "WitinElementAdd", "WitinElementMul",
+       "WitinElementDivide", "WitinSqrt", "WitinInvSqrt", "WitinHypot", "WitinMean", "WitinCat", "WitinMatMul",
+       "WitinBatchNorm2d", "WitinClnBn2d")
+CONFIG_FIELDS = ("use_quantization", "use_auto_scale", "x_quant_bits", "y_quant_bits", "weight_quant_bits",
+                 "x_left_quant_bits", "x_right_quant_bits", "scale_x", "scale_y", "scale_weight", "scale_x_left",
+                 "scale_x_right", "mean_sum_quant_bits", "sqrt_left_shift_bits")
+
+
+def digital_case(wn, name, i, rnd: random.Random, g):
+    """One random case of operator ``name``: (config dict, inputs, weights, output)."""
+    import torch
+
+    c = wn.LayerConfigFactory.get_default_config()
+    c.use_quantization = True
+    c.x_quant_bits, c.y_quant_bits = rnd.choice([8, 8, 10, 12]), rnd.choice([8, 8, 10, 12])
+    c.x_left_quant_bits, c.x_right_quant_bits = rnd.choice([8, 8, 10, 12]), rnd.choice([8, 8, 10, 12])
+    c.weight_quant_bits = rnd.choice([4, 6, 8, 8])
+    if i % 3 == 2:
+        c.use_auto_scale = False
+        for k in ("scale_x", "scale_y", "scale_weight", "scale_x_left", "scale_x_right"):
+            setattr(c, k, rnd.choice([4, 8, 16, 32, 64, 128, 12.5]))
+    shape = (2, 3, 3, 4)
+    x1 = torch.randn(shape, generator=g) * rnd.choice([0.3, 1, 3, 10])
+    x2 = torch.randn(shape, generator=g) * rnd.choice([0.3, 1, 3, 10])
+    axis, weights = None, {}
+    if name == "WitinPReLU":
+        m = wn.WitinPReLU(num_parameters=rnd.choice([1, 3]), layer_config=c)
+        m.weight.data = torch.randn(m.weight.shape, generator=g) * 0.5
+        weights["alpha"] = m.weight.detach().numpy().copy()
+        ins, axis = (x1,), 1
+    elif name == "WitinMean":
+        axis = rnd.choice([1, 2, 3])
+        m, ins = wn.WitinMean(dim=axis, keepdim=True, layer_config=c), (x1,)
+    elif name == "WitinCat":
+        axis = rnd.choice([1, 2, 3])
+        m, ins = wn.WitinCat(dim=axis, layer_config=c), (x1, x2)
+    elif name == "WitinBatchNorm2d":
+        m = wn.WitinBatchNorm2d(3, layer_config=c)
+        m.running_mean.data = torch.randn(3, generator=g)
+        m.running_var.data = torch.rand(3, generator=g) * 2 + 0.05
+        m.weight.data, m.bias.data = torch.randn(3, generator=g), torch.randn(3, generator=g)
+        weights = {"moving_mean": m.running_mean.numpy().copy(), "moving_variance": m.running_var.numpy().copy(),
+                   "gamma": m.weight.detach().numpy().copy(), "beta": m.bias.detach().numpy().copy()}
+        ins, axis = (x1,), 1
+    elif name == "WitinMatMul":
+        m, ins = wn.WitinMatMul(layer_config=c), (x1, torch.randn(2, 3, 4, 3, generator=g) * 2)
+    elif name in ("WitinSqrt", "WitinInvSqrt"):
+        m, ins = getattr(wn, name)(layer_config=c), (x1.abs(),)
+    elif name == "WitinClnBn2d":
+        m, ins, axis = wn.WitinClnBn2d(layer_config=c), (x1,), [1, 3]
+    elif name in ("WitinElementAdd", "WitinElementMul", "WitinElementDivide", "WitinHypot"):
+        m, ins = getattr(wn, name)(layer_config=c), (x1, x2)
+    else:
+        m, ins = getattr(wn, name)(layer_config=c), (x1,)
+    config = {k: _plain(getattr(c, k)) for k in CONFIG_FIELDS}
+    config["axis"] = axis
+    config["eps"] = float(getattr(m, "eps", 1e-5))
+    for pname, p in m.named_parameters():
+        if pname.endswith("io_max"):
+            v = float(np.exp(rnd.uniform(-2.5, 3.0)))
+            p.data.fill_(v)
+            config["io_max_" + pname[len("autoscale_") : -len("_obj.io_max")]] = float(p.item())
+    m.eval()
+    with torch.no_grad():
+        out = m(*ins).numpy()
+    return config, [t.numpy() for t in ins], weights, out
+
+
+def _plain(v):
+    return v.item() if hasattr(v, "item") else v
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkout", type=Path, help="witmem/witin-nn checkout (with py311_linux/witin_nn)")
+    ap.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures")
+    ap.add_argument("--skip-networks", action="store_true")
+    args = ap.parse_args()
+    wn = W.load_witin(args.checkout)
+    import torch
+
+    from simulator.io.torch_import import from_torch
+    from simulator.network import save_model
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    rnd, g = random.Random(SEED), torch.Generator().manual_seed(SEED)
+    arrays: dict[str, np.ndarray] = {}
+    for name in OPS:
+        for i in range(CASES):
+            config, ins, weights, out = digital_case(wn, name, i, rnd, g)
+            key = f"{name}/{i}"
+            arrays[f"{key}/config"] = np.array(json.dumps(config))
+            for j, a in enumerate(ins):
+                arrays[f"{key}/x{j + 1}"] = a.astype(np.float32)
+            for k, a in weights.items():
+                arrays[f"{key}/w_{k}"] = np.asarray(a, dtype=np.float32)
+            arrays[f"{key}/out"] = out.astype(np.float32)
+    np.savez_compressed(args.out / "witin_digital.npz", **arrays)
+    print(f"wrote {args.out / 'witin_digital.npz'} ({len(OPS)} ops x {CASES} cases)")
+    if args.skip_networks:
+        return
+    _, _, xte, _ = W.digits()
+    x = xte[:32]
+    nets: dict[str, np.ndarray] = {}
+    for name in W.NAMES:
+        state = W.train_float(wn, name, seed=0, epochs=EPOCHS)
+        net = W.quantized(wn, name, state)
+        with torch.no_grad():
+            nets[f"{name}/out"] = net(x).numpy()
+        nets[f"{name}/x"] = x.numpy()
+        save_model(from_torch(net, x, name=name), args.out / f"witin_net_{name}.h5")
+        if name == "conv_relu":
+            for level in (3, 9):
+                noisy = W.quantized(wn, name, state, noise_level=level, io_from=net)
+                torch.manual_seed(level)
+                with torch.no_grad():
+                    outs = np.stack([noisy(x[:8]).numpy() for _ in range(NOISE_CALLS)])
+                nets[f"{name}/std_{level}"] = outs.std(axis=0)
+        print(f"network {name}: done", flush=True)
+    np.savez_compressed(args.out / "witin_networks.npz", **nets)
+    print(f"wrote {args.out / 'witin_networks.npz'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""witin networks against stored witin_nn 0.1.3 outputs (tests/fixtures, made by scripts/make_witin_fixtures.py).
+
+CI has no witin_nn: the fixtures hold witin_nn's own outputs for random
+digital-operator cases and for whole trained networks; these tests run the
+simulator through its public API on the same inputs and compare.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simulator.network import load_model
+from simulator.simulation import Simulation
+from simulator.witin.digital import DigitalOp
+
+FIX = Path(__file__).parent / "fixtures"
+DIGITAL = np.load(FIX / "witin_digital.npz")
+NETS = np.load(FIX / "witin_networks.npz")
+CASES = sorted({k.rsplit("/", 1)[0] for k in DIGITAL.files})
+NETWORKS = sorted({k.split("/")[0] for k in NETS.files})
+
+
+def test_fixture_covers_every_operator():
+    ops = {c.split("/")[0] for c in CASES}
+    assert ops == {"WitinSigmoid", "WitinTanh", "WitinGELU", "WitinPReLU", "WitinElementAdd", "WitinElementMul",
+                   "WitinElementDivide", "WitinSqrt", "WitinInvSqrt", "WitinHypot", "WitinMean", "WitinCat",
+                   "WitinMatMul", "WitinBatchNorm2d", "WitinClnBn2d"}
+    assert set(NETWORKS) == {"conv_relu", "pn_shift10", "pn_shift12", "decoder", "batchnorm", "elementwise"}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_digital_op_bit_exact(case):
+    cfg = json.loads(str(DIGITAL[f"{case}/config"]))
+    name = case.split("/")[0]
+    ins = [DIGITAL[f"{case}/x{j}"] for j in (1, 2) if f"{case}/x{j}" in DIGITAL.files]
+    weights = {k.rsplit("/w_", 1)[1]: DIGITAL[k] for k in DIGITAL.files if k.startswith(f"{case}/w_")}
+    ref = DIGITAL[f"{case}/out"]
+    axis = cfg["axis"]
+    out = DigitalOp(name, cfg, case)(ins, weights=weights, axis=tuple(axis) if isinstance(axis, list) else axis,
+                                     eps=cfg["eps"])
+    assert out.shape == ref.shape
+    diff = int((out != ref).sum())
+    assert diff == 0, f"{diff} of {ref.size} elements differ from witin_nn"
+
+
+def test_digital_op_float_mode_is_plain_float():
+    """use_quantization = False: witin_nn's digital ops are the plain float operators."""
+    x = np.linspace(-3, 3, 13, dtype=np.float32)
+    op = DigitalOp("WitinTanh", {"use_quantization": False})
+    np.testing.assert_array_equal(op([x]), np.tanh(x))
+    q = DigitalOp("WitinTanh", {"use_quantization": True, "io_max_x": 4.0, "io_max_y": 1.0})
+    assert not np.array_equal(q([x]), np.tanh(x))  # 8-bit grid of 1/128 and an input grid of 1/32
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_network_bit_exact_at_noise_level_0(name):
+    model = load_model(FIX / f"witin_net_{name}.h5")
+    x, ref = NETS[f"{name}/x"], NETS[f"{name}/out"]
+    out = Simulation(model, {"seed": 0}, seed=0).forward(x)
+    assert out.shape == ref.shape
+    assert int((out != ref).sum()) == 0, f"{int((out != ref).sum())} of {ref.size} outputs differ"
+
+
+@pytest.mark.parametrize("level", [3, 9])
+def test_network_noise_std_matches_witin(level):
+    """Whole-network output noise (default noise_mode: one perturbation per call) within 10 % of witin_nn's."""
+    model = load_model(FIX / "witin_net_conv_relu.h5")
+    x = NETS["conv_relu/x"][:8]
+    ref = NETS[f"conv_relu/std_{level}"]
+    sim = Simulation(model, {"seed": 1, "noise_level": level}, seed=1)
+    outs = np.stack([sim.forward(x) for _ in range(200)])
+    ratio = outs.std(axis=0).mean() / ref.mean()
+    assert abs(ratio - 1) < 0.10, ratio

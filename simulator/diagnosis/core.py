@@ -34,6 +34,7 @@ Memory stays bounded by the batch size, the recorder's histograms and its
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -408,11 +409,44 @@ def _check_folder(out: Path) -> None:
         raise OutputError(f"output folder {str(out)!r} cannot be written ({exc.strerror or exc})") from None
 
 
-def _sensitivity_runner(cfg, runs=None, progress=False):
-    """What a sensitivity task runs: :func:`simulator.run` (importable by worker processes)."""
-    from simulator.runner import run
+def _input_layout(sim) -> Optional[str]:
+    """The layout a host wants its input batches in (None: the dataset's own)."""
+    return getattr(sim, "input_layout", None) or getattr(getattr(sim, "network", None), "input_layout", None)
 
-    return run(cfg, runs=runs, progress=progress)
+
+def accuracy_run(cfg, runs=None, progress=False, network=None, simulation=None):
+    """What a sensitivity task runs: the simulated top-1 accuracy of one chip, as a one-row Result.
+
+    Like :func:`simulator.run` for one run, without its floating-point pass
+    (the diagnosis measures that once). Importable by worker processes; the
+    chip is ``simulation(cfg, seed)`` when given, else a Simulation of
+    ``network`` (default: the model ``cfg.model_name``).
+    """
+    import time
+
+    from simulator.calibration_io import calibration_for
+    from simulator.network import load_model
+    from simulator.runner import Result, _correct, load_test_dataset
+    from simulator.simulation import Simulation
+
+    cfg = load_config(cfg)
+    run_index = runs[0] if runs else 0
+    seed = (cfg.seed or 0) + run_index
+    t0 = time.perf_counter()
+    if simulation is not None:
+        sim = simulation(cfg, seed)
+    else:
+        net = network if network is not None else load_model(cfg.model_name)
+        sim = Simulation(net, cfg, seed=seed, calibration=calibration_for(net, cfg))
+    hits = n = 0
+    for x, y in load_test_dataset(cfg).iter_batches(layout=_input_layout(sim)):
+        hits += _correct(sim.forward(x), np.asarray(y), [1])[1]
+        n += len(y)
+    sec = (time.perf_counter() - t0) / max(n, 1)
+    row = {"run": run_index, "seed": seed, "accuracy": hits / max(n, 1), "seconds_per_image": sec}
+    name = getattr(getattr(sim, "network", None), "name", cfg.model_name)
+    return Result(config=cfg, model_name=name, rows=[row], ideal_accuracy=float("nan"), seconds_per_image=sec,
+                  ideal_seconds_per_image=float("nan"), n_images=n)
 
 
 def diagnose(
@@ -447,9 +481,10 @@ def diagnose(
     simulation: ``f(config, seed)`` building the chip (default:
         :class:`~simulator.simulation.Simulation` on ``network``); any host
         whose ``cores`` holds NeuralCores and that has ``forward``,
-        ``ideal_forward`` and ``observe`` works.
+        ``ideal_forward`` and ``observe`` works; the sensitivity runs use it
+        too (it must pickle for workers > 1 or a scheduler).
     runner: ``f(config, runs=[0], progress=False)`` returning a Result, for
-        the sensitivity runs (default: :func:`simulator.run`; must pickle
+        the sensitivity runs (default: :func:`accuracy_run`; must pickle
         for workers > 1).
     """
     cfg = load_config(config)
@@ -463,6 +498,7 @@ def diagnose(
     if out_path is not None:
         _check_folder(out_path)
 
+    user_factory = simulation
     if simulation is None:
         from simulator.calibration_io import calibration_for
         from simulator.network import load_model
@@ -498,7 +534,7 @@ def diagnose(
     from simulator.runner import load_test_dataset, _correct
 
     data = load_test_dataset(cfg)
-    layout = getattr(getattr(sim, "network", None), "input_layout", None)
+    layout = _input_layout(sim)
     n_tasks = (2 * len(sel_layers) if sensitivity else 0)
     cause_sets = _cause_sets(cfg, all_layers)
     bar = None
@@ -599,6 +635,10 @@ def diagnose(
 
         # ---- 3. sensitivity runs
         if sensitivity and sel_layers:
+            if runner is None and user_factory is not None:
+                runner = functools.partial(accuracy_run, simulation=user_factory)  # must pickle for workers
+            elif runner is None and network is not None and workers == 1 and scheduler is None:
+                runner = functools.partial(accuracy_run, network=network)  # in this process: the given model
             _sensitivity(cfg, all_layers, sel_layers, diags, workers, scheduler, scheduler_timeout,
                          runner, bar)
     finally:
@@ -639,7 +679,7 @@ def _sensitivity(cfg, all_layers, sel_layers, diags, workers, scheduler, timeout
                           label=f"diagnose {lname}: only this layer ideal"))
     acc: dict[int, float] = {}
     with make_executor(workers, scheduler, timeout=timeout) as ex:
-        for task, payload in ex.run(tasks, runner or _sensitivity_runner):
+        for task, payload in ex.run(tasks, runner or accuracy_run):
             acc[task.point] = float(payload["rows"][0]["accuracy"])
             if bar is not None:
                 bar.update(1)

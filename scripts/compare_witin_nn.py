@@ -15,6 +15,14 @@ that differ (bit-exact comparison at noise_level 0). For noise levels 1..9 it
 compares the output noise std (many forward calls) of both implementations.
 witin_nn 0.1.3 ships no GRU cell, so GRU cells are not compared.
 
+``--networks all`` (or a list of names) compares whole trained networks
+instead (``scripts/witin_networks.py``: conv-relu-conv-linear with pooling,
+PN/Shift at 10 and 12 bits, a conv-transpose decoder, plain and witin batch
+norm, element-wise operators): mismatching outputs at noise level 0, the
+output noise std ratio and the run-to-run accuracy spread at each level::
+
+    python scripts/compare_witin_nn.py /tmp/witin-nn --networks all --epochs 30 --noise-calls 200 --runs 200
+
 The random layers are small (fan-in <= 27 for convolutions), so every
 accumulator stays below 2**24, where witin_nn's float32 sums are exact; see
 docs/witin_noise.md for what happens above that.
@@ -203,6 +211,54 @@ def compare_noise(levels, calls: int, seed: int):
     return rows
 
 
+def compare_networks(names, epochs: int, calls: int, runs: int, levels, seed: int):
+    """Whole trained networks (scripts/witin_networks.py) imported with from_torch and run by Simulation.
+
+    Prints, per network: mismatching outputs at noise level 0 on the 540 test
+    digits; per noise level, the ratio of the per-element output std (``calls``
+    forward calls on 64 digits) and, for classifiers, the mean and std of the
+    test accuracy over ``runs`` runs (each run one call on all test digits, so
+    one noise draw per layer in both implementations).
+    """
+    import torch
+
+    import witin_networks as W
+
+    from simulator.io.torch_import import from_torch
+    from simulator.simulation import Simulation
+
+    _, _, xte, yte = W.digits()
+    y_np = yte.numpy()
+    for name in names:
+        state = W.train_float(WN, name, seed=seed, epochs=epochs)
+        clean = W.quantized(WN, name, state)
+        model = from_torch(clean, xte[:8], name=name)
+        with torch.no_grad():
+            ref = clean(xte).numpy()
+        out = Simulation(model, {"seed": seed}, seed=seed).forward(xte.numpy())
+        bad = int((out != ref).sum())
+        acc0 = float((ref.argmax(1) == y_np).mean()) if name in W.CLASSIFIERS else float("nan")
+        print(f"\nnetwork {name}: {bad} of {ref.size} outputs differ at noise level 0; accuracy {acc0:.4f}")
+        print(f"{'level':>5}{'std ratio':>10}{'witin acc mean':>15}{'std':>8}{'ours acc mean':>14}{'std':>8}{'std ratio':>10}")
+        for level in levels:
+            noisy = W.quantized(WN, name, state, noise_level=level, io_from=clean)
+            torch.manual_seed(seed + level)
+            sim = Simulation(model, {"seed": seed + level, "noise_level": level}, seed=seed + level)
+            x64 = xte[:64]
+            with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+                r = np.stack([noisy(x64).numpy() for _ in range(calls)])
+            o = np.stack([sim.forward(x64.numpy()) for _ in range(calls)])
+            std_ratio = float(o.std(axis=0).mean() / r.std(axis=0).mean())
+            row = f"{level:>5}{std_ratio:>10.3f}"
+            if name in W.CLASSIFIERS and runs > 1:
+                with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+                    aw = np.array([(noisy(xte).numpy().argmax(1) == y_np).mean() for _ in range(runs)])
+                ao = np.array([(sim.forward(xte.numpy()).argmax(1) == y_np).mean() for _ in range(runs)])
+                row += f"{aw.mean():>15.4f}{aw.std(ddof=1):>8.4f}{ao.mean():>14.4f}{ao.std(ddof=1):>8.4f}"
+                row += f"{ao.std(ddof=1) / aw.std(ddof=1):>10.3f}"
+            print(row, flush=True)
+
+
 def main(argv=None):
     global WN
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -213,8 +269,21 @@ def main(argv=None):
     ap.add_argument("--no-noise", action="store_true")
     ap.add_argument("--kinds", default="Linear,Conv2d,ConvTranspose2d", help="comma-separated layer kinds")
     ap.add_argument("--neg", default="", help="only these handle_neg_in values (comma-separated)")
+    ap.add_argument("--networks", default="", help="compare whole networks instead of single layers: 'all' or a "
+                    "comma-separated list of scripts/witin_networks.py names")
+    ap.add_argument("--epochs", type=int, default=30, help="float-training epochs of each network")
+    ap.add_argument("--runs", type=int, default=200, help="accuracy runs per noise level (networks)")
+    ap.add_argument("--levels", default="1,2,3,4,5,6,7,8,9", help="noise levels (networks)")
     args = ap.parse_args(argv)
     WN = load_witin(args.checkout)
+    if args.networks:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import witin_networks as W
+
+        names = W.NAMES if args.networks == "all" else tuple(args.networks.split(","))
+        compare_networks(names, args.epochs, args.noise_calls, args.runs,
+                         [int(v) for v in args.levels.split(",")], args.seed)
+        return 0
     negs = tuple(args.neg.split(",")) if args.neg else None
     stats, examples = compare_exact(args.cases, args.seed, tuple(args.kinds.split(",")), negs)
     print("bit-exact comparison at noise_level 0 (witin_nn eval vs WitinChipLayer)")

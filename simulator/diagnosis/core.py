@@ -135,7 +135,13 @@ def variant_config(cfg: Config, on: Iterable[str]) -> dict[str, Any]:
                 if ov.get("balanced_style") == "unified_reference":
                     ov.pop("balanced_style")
     data["Nruns"] = 1
-    return {k: v for k, v in data.items() if v is not None}
+    return _minimal(data)
+
+
+def _minimal(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A config dict without the keys that hold their default value (and without None values)."""
+    defaults = Config().to_dict()
+    return {k: v for k, v in data.items() if v is not None and (k == "layers" or k not in defaults or defaults[k] != v)}
 
 
 def _layers_digital(data: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
@@ -488,12 +494,12 @@ def diagnose(
         for workers > 1).
     """
     cfg = load_config(config)
-    if ntest is not None:
-        if int(ntest) < 0:
-            raise ConfigError(f"--ntest must be >= 0 images (0 = the whole test split), got {ntest}")
-        cfg = cfg.with_overrides({"ntest": int(ntest)})
+    if ntest is not None and int(ntest) < 0:
+        raise ConfigError(f"--ntest must be >= 0 images (0 = the whole test split), got {ntest}")
     seed = int(seed if seed is not None else (cfg.seed if cfg.seed is not None else 0))
-    cfg = cfg.with_overrides({"seed": seed, "Nruns": 1})
+    data = _minimal(cfg.to_dict())
+    data.update(seed=seed, Nruns=1, **({"ntest": int(ntest)} if ntest is not None else {}))
+    cfg = load_config(data, name=cfg.source)
     out_path = Path(out) if out is not None else None
     if out_path is not None:
         _check_folder(out_path)
@@ -668,8 +674,7 @@ def _cause_sets(cfg: Config, layers: list[str]) -> list[frozenset]:
 def _sensitivity(cfg, all_layers, sel_layers, diags, workers, scheduler, timeout, runner, bar) -> None:
     from simulator.sweep.executors import Task, make_executor
 
-    base = cfg.to_dict()
-    base = {k: v for k, v in base.items() if v is not None}
+    base = _minimal(cfg.to_dict())
     tasks = []
     for i, lname in enumerate(sel_layers):
         others = [l for l in all_layers if l != lname]

@@ -211,8 +211,8 @@ def _dac_probe(store: ProfileStore, name: str):
 
 def _run_pass(sim, data, store: ProfileStore, bar) -> int:
     n = 0
-    for x, y in data.iter_batches():
-        sim.forward(x)
+    for x, y in data.iter_batches(layout=sim.network.input_layout):  # NCHW models get NCHW batches
+        sim.forward(x, image_offset=n)
         n += len(y)
         if bar is not None:
             bar.update(len(y))

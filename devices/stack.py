@@ -8,6 +8,7 @@ a broken plugin gives one clear error instead of NaNs downstream.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,29 @@ from devices.registry import get_model
 from simulator.errors import DeviceModelError, XbarsimError
 
 log = logging.getLogger("xbarsim.devices")
+
+
+class _AskedDict(dict):
+    """The ``device_params`` table, remembering which keys models look up (a misspelled key is then an error).
+
+    Models read their ``device_params`` when they are constructed.
+    """
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.asked: set[str] = set()
+
+    def __contains__(self, key) -> bool:
+        self.asked.add(key)
+        return super().__contains__(key)
+
+    def __getitem__(self, key):
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self.asked.add(key)
+        return super().get(key, default)
 
 
 def _why(exc: Exception) -> str:
@@ -75,7 +99,8 @@ class DeviceStack:
         noise_model: str = "none",
         extra_paths=None,
     ) -> None:
-        self.params = params
+        extra = _AskedDict(params.extra)  # records the device_params keys the models look up
+        params = self.params = dataclasses.replace(params, extra=extra)
         self.error: DeviceModel | None = None
         self.drift: DeviceModel | None = None
         self.noise: DeviceModel | None = None
@@ -114,6 +139,27 @@ class DeviceStack:
                 self.error = _construct(error_cls, params)
         if noise_cls is not None:
             self.noise = _construct(noise_cls, params)
+        if set(extra) - extra.asked:  # also ask the named models that are not active (t_drift = 0, error under drift)
+            for cls in (error_cls, drift_cls):
+                if cls is not None and all(type(m) is not cls for m in (self.error, self.drift, self.noise)):
+                    try:
+                        cls(params)
+                    except Exception:  # noqa: BLE001 - only the keys it asks for matter here
+                        pass
+        unused = [k for k in extra if k not in extra.asked]
+        named = [m for m in (error_model, drift_model, noise_model) if m != "none"]
+        if unused and not named:
+            log.warning("device_params %s has no effect: error_model, drift_model and noise_model are 'none'",
+                        ", ".join(unused))
+        elif unused:
+            import difflib
+
+            hint = difflib.get_close_matches(unused[0], sorted(extra.asked), n=1, cutoff=0.6)
+            raise DeviceModelError(
+                f"device_params.{unused[0]} is not a parameter of the device models {', '.join(repr(m) for m in named)}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else
+                   f"; they read: {', '.join(sorted(extra.asked)) or 'no device_params'}")
+            )
 
     @property
     def Gmin(self) -> float:

@@ -16,8 +16,10 @@ from typing import Any, Callable
 import numpy as np
 
 from simulator.config import Config, load_config
+from simulator.errors import ConfigError
 from simulator.network import Network, load_model
 from simulator.simulation import Simulation
+from simulator.validation import check_labels
 
 log = logging.getLogger("xbarsim.run")
 
@@ -183,6 +185,11 @@ def _ideal_key(cfg: Config) -> tuple | None:
     return (str(path), path.stat().st_mtime_ns, seed) + values
 
 
+def _data_name(cfg: Config, data) -> str:
+    """The dataset's name for messages."""
+    return getattr(getattr(data, "source", None), "description", None) or cfg.dataset_path or f"task {cfg.task!r}"
+
+
 def load_test_dataset(cfg: Config, split: str = "test"):
     from simulator.io.datasets import load_dataset
 
@@ -214,7 +221,8 @@ def run(
 
     calib = calibration_for(net, cfg)
     # ideal (floating-point) reference, once
-    ref = Simulation(net, cfg.with_overrides({"error_model": "none", "noise_model": "none", "drift_model": "none"})
+    ref = Simulation(net, cfg.with_overrides({"error_model": "none", "noise_model": "none", "drift_model": "none",
+                                           "device_params": {}, "t_drift": 0.0})
                      if cfg.error_model != "none" or cfg.noise_model != "none" or cfg.drift_model != "none" else cfg,
                      seed=base_seed, calibration=calib)
     data = dataset if dataset is not None else load_test_dataset(cfg)
@@ -222,7 +230,13 @@ def run(
     ideal_hits = {k: 0 for k in ks}
     n = 0
     for x, y in data.iter_batches(layout=net.input_layout):
-        hits = _correct(ref.ideal_forward(x), np.asarray(y), ks)
+        out = ref.ideal_forward(x)
+        n_classes = out.reshape(len(out), -1).shape[1]
+        if max(ks) > n_classes:
+            raise ConfigError(f"{cfg.source}: topk = {cfg.topk!r} but model {net.name!r} has {n_classes} outputs "
+                              "(top-k accuracy needs k <= the number of classes)")
+        check_labels(y, n_classes, _data_name(cfg, data), n)
+        hits = _correct(out, np.asarray(y), ks)
         for k in ks:
             ideal_hits[k] += hits[k]
         n += len(y)

@@ -81,6 +81,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from simulator.errors import DataError
+from simulator.validation import check_finite_batch
 
 log = logging.getLogger("xbarsim.datasets")
 
@@ -626,6 +627,7 @@ class Dataset:
             del raw
             if self.pixel_mean is not None:
                 x -= self.pixel_mean
+            check_finite_batch(x, getattr(self.source, "description", self.split), s)
             if layout is not None and layout != self.input_layout and x.ndim == 4:
                 x = np.ascontiguousarray(x.transpose(0, 3, 1, 2) if layout == "NCHW" else x.transpose(0, 2, 3, 1))
             yield x, self.source.labels[idx]

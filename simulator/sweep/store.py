@@ -18,11 +18,11 @@ import io
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from simulator.sweep.spec import SweepError
+from simulator.validation import mkstemp_normal
 
 RESULTS = "results.csv"
 SUMMARY = "summary.csv"
@@ -61,7 +61,7 @@ def check_name(name: str) -> str:
 def atomic_write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder (never half-written)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = mkstemp_normal(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # 0644 under umask 022
     try:
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)

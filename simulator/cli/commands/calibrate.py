@@ -30,7 +30,10 @@ from simulator.cli.commands.run import load_with_overrides, parameter_summary
               help="ReLU-aware ADC profiling [default: the config's profile_adc_biased].")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def command(config, what, nbits, pct, out, ntest, plots, raw_dir, optimizer, relu_aware, sets, no_progress) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing calibration file (with --what adc/dac the other "
+              "ranges in it are kept).")
+def command(config, what, nbits, pct, out, ntest, plots, raw_dir, optimizer, relu_aware, sets, no_progress,
+            force) -> None:
     """Calibrate the ADC and activation ranges of the chip described by CONFIG.
 
     Runs the network on the calibration split with the ADCs disabled (and,
@@ -42,6 +45,7 @@ def command(config, what, nbits, pct, out, ntest, plots, raw_dir, optimizer, rel
     from adc_calibration.calibrate import calibrate
 
     cfg = load_with_overrides(config, sets)
+    check_outputs(cfg, out, plots, raw_dir, force, what)
     click.echo(parameter_summary(cfg))
     path, table = calibrate(
         cfg, what=what, nbits=nbits, pct=pct, optimizer=optimizer, out=out, plots_dir=plots, ntest=ntest,
@@ -53,3 +57,38 @@ def command(config, what, nbits, pct, out, ntest, plots, raw_dir, optimizer, rel
         click.echo(f"histograms with the chosen limits in {plots}")
     if raw_dir:
         click.echo(f"raw profiled values in {raw_dir} (index.json lists the files)")
+
+
+def _held_ranges(path) -> "set[str] | None":
+    """Which of "adc" / "dac" an existing calibration file holds ranges for (None: not readable as one)."""
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return {g for g in ("adc", "dac") if g in f and len(f[g])}
+    except (OSError, ValueError):
+        return None
+
+
+def check_outputs(cfg, out, plots, raw_dir, force: bool, what: str = "both") -> None:
+    """Before profiling: the calibration file, plot and raw-dump folders can be written; no silent overwrite."""
+    from adc_calibration.calibrate import calibration_target
+    from simulator.errors import OutputError
+    from simulator.models import resolve_model_path
+    from simulator.network import load_model
+    from simulator.validation import check_output_dir, check_output_file
+
+    name = "" if (out or cfg.calibration_file) else load_model(resolve_model_path(cfg.model_name)).name
+    target = calibration_target(cfg, name, out)
+    check_output_file(target, "calibration file", OutputError, create_parents=True)
+    if target.exists() and not force:
+        held = _held_ranges(target)
+        replaced = [w for w in ("adc", "dac") if w in held and what in (w, "both")]
+        if replaced or held is None:
+            kind = "unreadable" if held is None else " and ".join(r.upper() for r in replaced) + " ranges"
+            raise OutputError(f"calibration file {str(target)!r} exists with {kind} this call would replace; "
+                              "pass --force to replace them (or --out another file)")
+    if plots:
+        check_output_dir(plots, "--plots", OutputError)
+    if raw_dir:
+        check_output_dir(raw_dir, "--raw-dir", OutputError)

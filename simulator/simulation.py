@@ -173,6 +173,41 @@ class Simulation:
         for layer in layers:
             if layer.is_mvm:
                 self._build_layer(layer)
+        if cfg.export_conductances:
+            self.export_conductances(cfg.conductances_dir)
+
+    def export_conductances(self, folder) -> list[str]:
+        """Write the programmed conductances of every array to ``folder/seed<seed>/`` as .npy files.
+
+        One file per device plane: ``<layer>__part<p>[c<q>]__slice<s>__pos.npy`` (``__neg`` for the
+        negative plane of BALANCED cells), normalized units (G_max = 1) after programming error and drift at
+        the current ``t_drift`` (CrossSim 3 export_conductances). Returns the paths written.
+        """
+        from pathlib import Path
+
+        from simulator.cores.neural import NeuralCore
+
+        out = Path(folder) / f"seed{self.seed}"
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"conductances_dir = {str(folder)!r}: cannot create {out} ({exc.strerror})") from None
+        written = []
+        for core in self.cores.values():
+            for c in core if isinstance(core, (tuple, list)) else (core,):
+                c = getattr(c, "core", c)
+                if not isinstance(c, NeuralCore):
+                    continue
+                for wrapper in c.wrappers:
+                    for array in wrapper.cores:
+                        stem = array.name.replace("/", "__")
+                        for plane, G in (("pos", array.G_pos), ("neg", array.G_neg)):
+                            if G is None:
+                                continue
+                            path = out / f"{stem}__{plane}.npy"
+                            np.save(path, self.backend.asnumpy(G))
+                            written.append(str(path))
+        return written
 
     # ------------------------------------------------------------ set-up
     def _resolve_dtype(self):
@@ -312,6 +347,9 @@ class Simulation:
         use_bias = layer.config.get("use_bias", True)
         if layer.type == "Dense":
             self.cores[layer.name] = self._make_core(layer.name, w["kernel"], w.get("bias") if use_bias else None, layer, hw)
+        elif layer.type in ("Conv2D", "DepthwiseConv2D") and hw.grouped_conv == "per_group" and (
+                layer.type == "DepthwiseConv2D" or int(layer.config.get("groups", 1)) > 1):
+            self.cores[layer.name] = self._grouped_core(layer, hw, w.get("bias") if use_bias else None)
         elif layer.type == "Conv2D":
             M = ops.conv_matrix(np.asarray(w["kernel"]), int(layer.config.get("groups", 1)), np)
             self.cores[layer.name] = self._make_core(layer.name, M, w.get("bias") if use_bias else None, layer, hw)
@@ -330,6 +368,27 @@ class Simulation:
             )
         else:  # pragma: no cover - MVM_LAYER_TYPES and this list agree
             raise ConfigError(f"no analog mapping for layer type {layer.type}")
+
+    def _grouped_core(self, layer: Layer, hw, bias):
+        """``grouped_conv = "per_group"``: one NeuralCore per group, sharing the layer's W_max and DAC."""
+        from simulator.cores.grouped import GroupedCore, group_blocks
+        from simulator.cores.mapping import weight_range
+
+        if hw.adc_range_option == "calibrated":
+            raise ConfigError(f"{self.config.source}: layer {layer.name!r}: grouped_conv = 'per_group' does not take "
+                              "calibrated ADC ranges yet; use adc_range_option 'max' or 'granular', or grouped_conv = "
+                              "'block_diagonal'")
+        depthwise = layer.type == "DepthwiseConv2D"
+        kernel = np.asarray(layer.weights["depthwise_kernel" if depthwise else "kernel"], dtype=np.float64)
+        blocks = group_blocks(kernel, int(layer.config.get("groups", 1)), depthwise)
+        wmax = weight_range(kernel, hw.weight_percentile, np)
+        cores, cols, outs = [], [], []
+        for g, (c, o, W) in enumerate(blocks):
+            b = None if bias is None else np.asarray(bias)[o]
+            cores.append(self._make_core(f"{layer.name}/g{g}", W, b, layer, hw, wmax=wmax))
+            cols.append(c)
+            outs.append(o)
+        return GroupedCore(layer.name, cores, cols, outs, sum(len(o) for o in outs), self.xp)
 
     # ------------------------------------------------------------ running
     def _to_internal(self, x):
@@ -422,7 +481,8 @@ class Simulation:
                 self._offset = base
             if record is not None:
                 for k, v in record.items():
-                    record[k] = np.concatenate(v)[:n] if keep else (n,) + tuple(v[0][1:])
+                    # tensors whose batch moved off axis 0 stack chunk by chunk (exact when B divides n)
+                    record[k] = np.concatenate(v)[: (n if n % B else None)] if keep else (n,) + tuple(v[0][1:])
             res = [np.concatenate(p)[:n] for p in zip(*parts)]
             return res[0] if len(res) == 1 else res
         return self._run_graph(x, ideal, record, keep)
@@ -463,8 +523,20 @@ class Simulation:
                 W, b = w["kernel"], w.get("bias")
             elif t == "Conv2D":
                 W, b = ops.conv_matrix(np.asarray(w["kernel"]), int(layer.config.get("groups", 1)), np), w.get("bias")
-            elif t == "DepthwiseConv2D":
-                W, b = ops.depthwise_matrix(np.asarray(w["depthwise_kernel"]), np), w.get("bias")
+            elif t == "DepthwiseConv2D":  # structured: no (kh*kw*C, C*mult) block-diagonal matrix
+                K = self.xp.asarray(w["depthwise_kernel"], dtype="float64")
+                kh, kw, C, mult = K.shape
+                K = K.reshape(kh * kw, C, mult)
+                b = w.get("bias") if layer.config.get("use_bias", True) else None
+                bd = None if b is None else self.xp.asarray(b, dtype="float64")
+                xp = self.xp
+
+                def depthwise(X, row0=None, K=K, bd=bd):
+                    y = xp.einsum("mkc,kcq->mcq", X.reshape(X.shape[0], kh * kw, C), K).reshape(X.shape[0], C * mult)
+                    return y + bd if bd is not None else y
+
+                cache[name] = depthwise
+                return depthwise
             elif t == "Conv2DTranspose":
                 k = np.asarray(w["kernel"])[::-1, ::-1].transpose(0, 1, 3, 2)
                 W, b = k.reshape(-1, k.shape[-1]), w.get("bias")

@@ -101,9 +101,12 @@ def relu_follows(layers, outputs, name: str) -> tuple[bool, str]:
 
 def _hardware_note(core) -> str:
     """Why ReLU-aware profiling cannot be used on this core's hardware ('' if it can)."""
-    if len(core.wrappers) > 1:
-        return (f"its weight matrix is split into {len(core.wrappers)} partitions (NrowsMax = {core.hw.NrowsMax}); "
+    n_rows = len(getattr(core, "row_slices", core.wrappers))  # column partitions (NcolsMax) keep whole dot products
+    if n_rows > 1:
+        return (f"its weight matrix is split into {n_rows} row partitions (NrowsMax = {core.hw.NrowsMax}); "
                 "the other partitions' results are unknown at each ADC")
+    if not getattr(core.hw, "subtract_current_in_xbar", True) and core.hw.style == "BALANCED":
+        return "subtract_current_in_xbar = false: each ADC sees one device plane's current, not the dot product"
     if core.n_slices > 1:
         return f"weight bit slicing (Nslices = {core.n_slices}); the other slices' results are unknown at each ADC"
     if core.slicing.enabled and core.slicing.adc_per_bit:
@@ -269,7 +272,7 @@ def profile(
     if what not in ("adc", "dac", "both"):
         raise CalibrationError(f"what must be 'adc', 'dac' or 'both', got {what!r}")
     cfg = load_config(config)
-    net = network if network is not None else load_model(cfg.model_name)
+    net = network if network is not None else load_model(cfg.model_name, check=cfg.check)
     relu = cfg.profile_adc_biased if relu_aware is None else bool(relu_aware)
     if store is None:
         store = ProfileStore(nbins=nbins, raw_dir=raw_dir)
@@ -310,9 +313,11 @@ def profile(
                 bias = None
                 if li.relu_aware and core.bias is not None:
                     bias = core.bias[None, :]
-                for wrapper in core.wrappers:
+                blocks = getattr(core, "blocks", [(None, slice(None))] * len(core.wrappers))
+                for (_, cs), wrapper in zip(blocks, core.wrappers):
+                    b = None if bias is None else bias[:, cs]  # this column partition's outputs
                     for s, ncore in enumerate(wrapper.cores):
-                        ncore.probe = _adc_probe(store, li, s, bias)
+                        ncore.probe = _adc_probe(store, li, s, b)
             n = _run_pass(sim, data, store, bar)
             store.n_images = max(store.n_images, n)
             log.info("profiled %s on %d calibration images", "ADC inputs" if p == "adc" else "activations", n)

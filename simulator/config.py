@@ -67,6 +67,9 @@ class HardwareParams(BaseModel):
     Nslices: int = Field(1, ge=1, le=32, description="Number of weight bit slices (6.6)")
     NrowsMax: int = Field(0, ge=0, description="Maximum rows per array, 0 = unlimited (8.1)")
     NcolsMax: int = Field(0, ge=0, description="Maximum columns per array, 0 = unlimited (CrossSim 3 cols_max)")
+    grouped_conv: Literal["block_diagonal", "per_group"] = Field(
+        "block_diagonal", description="xbarsim: grouped/depthwise convolutions on one block-diagonal array per layer "
+        "(zero weights programmed in the off-diagonal cells) or on separate arrays per group (depthwise: per channel)")
     style: Literal["BALANCED", "OFFSET"] = "BALANCED"
     balanced_style: Literal["one_sided", "two_sided", "unified_reference"] = "one_sided"
     G_ref: Optional[float] = Field(
@@ -179,6 +182,10 @@ class Config(HardwareParams):
     gpu_num: int = Field(0, ge=0)
     task: str = "digits"
     model_name: str = "digits_cnn"
+    check: bool = Field(
+        True, description="xbarsim: on loading model_name, prove the import against the model's own runtime "
+        "(onnxruntime for ONNX, torch for torch programs) on seeded random inputs; false skips it"
+    )
     dataset_path: Optional[str] = None
     ntest: int = Field(0, ge=0, description="Test images (0 = the whole test split)")
     ntest_batch: int = Field(500, ge=0, description="Images loaded and simulated at a time (0 = all at once)")
@@ -397,6 +404,9 @@ def check_array_options(p: HardwareParams, where: str) -> None:
         if p.noRowParasitics:
             raise ValueError(f"{where}input_slice_size = {p.input_slice_size} needs driven rows; noRowParasitics = true "
                              "(gate_input: inputs switch the select transistors) takes one input bit at a time")
+        if p.adc_range_option == "granular" and p.adc_bits > 0:
+            raise ValueError(f"{where}adc_range_option = 'granular' sets the ADC step for 1-bit inputs (manual 9.3.3); "
+                             f"input_slice_size = {p.input_slice_size} needs 'max' or 'calibrated'")
     if not p.subtract_current_in_xbar:
         if p.style != "BALANCED":
             raise ValueError(f"{where}subtract_current_in_xbar = false needs style = 'BALANCED' (two devices per weight)")

@@ -155,3 +155,21 @@ def test_export_conductances_writes_every_array(tmp_path):
         assert G.shape == (rs.stop - rs.start, cs.stop - cs.start) and G.shape[1] <= 16 and G.shape[0] <= 64
         err = G - W[rs, cs] / core.Wmax  # programming error sigma 0.02 on each of the two devices
         assert 0.015 < np.std(err) < 0.04
+
+
+def test_column_partitions_keep_relu_aware_profiling(tmp_path):
+    """Columns are independent dot products: splitting them (NcolsMax) leaves the ReLU-aware ADC inputs unchanged."""
+    from adc_calibration.profiling import profile
+    from simulator.network import load_model
+
+    net = load_model("digits_cnn")
+    base = dict(model_name="digits_cnn", task="digits", seed=0, weight_bits=8, NrowsMax=0, adc_bits=6, dac_bits=6,
+                On_off_ratio=100)
+    whole = profile(load_config(base), net, what="adc", ntest=10, raw_dir=tmp_path / "a", relu_aware=True)
+    split = profile(load_config(dict(base, NcolsMax=8)), net, what="adc", ntest=10, raw_dir=tmp_path / "b",
+                    relu_aware=True)
+    for layer in ("conv2", "fc1"):
+        assert split.layer_info[layer].relu_aware
+        a = np.sort(np.asarray(whole.load_raw((layer, 0, None))))
+        b = np.sort(np.asarray(split.load_raw((layer, 0, None))))
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)

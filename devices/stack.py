@@ -131,6 +131,11 @@ class DeviceStack:
                 raise DeviceModelError(
                     f"t_drift = {too_short[0]:g} days: drift_model {drift_model!r} needs t_drift >= {shortest:.4g} days or 0"
                 )
+        if self.drift is not None and self.drift.drift_includes_error and 0 in times:
+            raise DeviceModelError(
+                f"t_drift = {list(times)}: drift_model {drift_model!r} includes the programming error in its drift, "
+                "so at time 0 the arrays would hold no error; start the list after 0 (or use one time per run)"
+            )
         if error_cls is not None:
             if self.drift is not None and self.drift.drift_includes_error and error_model != "alpha":
                 # manual 7.3: a drift model includes its own time-dependent error

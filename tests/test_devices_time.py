@@ -323,6 +323,11 @@ def test_bad_times(value, frag):
     assert_one_line_error(cli_run("--set", f"t_drift={value}"), "t_drift", frag)
 
 
+def test_time_zero_refused_with_a_drift_that_includes_the_error():
+    assert_one_line_error(cli_run("--set", 'drift_model="PCM_Joshi"', "--set", "t_drift=[0.0, 1.0]"),
+                          "PCM_Joshi", "time 0")
+
+
 def test_stuck_sum_above_one():
     assert_one_line_error(cli_run("--set", "stuck_off_fraction=0.6", "--set", "stuck_on_fraction=0.5"),
                           "stuck_off_fraction + stuck_on_fraction", "sum <= 1")

@@ -165,7 +165,7 @@ def calibrate(
             raise CalibrationError(f"pct must be in (50, 100], got {pct}")
         cfg = cfg.with_overrides({"pct": float(pct)})
     opt = get_optimizer(optimizer)
-    net = network if network is not None else load_model(cfg.model_name)
+    net = network if network is not None else load_model(cfg.model_name, check=cfg.check)
     key = HardwareKey.from_config(cfg)
     path = calibration_target(cfg, net.name, out)
     use_pct = float(cfg.pct) if cfg.pct is not None else DEFAULT_PCT

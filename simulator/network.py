@@ -11,6 +11,16 @@ Conventions
   (PyTorch, ONNX) record ``input_layout = "NCHW"``; :class:`~simulator.Simulation`
   transposes inputs once at the boundary, and ``Flatten`` layers carry an
   ``order`` so flattening reproduces the native element order.
+* ``internal_layout = "native"`` (the ONNX importer) keeps every tensor in
+  the model's own layout instead, so operators of any rank (Transpose,
+  Reshape, Gather, Softmax on an axis, ...) keep their meaning unchanged; the
+  layers that compute on channels-last windows (Conv2D, DepthwiseConv2D,
+  pooling) carry ``data_format = "channels_first"`` and transpose around
+  themselves only. Generic tensor operators are listed in
+  :mod:`simulator.tensor_ops`.
+* ``batch_size`` (None: any) is set when a graph mixes the batch axis with
+  others (a reshape folding it into heads, a transpose moving it); the
+  executor then feeds it exactly that many images at a time.
 * Weights are stored in Keras conventions: Dense ``kernel`` is ``(in, out)``,
   Conv2D ``kernel`` is ``(kh, kw, cin, cout)``, DepthwiseConv2D
   ``depthwise_kernel`` is ``(kh, kw, cin, multiplier)``.
@@ -18,7 +28,8 @@ Conventions
 HDF5 layout (``format = "xbarsim-model"``, ``format_version = 1``)
 ------------------------------------------------------------------
 * root attributes: ``format``, ``format_version``, ``name``, ``input_layout``,
-  ``input_shape`` (JSON list, native layout, no batch axis), ``graph`` (JSON
+  ``input_shape`` (JSON list, native layout, no batch axis), ``internal_layout``,
+  ``batch_size`` (JSON int or null; both optional, defaults NHWC / null), ``graph`` (JSON
   list of ``{"name", "type", "inputs", "config"}``), ``outputs`` (JSON list),
   ``metadata`` (JSON object, free-form: dataset name, input range, ...).
 * group ``weights/<layer name>/<param>``: one dataset per weight array.
@@ -33,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from simulator.errors import ModelError
+from simulator.tensor_ops import TENSOR_OPS
 
 FORMAT_NAME = "xbarsim-model"
 FORMAT_VERSION = 1
@@ -41,12 +53,15 @@ FORMAT_VERSION = 1
 LAYER_TYPES: dict[str, set[str]] = {
     "Input": set(),
     "Dense": {"units", "use_bias", "activation"},
-    "Conv2D": {"filters", "kernel_size", "strides", "padding", "dilation_rate", "use_bias", "activation", "groups"},
-    "DepthwiseConv2D": {"kernel_size", "strides", "padding", "dilation_rate", "depth_multiplier", "use_bias", "activation"},
+    "Conv2D": {"filters", "kernel_size", "strides", "padding", "dilation_rate", "use_bias", "activation", "groups",
+               "data_format"},
+    "DepthwiseConv2D": {"kernel_size", "strides", "padding", "dilation_rate", "depth_multiplier", "use_bias", "activation",
+                        "data_format"},
     "Conv2DTranspose": {"filters", "kernel_size", "strides", "padding", "output_padding", "dilation_rate", "use_bias", "activation"},
     "GRUCell": {"units", "use_bias", "hidden_input"},
-    "MaxPooling2D": {"pool_size", "strides", "padding"},
-    "AveragePooling2D": {"pool_size", "strides", "padding", "count_include_pad"},
+    "MaxPooling2D": {"pool_size", "strides", "padding", "dilation_rate", "ceil_mode", "data_format"},
+    "AveragePooling2D": {"pool_size", "strides", "padding", "count_include_pad", "dilation_rate", "ceil_mode",
+                         "data_format"},
     "GlobalMaxPooling2D": {"keepdims"},
     "GlobalAveragePooling2D": {"keepdims"},
     "Add": set(),
@@ -57,7 +72,7 @@ LAYER_TYPES: dict[str, set[str]] = {
     "BatchNormalization": {"epsilon", "axis"},
     "ZeroPadding2D": {"padding"},
     "Flatten": {"order"},
-    "Reshape": {"target_shape", "order"},
+    "Reshape": {"target_shape", "order", "shape"},
     "Activation": {"activation", "alpha"},
     "PReLU": set(),
     "Sqrt": set(),
@@ -70,6 +85,7 @@ LAYER_TYPES: dict[str, set[str]] = {
     "Dropout": {"rate"},
     "GaussianNoise": {"stddev"},
 }
+LAYER_TYPES.update({name: set(op.keys) for name, op in TENSOR_OPS.items()})
 
 #: Layers computed by analog arrays (they get a NeuralCore).
 MVM_LAYER_TYPES = {"Dense", "Conv2D", "DepthwiseConv2D", "Conv2DTranspose", "GRUCell"}
@@ -108,6 +124,8 @@ class Network:
     outputs: list[str]
     input_layout: str = "NHWC"  # native layout of 4-D inputs: "NHWC" or "NCHW"
     input_shape: tuple[int, ...] = ()  # native, without batch axis
+    internal_layout: str = "NHWC"  # "NHWC": 4-D tensors channels-last inside; "native": as input_layout
+    batch_size: int | None = None  # images per forward pass the graph requires (None: any number)
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # file the model came from, for messages
 
@@ -140,6 +158,10 @@ class Network:
         seen: set[str] = set()
         if self.input_layout not in ("NHWC", "NCHW"):
             raise ModelError(f"{where}: input_layout must be 'NHWC' or 'NCHW', got {self.input_layout!r}")
+        if self.internal_layout not in ("NHWC", "native"):
+            raise ModelError(f"{where}: internal_layout must be 'NHWC' or 'native', got {self.internal_layout!r}")
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
+            raise ModelError(f"{where}: batch_size must be a positive integer or None, got {self.batch_size!r}")
         for layer in self.layers:
             if layer.name in seen:
                 raise ModelError(f"{where}: duplicate layer name {layer.name!r}")
@@ -175,6 +197,9 @@ class Network:
                 raise ModelError(f"{where}: output {out!r} is not a layer")
         if not self.outputs:
             raise ModelError(f"{where}: the model names no output layer")
+        from simulator.validation import check_weights
+
+        check_weights(self, where)  # dtypes, shapes, finite values, batch-norm variances
 
     def summary(self) -> str:
         lines = [f"Model {self.name} (input {self.input_layout} {list(self.input_shape)})"]
@@ -212,6 +237,8 @@ def save_model(network: Network, path: str | Path) -> Path:
         f.attrs["name"] = network.name
         f.attrs["input_layout"] = network.input_layout
         f.attrs["input_shape"] = json.dumps(list(network.input_shape))
+        f.attrs["internal_layout"] = network.internal_layout
+        f.attrs["batch_size"] = json.dumps(network.batch_size)
         f.attrs["graph"] = json.dumps(graph)
         f.attrs["outputs"] = json.dumps(list(network.outputs))
         f.attrs["metadata"] = json.dumps(_jsonable(network.metadata))
@@ -224,18 +251,26 @@ def save_model(network: Network, path: str | Path) -> Path:
     return path
 
 
-def load_model(path: str | Path) -> Network:
-    """Read a model file in our HDF5 format (raises :class:`ModelError` on any problem).
+def load_model(path: str | Path, *, check: bool = True) -> Network:
+    """Read a model file of any supported format, recognised from its content.
 
     ``path`` may also be the name of a bundled model (``"digits_cnn"``, ...).
-    Keras ``.h5`` files are recognised and routed to the Keras importer when
-    it is available.
+    Formats: our HDF5 model, Keras HDF5, ONNX, and those registered in
+    :mod:`simulator.io.loader` (``.pt2`` programs by the torch host).
+    ``check`` runs the importer's self-check against the model's own runtime
+    where one exists (ONNX: onnxruntime). Raises :class:`ModelError` naming
+    the file on any problem.
     """
-    import h5py
-
+    from simulator.io.loader import load_any
     from simulator.models import resolve_model_path
 
-    path = resolve_model_path(path)
+    return load_any(resolve_model_path(path), check=check)
+
+
+def read_xbarsim_h5(path: Path) -> Network:
+    """Read a file in our own HDF5 model format."""
+    import h5py
+
     try:
         f = h5py.File(path, "r")
     except (OSError, ValueError) as exc:
@@ -245,13 +280,6 @@ def load_model(path: str | Path) -> Network:
         if isinstance(fmt, bytes):
             fmt = fmt.decode()
         if fmt != FORMAT_NAME:
-            if "model_config" in f.attrs:
-                try:
-                    from simulator.io.keras_h5 import load_keras_h5
-                except ImportError:  # pragma: no cover - importer is part of the package
-                    raise ModelError(f"{path}: Keras model files need the Keras importer") from None
-                f.close()
-                return load_keras_h5(path)
             raise ModelError(
                 f"{path}: not an xbarsim model (root attribute 'format' is {fmt!r}, expected {FORMAT_NAME!r}); "
                 "convert it with `xbarsim convert`"
@@ -283,6 +311,8 @@ def load_model(path: str | Path) -> Network:
                 outputs=json.loads(f.attrs["outputs"]),
                 input_layout=str(f.attrs.get("input_layout", "NHWC")),
                 input_shape=tuple(json.loads(f.attrs.get("input_shape", "[]"))),
+                internal_layout=str(f.attrs.get("internal_layout", "NHWC")),
+                batch_size=json.loads(f.attrs.get("batch_size", "null")),
                 metadata=json.loads(f.attrs.get("metadata", "{}")),
                 source=str(path),
             )

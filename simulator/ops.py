@@ -72,21 +72,44 @@ def im2col(x, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, xp):
 
 
 # ------------------------------------------------------------------ pooling
-def pool2d(x, kind: str, pool, strides, padding, xp, count_include_pad: bool = False):
+def _ceil_extra(size: int, lo: int, hi: int, k: int, s: int, d: int) -> int:
+    """Extra end padding for ceil_mode output sizes (a last window starting in the end pad is dropped)."""
+    eff = (k - 1) * d + 1
+    span = size + lo + hi
+    out = -(-(span - eff) // s) + 1
+    if (out - 1) * s >= size + lo:
+        out -= 1
+    return max((out - 1) * s + eff - span, 0)
+
+
+def pool2d(x, kind: str, pool, strides, padding, xp, count_include_pad: bool = False, dilation=(1, 1),
+           ceil_mode: bool = False):
+    """Max / average pooling of an NHWC array.
+
+    ``padding`` as :func:`resolve_padding`; ``ceil_mode`` rounds the output
+    size up (ONNX / torch rule). Averages divide by the number of window
+    elements inside the input, or inside input plus explicit padding when
+    ``count_include_pad`` (the ceil_mode extension never counts).
+    """
     kh, kw = pool
     sh, sw = strides
+    dh, dw = dilation
     N, H, W, C = x.shape
-    pads = resolve_padding(padding, H, W, kh, kw, sh, sw)
+    (t, b), (l, r) = resolve_padding(padding, H, W, kh, kw, sh, sw, dh, dw)
+    eb = _ceil_extra(H, t, b, kh, sh, dh) if ceil_mode else 0
+    er = _ceil_extra(W, l, r, kw, sw, dw) if ceil_mode else 0
+    pads = ((t, b + eb), (l, r + er))
     if kind == "max":
-        xp_ = pad_nhwc(x, pads, xp, value=-float("inf"))
-        win = windows(xp_, kh, kw, sh, sw, 1, 1, xp)
+        win = windows(pad_nhwc(x, pads, xp, value=-float("inf")), kh, kw, sh, sw, dh, dw, xp)
         return win.max(axis=(3, 4))
-    xpad = pad_nhwc(x, pads, xp)
-    total = windows(xpad, kh, kw, sh, sw, 1, 1, xp).sum(axis=(3, 4))
-    if count_include_pad or pads == ((0, 0), (0, 0)):
+    total = windows(pad_nhwc(x, pads, xp), kh, kw, sh, sw, dh, dw, xp).sum(axis=(3, 4))
+    if pads == ((0, 0), (0, 0)):
         return total / (kh * kw)
-    ones = pad_nhwc(xp.ones((1, H, W, 1), dtype=x.dtype), pads, xp)
-    counts = windows(ones, kh, kw, sh, sw, 1, 1, xp).sum(axis=(3, 4))
+    if count_include_pad:
+        mask = pad_nhwc(xp.ones((1, H + t + b, W + l + r, 1), dtype=x.dtype), ((0, eb), (0, er)), xp)
+    else:
+        mask = pad_nhwc(xp.ones((1, H, W, 1), dtype=x.dtype), pads, xp)
+    counts = windows(mask, kh, kw, sh, sw, dh, dw, xp).sum(axis=(3, 4))
     return total / counts
 
 

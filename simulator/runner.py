@@ -211,7 +211,7 @@ def run(
     has none; it is recorded in the result).
     """
     cfg = load_config(config)
-    net = network if network is not None else load_model(cfg.model_name)
+    net = network if network is not None else load_model(cfg.model_name, check=cfg.check)
     base_seed = cfg.seed if cfg.seed is not None else int(np.random.SeedSequence().entropy % (2**31))
     indices = list(range(cfg.Nruns)) if runs is None else list(runs)
     ks = _topks(cfg)

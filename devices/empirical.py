@@ -272,7 +272,9 @@ class EmpiricalDevice(DeviceModel):
         return G + self._quantile(prog, 0, G, u, levels, xp)
 
     def programming_sigma(self, G, xp):
-        return xp.asarray(np.interp(np.asarray(G), self.data.levels, self.data.prog_std), dtype=G.dtype)
+        """Sample standard deviation of the deviations, interpolated between levels (for plots)."""
+        levels = xp.asarray(self.data.levels, dtype=G.dtype)
+        return xp.interp(G, levels, xp.asarray(self.data.prog_std, dtype=G.dtype))
 
     def _ratio(self, G_target, t_days: float, v, xp):
         """Drift ratio at ``t_days`` for targets ``G_target`` and ranks ``v``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from simulator.cli.commands.run import load_with_overrides, parameter_summary
+from simulator.cli.options import no_check_option, with_no_check
 
 
 @click.command("calibrate")
@@ -32,8 +33,9 @@ from simulator.cli.commands.run import load_with_overrides, parameter_summary
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--force", is_flag=True, help="Replace an existing calibration file (with --what adc/dac the other "
               "ranges in it are kept).")
+@no_check_option
 def command(config, what, nbits, pct, out, ntest, plots, raw_dir, optimizer, relu_aware, sets, no_progress,
-            force) -> None:
+            force, no_check) -> None:
     """Calibrate the ADC and activation ranges of the chip described by CONFIG.
 
     Runs the network on the calibration split with the ADCs disabled (and,
@@ -44,7 +46,7 @@ def command(config, what, nbits, pct, out, ntest, plots, raw_dir, optimizer, rel
     """
     from adc_calibration.calibrate import calibrate
 
-    cfg = load_with_overrides(config, sets)
+    cfg = load_with_overrides(config, with_no_check(sets, no_check))
     check_outputs(cfg, out, plots, raw_dir, force, what)
     click.echo(parameter_summary(cfg))
     path, table = calibrate(

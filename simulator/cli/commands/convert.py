@@ -1,10 +1,11 @@
 """``xbarsim convert IN OUT``: turn a Keras .h5, ONNX, PyTorch or xbarsim model into our HDF5 model file.
 
-The input format is recognised from the file: ``.onnx`` -> ONNX importer;
-``.pt``/``.pth`` -> a whole ``torch.nn.Module`` saved with ``torch.save``
-(needs ``--input-shape`` for the example input it is traced with); an HDF5
-file with a ``model_config`` attribute -> Keras importer; an xbarsim model
-file is re-written (e.g. to upgrade it). ``--format`` overrides the guess.
+The input format is recognised from the file's content as
+:func:`simulator.load_model` does (:mod:`simulator.io.loader`: xbarsim HDF5,
+Keras HDF5, ONNX, ...); ``.pt``/``.pth`` -> a whole ``torch.nn.Module`` saved
+with ``torch.save`` (needs ``--input-shape`` for the example input it is
+traced with). An xbarsim model file is re-written (e.g. to upgrade it).
+``--format`` overrides the guess; ``--no-check`` skips the import self-check.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from simulator.cli.options import no_check_option
 from simulator.errors import ModelError
 
 FORMATS = ("auto", "keras", "onnx", "torch", "xbarsim")
@@ -30,30 +32,15 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
 
 
 def detect_format(path: Path) -> str:
-    """'keras', 'onnx', 'torch' or 'xbarsim' for an existing model file."""
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        return "onnx"
-    if suffix in (".pt", ".pth"):
+    """'keras', 'onnx', 'torch', 'xbarsim' (or another registered format) for an existing model file."""
+    if path.suffix.lower() in (".pt", ".pth"):
         return "torch"
-    if suffix == ".keras":
+    if path.suffix.lower() == ".keras":
         raise ModelError(f"{path}: Keras 3 '.keras' archives are not supported; save the model as '.h5' "
                          "(model.save('model.h5')) or export it to ONNX")
-    import h5py
+    from simulator.io.loader import detect_format as sniff
 
-    try:
-        with h5py.File(path, "r") as f:
-            fmt = f.attrs.get("format")
-            fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
-            if fmt == "xbarsim-model":
-                return "xbarsim"
-            if "model_config" in f.attrs or "layer_names" in f.attrs or "model_weights" in f:
-                return "keras"
-            keys = sorted(f.keys())
-    except (OSError, ValueError) as exc:
-        first = (str(exc).splitlines() or [""])[0]
-        raise ModelError(f"{path}: not a readable HDF5, ONNX or PyTorch model file ({first})") from None
-    raise ModelError(f"{path}: HDF5 file is neither a Keras nor an xbarsim model (root keys: {keys or 'none'})")
+    return sniff(path).name
 
 
 def load_torch_module(path: Path, input_shape: tuple[int, ...] | None):
@@ -87,8 +74,8 @@ def load_torch_module(path: Path, input_shape: tuple[int, ...] | None):
 
 
 def convert_model(src: str | Path, fmt: str = "auto", input_shape: tuple[int, ...] | None = None,
-                  ignored_layer_types: tuple[str, ...] | None = None):
-    """Read ``src`` in any supported format and return the Network."""
+                  ignored_layer_types: tuple[str, ...] | None = None, check: bool = True):
+    """Read ``src`` in any supported format and return the Network (``check``: the import self-check)."""
     src = Path(src)
     if not src.exists():
         raise ModelError(f"{src}: model file not found")
@@ -102,12 +89,12 @@ def convert_model(src: str | Path, fmt: str = "auto", input_shape: tuple[int, ..
     if fmt == "onnx":
         from simulator.io.onnx_import import load_onnx
 
-        return load_onnx(src)
+        return load_onnx(src, check=check)
     if fmt == "torch":
         return load_torch_module(src, input_shape)
     from simulator.network import load_model
 
-    return load_model(src)
+    return load_model(src, check=check)
 
 
 @click.command("convert")
@@ -121,8 +108,9 @@ def convert_model(src: str | Path, fmt: str = "auto", input_shape: tuple[int, ..
               help="Keras layer types to drop (default: Dropout, GaussianNoise and similar). Repeatable.")
 @click.option("--keep-training-layers", is_flag=True, help="Keep Dropout/GaussianNoise layers of Keras models.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
+@no_check_option
 def command(src: Path, out: Path, fmt: str, input_shape: str | None, ignored: tuple[str, ...],
-            keep_training_layers: bool, force: bool) -> None:
+            keep_training_layers: bool, force: bool, no_check: bool) -> None:
     """Convert the model IN (Keras .h5, .onnx, .pt/.pth, xbarsim) into an xbarsim model file OUT."""
     from simulator.network import load_model, save_model
 
@@ -137,7 +125,7 @@ def command(src: Path, out: Path, fmt: str, input_shape: str | None, ignored: tu
         from simulator.io.keras_h5 import DEFAULT_IGNORED_LAYER_TYPES
 
         ignored_types = DEFAULT_IGNORED_LAYER_TYPES + tuple(ignored)
-    net = convert_model(src, fmt, _parse_shape(input_shape), ignored_types)
+    net = convert_model(src, fmt, _parse_shape(input_shape), ignored_types, check=not no_check)
     net.metadata.setdefault("converted_from", str(src))
     if out.parent and not out.parent.exists():
         raise ModelError(f"{out}: folder {out.parent} does not exist")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
+from simulator.cli.options import no_check_option
 from simulator.cores.mapping import partition_sizes, weight_range
 
 
@@ -64,16 +65,20 @@ def weight_report(W: np.ndarray, hw) -> str:
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--weights", is_flag=True, help="Per layer: quantization levels and MSE, uniform vs Lloyd.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
-def command(model: str, config: str | None, weights: bool, sets: tuple[str, ...]) -> None:
+@no_check_option
+def command(model: str, config: str | None, weights: bool, sets: tuple[str, ...], no_check: bool) -> None:
     """Print MODEL's layers, shapes, MVM sizes and, with CONFIG, the arrays each layer needs."""
     from simulator.cli.commands.run import load_with_overrides
     from simulator.network import load_model
     from simulator.simulation import Simulation
 
-    net = load_model(model)
+    net = load_model(model, check=not no_check)
     cfg = load_with_overrides(config, sets) if (config or sets) else None
     shapes = Simulation(net, {"fold_batchnorm": False}, seed=0).output_shapes()
-    click.echo(f"model {net.name}: input {net.input_layout} {list(net.input_shape)} (shapes below are NHWC)")
+    layout = "NHWC" if net.internal_layout == "NHWC" else f"{net.input_layout}, as the model's own"
+    click.echo(f"model {net.name}: input {net.input_layout} {list(net.input_shape)} (shapes below are {layout})")
+    if net.metadata.get("self_check"):
+        click.echo(f"  {net.metadata['self_check']}")
     click.echo(f"{'layer':<24} {'type':<22} {'output':<16} {'params':>9}  MVM (rows x cols)")
     total_params = 0
     total_arrays = 0

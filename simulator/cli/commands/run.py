@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from simulator.cli.options import no_check_option, with_no_check
 from simulator.config import Config, apply_overrides, load_config, parse_value, read_config_file
 from simulator.errors import ConfigError
 
@@ -46,12 +47,13 @@ def parameter_summary(cfg: Config) -> str:
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
               help="Accuracy-versus-time plot (PNG/PDF/SVG) when t_drift lists several times "
                    "[default: accuracy_vs_time.png].")
+@no_check_option
 def command(config: str | None, sets: tuple[str, ...], csv_path: str | None, no_progress: bool,
-            plot_path: str | None) -> None:
+            plot_path: str | None, no_check: bool) -> None:
     """Simulate inference accuracy on the chip described by CONFIG (default: the bundled digits model)."""
     from simulator.runner import run
 
-    cfg = load_with_overrides(config, sets)
+    cfg = load_with_overrides(config, with_no_check(sets, no_check))
     several = len(cfg.drift_times) > 1
     if plot_path is None and several:
         plot_path = "accuracy_vs_time.png"

@@ -5,6 +5,8 @@ import sys
 
 import click
 
+from simulator.cli.options import no_check_option, with_no_check
+
 _VALUES_HELP = """\b
 VALUES forms:
   4,6,8              a list (TOML values: 'a','b' / true,false / [-1,1],[-2,2])
@@ -60,8 +62,9 @@ def _load_runner(spec: str):
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--runner", default=None, hidden=True, metavar="MODULE:FUNCTION",
               help="Use this callable instead of simulator.run (it must be importable by the workers).")
+@no_check_option
 def command(config, params, zip_, workers, scheduler, scheduler_timeout, resume, name, out, seed, sets, no_plot,
-            no_progress, runner):
+            no_progress, runner, no_check):
     """Sweep config parameters of CONFIG and record the accuracy of every point.
 
     Writes OUT/NAME/results.csv (one row per point and run, saved as each
@@ -78,7 +81,7 @@ def command(config, params, zip_, workers, scheduler, scheduler_timeout, resume,
     from simulator.sweep.report import format_summary
     from simulator.sweep.spec import parse_set
 
-    overrides = parse_set(sets)
+    overrides = parse_set(with_no_check(sets, no_check))
     runner_fn = _load_runner(runner) if runner else None
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731 - status lines on stderr, the table on stdout
     try:

@@ -2,30 +2,32 @@
 
 The conductance-domain form of the weight-noise injection of ``seeds/004``
 (noise-aware training): every weight of a layer gets ``N(0, (delta * max|W_q|)**2)``.
-Here, for a matrix ``G`` of normalized conductances handed to
-:meth:`RelativeMaxModel.programming_error`, every device gets an independent
-``N(0, sigma**2)`` with
+The layer's largest quantized weight ``max|W_q|`` is what the weight scaling
+maps to ``G_max`` (``W_max``, 6.2.1), so in normalized conductance units
+(``G_max = 1``) every device of the layer gets an independent ``N(0, sigma**2)``
+with
 
-    sigma = alpha_error * max(G)          (one value per matrix passed in)
+    sigma = alpha_error * G_max = alpha_error      (one value for the whole layer)
+
+whatever array, row partition (NrowsMax), weight slice or polarity holds the
+device -- not ``max(G)`` of each physical array, which would make the noise
+depend on how the layer is split.
 
 (``proportional_error`` must be false: the spread is state-independent by
 definition). Translating ``sigma`` to weight units:
 
 * BALANCED one_sided (or the paper's unified reference) with ``G_min = 0``:
-  ``G = |w| / max|W_q|`` on one device, so ``max(G) = 1`` on the array that
-  holds the layer's largest ``|w|`` and ``sigma`` in weight units is
+  ``G = |w| / max|W_q|`` on one device, so ``sigma`` in weight units is
   ``alpha_error * max|W_q|`` per device -- the paper's ``delta`` is
   ``alpha_error`` **per device**. Both devices of a pair are perturbed
   independently, so the weight ``(G+ - G-) * max|W_q|`` gets
   ``sqrt(2) * alpha_error * max|W_q|``; take ``alpha_error = delta / sqrt(2)``
-  to reproduce the paper's per-weight ``delta``. (If the simulator passes the
-  positive and negative device arrays separately, ``max(G)`` is that array's
-  own maximum -- smaller than 1 on the side without the layer's largest
-  ``|w|``.) With a proportional single-device mapping (``G = w / max|W_q|``,
-  non-negative weights) it is exactly ``delta = alpha_error``.
+  to reproduce the paper's per-weight ``delta``. With a proportional
+  single-device mapping (``G = w / max|W_q|``, non-negative weights) it is
+  exactly ``delta = alpha_error``.
 * With ``G_min > 0`` the conductance span of a weight is ``1 - G_min``, so the
   weight-unit std becomes ``alpha_error * max|W_q| / (1 - G_min)`` per device
-  (``max(G)`` is still 1 = ``G_max``).
+  (the reference is still ``G_max = 1``).
 * BALANCED two_sided: ``G+- = G_mid +- (1 - G_min)/2 * w / max|W_q|`` and the
   decode is ``(G+ - G-) * max|W_q| / (1 - G_min)``: as for one_sided,
   ``alpha_error * max|W_q| / (1 - G_min)`` per device.
@@ -61,9 +63,8 @@ class RelativeMaxModel(DeviceModel):
             raise DeviceModelError(f"error_model = 'relative_max' needs alpha_error >= 0, got {params.alpha_error!r}")
 
     def _sigma(self, G, xp) -> float:
-        if G.size == 0:
-            return 0.0
-        return float(self.params.alpha_error) * float(xp.max(G))
+        """``alpha_error * G_max``: the layer's ``max|W_q|`` sits at ``G_max = 1`` (normalized units)."""
+        return float(self.params.alpha_error)
 
     def programming_sigma(self, G, xp):
         return xp.full_like(G, self._sigma(G, xp))

@@ -134,7 +134,7 @@ def check_labels(y, n_classes: int, source: str, start: int = 0) -> None:
     bad = (y < 0) | (y >= n_classes)
     if bad.any():
         k = int(np.argmax(bad))
-        raise DataError(f"{source}: label {y.reshape(-1)[k]!r} of image {start + k} is outside the model's "
+        raise DataError(f"{source}: label {y.reshape(-1)[k].item()!r} of image {start + k} is outside the model's "
                         f"{n_classes} classes (expected 0..{n_classes - 1})")
 
 
@@ -172,6 +172,9 @@ def config_notes(cfg, network) -> list[str]:
                               "(witin parameters act only on witin_nn-trained layers); remove them")
         if "witin_mode" in cfg.model_fields_set:
             notes.append(f"{src}: witin_mode = {cfg.witin_mode!r} has no effect: model {network.name!r} has no witin layers")
+    if cfg.task == "digits" and cfg.dataset_path:
+        raise ConfigError(f"{src}: dataset_path = {cfg.dataset_path!r} is not read by task = 'digits' (the bundled "
+                          "data set); set task = 'npz' (or mnist, cifar10, ...) to use that file")
     times = getattr(cfg, "drift_times", None) or [cfg.t_drift]
     uses_drift = cfg.drift_model != "none" or bool(getattr(cfg, "device_data", None)) or any(
         getattr(ov, "drift_model", None) not in (None, "none") or getattr(ov, "device_data", None)

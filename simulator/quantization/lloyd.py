@@ -26,7 +26,16 @@ Conventions
 * Cell ``k`` is ``(e_k, e_{k+1}]`` (``e_0 = -inf``, ``e_n = +inf``): a weight
   exactly on a threshold goes to the *lower* level, both while fitting and in
   :func:`quantize_lloyd`.
-* Initialization ``init="quantile"`` (default): the sorted weights at ranks
+* Initialization ``init="best"`` (default): Lloyd runs from each of the
+  ``"quantile"``, ``"uniform"`` and ``"symmetric"`` initializations and the
+  result with the smallest distortion is kept (ties: that order). Starting
+  from ``"symmetric"`` -- the uniform quantizer's own levels
+  (:func:`~simulator.quantization.uniform.uniform_levels` over
+  ``[-max|w|, max|w|]``) -- the first assignment *is* uniform quantization
+  and no step increases the distortion, so the result is never worse than
+  uniform quantization with the same number of levels (the quantile start
+  alone can end in a worse local optimum, e.g. 255 levels on a layer with a
+  few outlying weights). ``init="quantile"``: the sorted weights at ranks
   ``floor((k + 0.5) / n * N)``, ``k = 0 .. n-1`` (empirical quantiles at
   ``(k + 0.5) / n``); if these are not ``n`` distinct values (heavy ties),
   the uniform initialization is used instead. ``init="uniform"``: the centres
@@ -105,11 +114,15 @@ def _initial_levels(data: _Sorted, n: int, init) -> np.ndarray:
     if isinstance(init, str):
         if init == "uniform":
             return uniform
+        if init == "symmetric":
+            m = max(abs(lo), abs(hi))
+            return np.linspace(-m, m, n) if n > 1 else np.zeros(1)
         if init == "quantile":
             ranks = np.minimum(np.floor((np.arange(n) + 0.5) / n * data.n).astype(np.int64), data.n - 1)
             q = np.unique(x[ranks])
             return q if q.shape[0] == n else uniform
-        raise ConfigError(f"lloyd_max: init must be 'quantile', 'uniform' or an array of n_levels values, got {init!r}")
+        raise ConfigError(f"lloyd_max: init must be 'best', 'quantile', 'uniform', 'symmetric' or an array of "
+                          f"n_levels values, got {init!r}")
     q = np.asarray(to_host(init), dtype=np.float64).ravel()
     if q.shape[0] != n or not np.all(np.isfinite(q)) or np.unique(q).shape[0] != n:
         raise ConfigError(f"lloyd_max: an init array must hold {n} distinct finite values, got {q.tolist()!r}")
@@ -137,7 +150,7 @@ def _repair_empty(data: _Sorted, b: np.ndarray, counts: np.ndarray) -> np.ndarra
     return np.sort(data.centroids(starts, ends, s1, c))
 
 
-def lloyd_max(w, n_levels: int, *, tol: float = 1e-6, max_iter: int = 500, init="quantile",
+def lloyd_max(w, n_levels: int, *, tol: float = 1e-6, max_iter: int = 500, init="best",
               allow_degenerate: bool = False) -> LloydResult:
     """Fit an ``n_levels``-level Lloyd-Max quantizer to the weights ``w`` (any shape, flattened).
 
@@ -178,7 +191,18 @@ def lloyd_max(w, n_levels: int, *, tol: float = 1e-6, max_iter: int = 500, init=
 
     max_iter = int(max_iter)
     data = _Sorted(x)
-    levels = _initial_levels(data, n, init)
+    if isinstance(init, str) and init == "best":
+        best = None
+        for start in ("quantile", "uniform", "symmetric"):
+            res = _fit(data, x, _initial_levels(data, n, start), tol, max_iter)
+            if best is None or res.mse < best.mse:
+                best = res
+        return best
+    return _fit(data, x, _initial_levels(data, n, init), tol, max_iter)
+
+
+def _fit(data: _Sorted, x: np.ndarray, levels: np.ndarray, tol: float, max_iter: int) -> LloydResult:
+    """Lloyd's alternation from ``levels`` (see the module docstring)."""
     d_prev = None
     iterations = 0
     while iterations < max_iter:

@@ -202,3 +202,21 @@ def test_cli_writes_table_and_files(tmp_path):
     r = _cli("diagnose", str(p), "--out", str(tmp_path / "o"), "-j", "1", "--no-progress", "--layers", "fc2,fc1")
     assert r.exit_code == 0, r.output
     assert "SNR dB" in r.output and (tmp_path / "o" / "report.html").exists()
+
+
+def test_torch_host_route():
+    """The same diagnosis on a torch module (its cores are NeuralCores keyed by qualified names)."""
+    torch = pytest.importorskip("torch")
+    from simulator.torch_host import from_torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(256, 10)).eval()
+    net = from_torch(model, torch.zeros(1, 1, 8, 8))
+    cfg = dict(task="digits", ntest=20, seed=0, noise_model="alpha", alpha_noise=0.05)
+    rep = diagnose(cfg, net, workers=1)
+    assert sorted(d.core for d in rep.layers) == ["0", "3"]
+    for d in rep.layers:
+        assert d.main_cause == "read_noise" and d.cause_share["read_noise"] == 1.0
+        assert d.cause_error["read_noise"] == pytest.approx(d.relative_rms_error, rel=0.2)
+        assert 0 <= d.acc_only_nonideal <= 1 and 0 <= d.acc_only_ideal <= 1

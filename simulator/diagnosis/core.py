@@ -22,9 +22,10 @@ Steps (one chip: seed ``config.seed``, else 0; the test images selected by
    with what it needs, and its error is the increase of the mean squared
    error over those prerequisites alone. The causes' errors need not add up
    to the whole (they interact: an ADC clips noise, too).
-3. **Sensitivity.** Accuracy when only this layer is non-ideal (every other
-   MVM layer exact digital, ``analog = false``) and when only this layer is
-   ideal. These runs are independent: they go to the sweep executors (local
+3. **Sensitivity.** Accuracy when only this layer is non-ideal (every
+   non-ideality of every other MVM layer switched off by ``[layers.<name>]``
+   overrides; a layer whose settings cannot be undone that way runs exact
+   digital, ``analog = false``) and when only this layer is ideal. These runs are independent: they go to the sweep executors (local
    processes or a Dask cluster), with a progress bar.
 
 Errors whose relative RMS is below ``256 * eps`` of the simulation's float
@@ -65,12 +66,14 @@ CAUSES: dict[str, str] = {
 _OFF: dict[str, dict[str, Any]] = {
     "weights": dict(weight_bits=0, Nslices=1, weight_quantizer="uniform", weight_levels=None, weight_percentile=100.0,
                     bias_bits=0),
-    "programming": dict(error_model="none", drift_model="none"),
+    "programming": dict(error_model="none", drift_model="none", stuck_off_fraction=0.0, stuck_on_fraction=0.0,
+                        drift_compensation="none"),
     "read_noise": dict(noise_model="none"),
-    "parasitics": dict(Rp=0.0),
+    "parasitics": dict(Rp=0.0, Rp_row=None, Rp_col=None),
     "icol": dict(Icol_max=0.0, Icell_max=0.0),
-    "dac": dict(dac_bits=0, input_bitslicing=False),
-    "adc": dict(adc_bits=0, adc_range_option="max", adc_range=None, adc_exponents=None, ADC_per_ibit=False),
+    "dac": dict(dac_bits=0, input_bitslicing=False, input_slice_size=1, dac_type="generic"),
+    "adc": dict(adc_bits=0, adc_range_option="max", adc_range=None, adc_exponents=None, adc_xbar_range=None,
+                ADC_per_ibit=False, adc_type="generic", adc_params={}, subtract_current_in_xbar=True),
 }
 
 _HINTS = {
@@ -87,12 +90,17 @@ def active_causes(cfg: Config, layers: Iterable[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name in layers:
         hw = cfg.for_layer(name)
+
+        def get(key, default=None):
+            return getattr(hw, key, getattr(cfg, key, default))
+
         on = {
             "weights": hw.weight_bits > 0 or hw.weight_quantizer == "lloyd" or hw.weight_percentile < 100
                        or (hw.bias_bits > 0 and hw.digital_bias),
-            "programming": cfg.error_model != "none" or cfg.drift_model != "none",
-            "read_noise": cfg.noise_model != "none",
-            "parasitics": hw.Rp > 0,
+            "programming": get("error_model") != "none" or get("drift_model") != "none"
+                           or get("stuck_off_fraction", 0) > 0 or get("stuck_on_fraction", 0) > 0,
+            "read_noise": get("noise_model") != "none",
+            "parasitics": hw.Rp > 0 or (get("Rp_row") or 0) > 0 or (get("Rp_col") or 0) > 0,
             "icol": hw.Icol_max > 0,
             "dac": hw.dac_bits > 0,
             "adc": hw.adc_bits > 0,
@@ -117,6 +125,10 @@ def _prerequisites(cfg: Config, layers: Iterable[str]) -> dict[str, set[str]]:
     return {"adc": adc, "parasitics": par}
 
 
+def _known(key: str) -> bool:
+    return key in Config.model_fields
+
+
 def variant_config(cfg: Config, on: Iterable[str]) -> dict[str, Any]:
     """Config dict with only the causes ``on`` switched on (others at their ideal values), one run."""
     on = set(on)
@@ -125,6 +137,8 @@ def variant_config(cfg: Config, on: Iterable[str]) -> dict[str, Any]:
         if cause in on:
             continue
         for k, v in keys.items():
+            if not _known(k):
+                continue
             data[k] = v
             for ov in data.get("layers", {}).values():
                 ov.pop(k, None)
@@ -144,11 +158,37 @@ def _minimal(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v is not None and (k == "layers" or k not in defaults or defaults[k] != v)}
 
 
-def _layers_digital(data: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+def _layers_ideal(cfg: Config, data: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """``data`` with every non-ideality of layers ``names`` off through ``[layers.<name>]`` overrides.
+
+    A layer stays analog (so per-layer limit files keep their order) unless one
+    of its settings can only be undone by a None override (e.g. Lloyd levels,
+    per-slice ADC exponents): then it becomes exact digital (``analog = false``).
+    """
+    from simulator.config import LAYER_KEYS
+
     out = dict(data)
     out["layers"] = {k: dict(v) for k, v in data.get("layers", {}).items()}
     for n in names:
-        out["layers"].setdefault(n, {})["analog"] = False
+        hw = cfg.for_layer(n)
+        ov = out["layers"].setdefault(n, {})
+        digital = False
+        for keys in _OFF.values():
+            for k, v in keys.items():
+                if not _known(k):
+                    continue
+                if k not in LAYER_KEYS:
+                    digital = True  # a global-only setting: this layer cannot drop it alone
+                elif v is None:
+                    ov.pop(k, None)
+                    if getattr(hw, k, None) is not None:
+                        digital = True
+                else:
+                    ov[k] = v
+        if getattr(hw, "balanced_style", None) == "unified_reference":
+            ov["balanced_style"] = "one_sided"  # the non-uniform-level mapping needs Lloyd levels
+        if digital:
+            out["layers"][n] = {"analog": False}
     return out
 
 
@@ -678,9 +718,9 @@ def _sensitivity(cfg, all_layers, sel_layers, diags, workers, scheduler, timeout
     tasks = []
     for i, lname in enumerate(sel_layers):
         others = [l for l in all_layers if l != lname]
-        tasks.append(Task(point=2 * i, run=0, config=_layers_digital(base, others),
+        tasks.append(Task(point=2 * i, run=0, config=_layers_ideal(cfg, base, others),
                           label=f"diagnose {lname}: only this layer non-ideal"))
-        tasks.append(Task(point=2 * i + 1, run=0, config=_layers_digital(base, [lname]),
+        tasks.append(Task(point=2 * i + 1, run=0, config=_layers_ideal(cfg, base, [lname]),
                           label=f"diagnose {lname}: only this layer ideal"))
     acc: dict[int, float] = {}
     with make_executor(workers, scheduler, timeout=timeout) as ex:

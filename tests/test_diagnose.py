@@ -220,3 +220,17 @@ def test_torch_host_route():
         assert d.main_cause == "read_noise" and d.cause_share["read_noise"] == 1.0
         assert d.cause_error["read_noise"] == pytest.approx(d.relative_rms_error, rel=0.2)
         assert 0 <= d.acc_only_nonideal <= 1 and 0 <= d.acc_only_ideal <= 1
+
+
+def test_only_this_layer_nonideal_equals_a_config_written_by_hand():
+    cfg = dict(BASE, ntest=60, layers={"conv2": {"adc_bits": 2}})
+    rep = diagnose(cfg, layers=["conv2"], workers=1)
+    d = rep.layers[0]
+    by_hand = dict(model_name="digits_cnn", task="digits", seed=0, ntest=60, NrowsMax=144, On_off_ratio=100,
+                   calibration_file="calibration/digits_cnn_6bit.h5",
+                   layers={"conv2": {"weight_bits": 8, "dac_bits": 8, "adc_bits": 2,
+                                     "adc_range_option": "calibrated"}})
+    assert d.acc_only_nonideal == simulator.run(by_hand).mean
+    rest = dict(BASE, ntest=60, layers={"conv2": {"weight_bits": 0, "dac_bits": 0, "adc_bits": 0,
+                                                  "adc_range_option": "max"}})
+    assert d.acc_only_ideal == simulator.run(rest).mean

@@ -153,7 +153,7 @@ def calibrate(
         Extra JSON-able entries stored in the file (e.g. the command line).
     """
     from simulator.config import load_config
-    from simulator.network import load_model
+    from simulator.network import load_model, load_model_for
 
     if what not in ("adc", "dac", "both"):
         raise CalibrationError(f"what must be 'adc', 'dac' or 'both', got {what!r}")
@@ -165,7 +165,7 @@ def calibrate(
             raise CalibrationError(f"pct must be in (50, 100], got {pct}")
         cfg = cfg.with_overrides({"pct": float(pct)})
     opt = get_optimizer(optimizer)
-    net = network if network is not None else load_model(cfg.model_name, check=cfg.check)
+    net = network if network is not None else load_model_for(cfg)
     key = HardwareKey.from_config(cfg)
     path = calibration_target(cfg, net.name, out)
     use_pct = float(cfg.pct) if cfg.pct is not None else DEFAULT_PCT

@@ -266,13 +266,13 @@ def profile(
     names to :class:`LayerInfo`, ``n_images`` holds the images profiled.
     """
     from simulator.config import load_config
-    from simulator.network import load_model
+    from simulator.network import load_model, load_model_for
     from simulator.simulation import Simulation
 
     if what not in ("adc", "dac", "both"):
         raise CalibrationError(f"what must be 'adc', 'dac' or 'both', got {what!r}")
     cfg = load_config(config)
-    net = network if network is not None else load_model(cfg.model_name, check=cfg.check)
+    net = network if network is not None else load_model_for(cfg)
     relu = cfg.profile_adc_biased if relu_aware is None else bool(relu_aware)
     if store is None:
         store = ProfileStore(nbins=nbins, raw_dir=raw_dir)

@@ -186,6 +186,14 @@ class Config(HardwareParams):
         True, description="xbarsim: on loading model_name, prove the import against the model's own runtime "
         "(onnxruntime for ONNX, torch for torch programs) on seeded random inputs; false skips it"
     )
+    module: Optional[str] = Field(
+        None, description="xbarsim: torch model class 'package.module:Class'; model_name is then its state_dict file "
+        "(torch.save(model.state_dict(), path))")
+    module_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="xbarsim: keyword arguments of the module class (with module)")
+    input_shape: Optional[list[int]] = Field(
+        None, description="xbarsim: the torch model's input shape without the batch axis, in its own layout "
+        "(e.g. [3, 32, 32]); needed with module")
     dataset_path: Optional[str] = None
     ntest: int = Field(0, ge=0, description="Test images (0 = the whole test split)")
     ntest_batch: int = Field(500, ge=0, description="Images loaded and simulated at a time (0 = all at once)")

@@ -267,6 +267,23 @@ def load_model(path: str | Path, *, check: bool = True) -> Network:
     return load_any(resolve_model_path(path), check=check)
 
 
+def load_model_for(cfg):
+    """The model a config names: ``model_name`` in any format, or with ``module = "package.module:Class"`` the
+    state_dict file ``model_name`` loaded into that class (``module_kwargs``; example input of ``input_shape``)."""
+    from simulator.models import resolve_model_path
+
+    if getattr(cfg, "module", None):
+        from simulator.errors import ConfigError
+        from simulator.torch_host import load_state_dict_model
+
+        if not cfg.input_shape:
+            raise ConfigError(f"{cfg.source}: module = {cfg.module!r} needs input_shape, the model's input without "
+                              "the batch axis in its own layout (e.g. input_shape = [3, 32, 32])")
+        return load_state_dict_model(resolve_model_path(cfg.model_name), cfg.module, cfg.module_kwargs,
+                                     (2, *cfg.input_shape), check=cfg.check)
+    return load_model(cfg.model_name, check=cfg.check)
+
+
 def read_xbarsim_h5(path: Path) -> Network:
     """Read a file in our own HDF5 model format."""
     import h5py

@@ -17,7 +17,7 @@ import numpy as np
 
 from simulator.config import Config, load_config
 from simulator.errors import ConfigError
-from simulator.network import Network, load_model
+from simulator.network import Network, load_model, load_model_for
 from simulator.simulation import Simulation
 from simulator.validation import check_labels
 
@@ -159,7 +159,18 @@ def _topks(cfg: Config) -> list[int]:
     return sorted(set(int(k) for k in ks) | {1})
 
 
+def primary_output(out):
+    """The class scores of a forward result: the array itself, a dict's ``logits`` (else first) entry, a tuple's first."""
+    if isinstance(out, dict):
+        out = out["logits"] if "logits" in out else next(iter(out.values()))
+        return primary_output(out)
+    if isinstance(out, (tuple, list)):
+        return primary_output(out[0])
+    return np.asarray(out)
+
+
 def _correct(out: np.ndarray, labels: np.ndarray, ks: list[int]) -> dict[int, int]:
+    out = primary_output(out)
     out = out.reshape(out.shape[0], -1)
     order = np.argsort(-out, axis=1)[:, : max(ks)]
     hits = order == labels[:, None]
@@ -211,7 +222,7 @@ def run(
     has none; it is recorded in the result).
     """
     cfg = load_config(config)
-    net = network if network is not None else load_model(cfg.model_name, check=cfg.check)
+    net = network if network is not None else load_model_for(cfg)
     base_seed = cfg.seed if cfg.seed is not None else int(np.random.SeedSequence().entropy % (2**31))
     indices = list(range(cfg.Nruns)) if runs is None else list(runs)
     ks = _topks(cfg)
@@ -230,7 +241,7 @@ def run(
     ideal_hits = {k: 0 for k in ks}
     n = 0
     for x, y in data.iter_batches(layout=net.input_layout):
-        out = ref.ideal_forward(x)
+        out = primary_output(ref.ideal_forward(x))
         n_classes = out.reshape(len(out), -1).shape[1]
         if max(ks) > n_classes:
             raise ConfigError(f"{cfg.source}: topk = {cfg.topk!r} but model {net.name!r} has {n_classes} outputs "

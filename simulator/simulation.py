@@ -138,7 +138,8 @@ class Simulation:
         return super().__new__(cls)
 
     def __init__(self, network: Network, config: Config | dict | str | None = None, seed: int | None = None,
-                 *, calibration=None) -> None:
+                 *, calibration=None, cores: bool = True) -> None:
+        """``cores = False`` programs no arrays: only :meth:`ideal_forward` and :meth:`trace` can run."""
         self.network = network
         self.config = cfg = load_config(config)
         self.backend = get_backend(cfg.useGPU, cfg.gpu_num)
@@ -171,7 +172,7 @@ class Simulation:
         self._last_use = self._compute_last_use()
         self.cores: dict[str, Any] = {}
         for layer in layers:
-            if layer.is_mvm:
+            if layer.is_mvm and cores:
                 self._build_layer(layer)
         if cfg.export_conductances:
             self.export_conductances(cfg.conductances_dir)
@@ -329,6 +330,9 @@ class Simulation:
         hw = cfg.for_layer(layer.name)
         xp = self.xp
         w = layer.weights
+        if (layer.attrs.get("witin") or {}).get("padding_mode", "zeros") != "zeros" and cfg.witin_mode != "chip":
+            raise ConfigError(f"layer {layer.name!r}: padding_mode {layer.attrs['witin']['padding_mode']!r} is "
+                              "simulated in witin_mode = 'chip' only")
         if layer.attrs.get("witin") and cfg.witin_mode == "chip":
             from simulator.witin.chip import WitinChipLayer
 
@@ -606,6 +610,11 @@ class Simulation:
             sh, sw = c.get("strides", (1, 1))
             dh, dw = c.get("dilation_rate", (1, 1))
             pads = ops.resolve_padding(c.get("padding", "valid"), x.shape[1], x.shape[2], kh, kw, sh, sw, dh, dw)
+            if ideal and t == "DepthwiseConv2D":  # exact: per-channel window sums, not the block-diagonal matrix
+                y = ops.depthwise_conv(ops.pad_nhwc(x, pads, xp), layer.weights["depthwise_kernel"],
+                                       layer.weights.get("bias") if c.get("use_bias", True) else None,
+                                       (sh, sw), (dh, dw), xp)
+                return ops.activation(y, c.get("activation"), xp)
             y = self._conv(x, layer, self._mvm(layer.name, layer, ideal), kh, kw, sh, sw, dh, dw, pads)
             return ops.activation(y, c.get("activation"), xp)
         if t == "Conv2DTranspose":

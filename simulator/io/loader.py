@@ -103,8 +103,7 @@ def _load_keras(path: Path, *, check: bool = True):
 FORMATS: list[ModelFormat] = [
     ModelFormat("xbarsim", "xbarsim HDF5 model (.h5)", _is_xbarsim, _load_xbarsim),
     ModelFormat("keras", "Keras 2 HDF5 model (.h5)", _is_keras, _load_keras),
-    # torch.export programs: the torch host registers its loader here (register_format("pt2", load=...)).
-    ModelFormat("pt2", "torch.export program (.pt2)", _is_pt2, None),
+    ModelFormat("pt2", "torch.export program (.pt2)", _is_pt2, "simulator.torch_host.export_program:load_torch_export"),
     ModelFormat("onnx", "ONNX model (.onnx)", _is_onnx, "simulator.io.onnx_import:load_onnx"),
 ]
 

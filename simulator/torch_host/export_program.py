@@ -124,13 +124,14 @@ def restore_modules(gm, where: str) -> int:
             continue
         op = node.target._schema.name.split("::")[-1]
         if op not in ("linear", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "convolution"):
-            if op in _UNMAPPED_PRODUCTS and any(_param(gm, a) not in (False, None) for a in node.args[:3] if hasattr(a, "op")):
+            if op in _UNMAPPED_PRODUCTS and any(_param(gm, a) is not False and _param(gm, a) is not None
+                                                for a in node.args[:3] if hasattr(a, "op")):
                 raise ModelError(f"{where}: node {node.name!r} ({op}) multiplies by a parameter in a form xbarsim does not "
                                  "map onto arrays; export without run_decompositions() so linear/conv nodes stay whole")
             continue
         weight = _param(gm, node.args[1])
         bias = _param(gm, node.args[2] if len(node.args) > 2 else None)
-        if not weight or bias is False:
+        if weight is None or weight is False or bias is False:
             raise ModelError(f"{where}: node {node.name!r} ({op}) has a weight that is not a parameter of the program "
                              "(a computed weight cannot be programmed onto arrays)")
         key = (node.args[1].target, None if bias is None else node.args[2].target, op, tuple(map(str, node.args[3:])))

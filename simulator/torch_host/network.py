@@ -88,6 +88,14 @@ def mvm_kind(mod) -> str | None:
     return None
 
 
+def set_eval(module) -> None:
+    """Eval mode; programs unlifted from torch.export refuse ``eval()`` and are already in their exported mode."""
+    try:
+        module.eval()
+    except NotImplementedError:
+        pass
+
+
 def _unmapped(mod) -> str | None:
     torch = torch_module()
     for name in UNMAPPED_MVM:
@@ -426,7 +434,7 @@ def from_torch(module, example_input, name: str | None = None, *, check: bool = 
     if not isinstance(module, torch.nn.Module):
         raise ModelError(f"from_torch expects a torch.nn.Module, got {type(module).__name__}")
     where = name or source or type(module).__name__
-    module.eval()
+    set_eval(module)
     args, kwargs = _as_args(example_input)
     sites, folds, bns, unused, _ = _discover(module, args, kwargs, where)
     if not sites:

@@ -29,6 +29,7 @@ import numpy as np
 from simulator.errors import DataError, XbarsimError
 from simulator.simulation import Simulation
 from simulator.torch_host.modules import from_xp, make_replacement, nn, to_xp, torch
+from simulator.torch_host.network import set_eval
 
 
 @contextlib.contextmanager
@@ -79,7 +80,8 @@ class TorchSimulation(Simulation):
     # ------------------------------------------------------------ set-up
     def _simulated_copy(self):
         net = self.network
-        model = copy.deepcopy(net.module).eval()
+        model = copy.deepcopy(net.module)
+        set_eval(model)
         kept = {layer.name for layer in self.layers}
         replace: dict[int, Any] = {}
         for site in net.sites:

@@ -73,7 +73,7 @@ def test_dnn_inference_params_keys(tmp_path):
         "x_par = 1", "y_par = 1", "Nslices = 1", "digital_offset = True", "weight_bits = 8",
         "adc_type = 'SAR'", "NcolsMax = 32", "NrowsMax = 64", "weight_percentile = 100",
         "subtract_current_in_xbar = True", "interleaved_posneg = False", "Icol_max = 0", "digital_bias = True",
-        "balanced_style = 'one_sided'",
+        "balanced_style = 'one_sided'", "input_range = [-2.0, 2.0]", "adc_range = [-3.0, 5.0]", "ideal = False",
     ])
     cfg = load_config(flat(tmp_path, text, "inference_config_kw.py"))
     assert cfg.style == "OFFSET" and cfg.dac_bits == 6 and cfg.ADC_per_ibit and cfg.input_slice_size == 2
@@ -81,6 +81,12 @@ def test_dnn_inference_params_keys(tmp_path):
     assert cfg.On_off_ratio == pytest.approx(100.0)
     assert cfg.error_model == "alpha" and cfg.noise_model == "alpha" and cfg.drift_model == "none"
     assert cfg.adc_type == "sar" and cfg.adc_range_option == "max" and cfg.NcolsMax == 32
+    assert cfg.dac_range == (-2.0, 2.0) and cfg.adc_xbar_range is None  # no calibrated range: 'max' drops it
+    icol = load_config(flat(tmp_path, "Icol_max = 3.0\nRmin = 1e3\n", "inference_config_icol.py"))
+    assert icol.Icol_max / icol.Icell_max == 3.0  # dnn_inference_params: units of one cell's max current
+    cal = load_config(flat(tmp_path, "adc_bits = 6\nadc_range_option = 'CALIBRATED'\nadc_range = [-3.0, 5.0]\n"
+                                     "Rmin = 1e3\n", "inference_config_cal.py"))
+    assert cal.adc_xbar_range == [(-3.0, 5.0)]
 
 
 def test_value_aliases_and_case(tmp_path):

@@ -137,7 +137,11 @@ def from_flat(data: Mapping[str, Any], source: str) -> dict[str, Any]:
         out["dac_range"] = list(d.pop("input_range"))
     if "adc_range" in d:
         value = d.pop("adc_range")
-        out["adc_xbar_range"] = [list(r) for r in value] if value and isinstance(value[0], (list, tuple)) else [list(value)]
+        if str(d.get("adc_range_option", "calibrated")).lower() == "calibrated" and int(d.get("adc_bits", 0) or 0) > 0:
+            out["adc_xbar_range"] = ([list(r) for r in value] if value and isinstance(value[0], (list, tuple))
+                                     else [list(value)])
+        else:
+            note(source, "adc_range", "used only with adc_range_option = CALIBRATED and adc_bits > 0, as in CrossSim")
     if "positiveInputsOnly" in d:
         pos = d.pop("positiveInputsOnly")
         if isinstance(pos, (list, tuple)):
@@ -185,6 +189,11 @@ def from_flat(data: Mapping[str, Any], source: str) -> dict[str, Any]:
         out.pop("Rp_row", None), out.pop("Rp_col", None)
     if d.get("Icol_max", 0) == 0:
         d.pop("Icell_max", None)  # only used with Icol_max > 0
+    elif "Icell_max" not in d:
+        # dnn_inference_params takes Icol_max already in units of one cell's maximum current
+        note(source, "Icol_max without Icell_max", "read as units of one cell's maximum current, as "
+             "dnn_inference_params does")
+        d["Icell_max"] = 1.0
     if d.get("subtract_current_in_xbar") is False and d.get("interleaved_posneg"):
         raise ConfigError(f"{source}: subtract_current_in_xbar = False contradicts interleaved_posneg = True "
                           "(CrossSim overrides it with a warning; xbarsim asks you to choose)")

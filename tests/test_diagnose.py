@@ -13,6 +13,8 @@ from click.testing import CliRunner
 import simulator
 from simulator.cli import cli
 from simulator.diagnosis import CAUSES, diagnose
+from simulator.errors import ConfigError
+from simulator.runner import load_test_dataset
 
 # 8-bit weights, DAC and ADC with the shipped calibrated ranges, no device errors
 BASE = dict(model_name="digits_cnn", task="digits", weight_bits=8, dac_bits=8, adc_bits=8, NrowsMax=144,
@@ -91,7 +93,7 @@ def test_adc_clipping_fractions_match_a_direct_count():
     net = simulator.load_model("digits_cnn")
     kernel = next(l for l in net.layers if l.name == "conv1").weights["kernel"]
     cfg0 = dict(model_name="digits_cnn", seed=0, ntest=50, fold_batchnorm=False, precision="float64")
-    data = simulator.runner.load_test_dataset(simulator.load_config(cfg0))
+    data = load_test_dataset(simulator.load_config(cfg0))
     images, _ = data.load_all()
     y = _conv1_adc_inputs(images, kernel)
     a = float(np.percentile(np.abs(y), 85))
@@ -121,7 +123,7 @@ def test_adc_clipping_fractions_match_a_direct_count():
 def test_observe_keeps_bounded_samples_and_detaches():
     net = simulator.load_model("digits_cnn")
     sim = simulator.Simulation(net, dict(BASE), seed=0)
-    x = simulator.runner.load_test_dataset(simulator.load_config(BASE)).load_all()[0]
+    x = load_test_dataset(simulator.load_config(BASE)).load_all()[0]
     before = sim.forward(x)
     with sim.observe(samples=100, seed=3) as rec:
         during = sim.forward(x)
@@ -131,7 +133,7 @@ def test_observe_keeps_bounded_samples_and_detaches():
     assert rec["conv2"].rows == len(x) * 64 and rec["conv2"].samples.shape == (100, 144)
     assert rec["fc2"].samples.shape == (100, 64)
     assert all(core.observer is None for core in sim.cores.values() if hasattr(core, "observer"))
-    with pytest.raises(simulator.errors.ConfigError, match="names no analog layer"):
+    with pytest.raises(ConfigError, match="names no analog layer"):
         with sim.observe(layers=["nope"]):
             pass
 
@@ -234,3 +236,21 @@ def test_only_this_layer_nonideal_equals_a_config_written_by_hand():
     rest = dict(BASE, ntest=60, layers={"conv2": {"weight_bits": 0, "dac_bits": 0, "adc_bits": 0,
                                                   "adc_range_option": "max"}})
     assert d.acc_only_ideal == simulator.run(rest).mean
+
+
+def test_current_limit_clipping_matches_a_direct_count():
+    """BALANCED one-sided, G_min = 0: plane currents x @ max(w, 0) and x @ max(-w, 0), w = W / max|W| (manual 6.1, 8.4)."""
+    net = simulator.load_model("digits_cnn")
+    kernel = next(l for l in net.layers if l.name == "conv1").weights["kernel"].astype(np.float64)
+    cfg0 = dict(model_name="digits_cnn", seed=0, ntest=40, fold_batchnorm=False, precision="float64")
+    images, _ = load_test_dataset(simulator.load_config(cfg0)).load_all()
+    w = kernel / np.abs(kernel).max()
+    i_pos = _conv1_adc_inputs(images, np.maximum(w, 0))
+    i_neg = _conv1_adc_inputs(images, np.maximum(-w, 0))
+    limit = float(np.percentile(np.concatenate([i_pos.ravel(), i_neg.ravel()]), 90))
+    expected = (np.count_nonzero(i_pos > limit) + np.count_nonzero(i_neg > limit)) / (i_pos.size + i_neg.size)
+    cfg = dict(cfg0, layers={"conv1": {"Icol_max": limit * 1e-6, "Icell_max": 1e-6}})
+    rep = diagnose(cfg, layers=["conv1"], sensitivity=False)
+    d = rep.layers[0]
+    assert d.icol_clipped == pytest.approx(expected, abs=1e-12)
+    assert d.main_cause == "icol" and "Icol_max" in rep.hint(d)

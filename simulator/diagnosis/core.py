@@ -341,9 +341,10 @@ class DiagnoseReport:
                          f"({100 * d.cause_share[cause]:.0f} % of its error): {self.hint(d)}")
         attr = self.cause_attribution()
         total = sum(attr.values())
-        if total > 0:
-            lines.append("accuracy lost by cause: " + ", ".join(
-                f"{CAUSES[c]} {100 * v / total:.0f} %" for c, v in attr.items()))
+        shown = {c: v for c, v in attr.items() if total > 0 and v / total >= 0.005}
+        if shown:
+            lines.append("accuracy lost by cause (layer costs split by their causes' error shares): " + ", ".join(
+                f"{CAUSES[c]} {100 * v / total:.0f} %" for c, v in shown.items()))
         return lines
 
     # ------------------------------------------------------------ tables

@@ -187,3 +187,23 @@ def test_user_can_register_an_adc():
         assert cv.make_adc("test_half", 4, -1, 1, params={"scale": 0.25})(np.ones(2), np)[0] == 0.25
     finally:
         cv.ADC_MODELS.pop("test_half")
+
+
+@pytest.mark.parametrize("name", ["ramp", "sar", "quantizer", "sign_magnitude", "generic"])
+def test_level_grid_describes_the_outputs(name):
+    """``lo + k * step`` (``k * step`` when signed), k in k_range, are the model's outputs: what diagnostics count."""
+    from simulator.observe import QuantizerUse
+
+    adc = cv.make_adc(name, 4, -1.0, 3.0, n_cols=16, params={"gain_db": math.inf} if name in CIRCUITS else None)
+    y = sweep(-1.0, 3.0, 997)
+    out = adc(y, np)
+    kmin, kmax = adc.k_range
+    k = np.arange(kmin, kmax + 1)
+    grid = k * adc.step if adc.signed else adc.lo + k * adc.step
+    assert np.all(np.min(np.abs(out.reshape(-1, 1) - grid[None, :]), axis=1) < 1e-12)
+    use = QuantizerUse(adc)
+    use.add(y, np)
+    lo_in = getattr(adc, "in_lo", grid[0])
+    hi_in = getattr(adc, "in_hi", grid[-1])
+    if name in CIRCUITS:  # clipped exactly when outside the input range
+        assert use.clipped_high == np.count_nonzero(y > hi_in) and use.clipped_low == np.count_nonzero(y < lo_in)

@@ -199,6 +199,19 @@ class ADCModel:
     def enabled(self) -> bool:
         return self.bits > 0
 
+    # ---- the nominal level grid, as UniformQuantizer describes it (for diagnostics) --
+    # Level k sits at ``lo + k * step`` (``signed`` False) or ``k * step`` (True), k in ``k_range``.
+    signed = False
+
+    @property
+    def step(self) -> float:
+        """Nominal code width: (hi - lo) / 2**bits (the circuit models' bins; subclasses with levels override)."""
+        return (self.hi - self.lo) / 2**self.bits if self.bits > 0 else self.hi - self.lo
+
+    @property
+    def k_range(self) -> tuple[int, int]:
+        return 0, 2**self.bits - 1
+
     def __call__(self, y, xp, out=None):  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -226,15 +239,30 @@ def midrise_codes(u, bits: int, xp):
 
 
 class _CircuitADC(ADCModel):
-    """Shared range mapping of the circuit ADCs (see the module docstring)."""
+    """Shared range mapping of the circuit ADCs (see the module docstring).
+
+    ``in_lo``, ``in_hi``: the input range; ``lo``, ``hi``: the first and last
+    output level (``in_lo + step/2``, ``in_hi - step/2``), ``step = (in_hi -
+    in_lo) / 2**bits``, so ``lo + k * step`` is the output of code ``k``.
+    """
+
+    def __init__(self, bits, lo, hi, **kw) -> None:
+        super().__init__(bits, lo, hi, **kw)
+        self.in_lo, self.in_hi = self.lo, self.hi
+        if self.bits > 0:
+            half = 0.5 * (self.in_hi - self.in_lo) / 2**self.bits
+            self.lo, self.hi = self.in_lo + half, self.in_hi - half
+
+    @property
+    def step(self) -> float:
+        return (self.in_hi - self.in_lo) / 2**self.bits if self.bits > 0 else self.in_hi - self.in_lo
 
     def _to_unit(self, y, xp):
-        c, h = 0.5 * (self.hi + self.lo), 0.5 * (self.hi - self.lo)
+        c, h = 0.5 * (self.in_hi + self.in_lo), 0.5 * (self.in_hi - self.in_lo)
         return xp.clip((y - c) / h, -1.0, 1.0)
 
     def _from_codes(self, k, xp, out=None):
-        step = (self.hi - self.lo) / 2**self.bits
-        res = xp.multiply(k + 0.5, step, out=out)
+        res = xp.multiply(k, self.step, out=out)
         res += self.lo
         return res
 
@@ -329,6 +357,10 @@ class GenericADC(ADCModel):
         super().__init__(bits, lo, hi, **kw)
         self.q = UniformQuantizer(self.bits, self.lo, self.hi)
 
+    signed = property(lambda self: self.q.signed)
+    step = property(lambda self: self.q.step)
+    k_range = property(lambda self: self.q.k_range)
+
     def __call__(self, y, xp, out=None):
         return self.q(y, xp, out=out)
 
@@ -338,6 +370,7 @@ class QuantizerADC(ADCModel):
     """2**bits equally spaced levels from lo to hi inclusive (rounding to the nearest, clipping)."""
 
     name = "quantizer"
+    step = property(lambda self: (self.hi - self.lo) / (2**self.bits - 1) if self.bits > 0 else self.hi - self.lo)
 
     def __call__(self, y, xp, out=None):
         if not self.enabled:
@@ -362,6 +395,11 @@ class SignMagnitudeADC(ADCModel):
         super().__init__(bits, lo, hi, **kw)
         r = max(abs(self.lo), abs(self.hi))
         self.q = UniformQuantizer(self.bits, -r, r)
+        self.lo, self.hi = self.q.lo, self.q.hi
+
+    signed = property(lambda self: self.q.signed)
+    step = property(lambda self: self.q.step)
+    k_range = property(lambda self: self.q.k_range)
 
     def __call__(self, y, xp, out=None):
         return self.q(y, xp, out=out)

@@ -202,3 +202,24 @@ def depthwise_matrix(kernel, xp):
     for c in range(cin):
         M[:, :, c, c * mult : (c + 1) * mult] = kernel[:, :, c, :]
     return M.reshape(kh * kw * cin, cin * mult)
+
+
+def depthwise_conv(x, kernel, bias, strides, dilation, xp):
+    """Exact depthwise convolution of a padded NHWC array with a (kh, kw, cin, mult) kernel.
+
+    Output channel ``c * mult + m`` (Keras order), as :func:`depthwise_matrix` maps it onto an array.
+    """
+    kh, kw, cin, mult = kernel.shape
+    k = xp.asarray(kernel, dtype=x.dtype)
+    N, H, W, C = x.shape
+    Ho = conv_output_size(H, kh, strides[0], dilation[0])
+    Wo = conv_output_size(W, kw, strides[1], dilation[1])
+    y = xp.zeros((N, Ho, Wo, cin, mult), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            h0, w0 = i * dilation[0], j * dilation[1]
+            tap = x[:, h0 : h0 + strides[0] * (Ho - 1) + 1 : strides[0], w0 : w0 + strides[1] * (Wo - 1) + 1 : strides[1], :]
+            y += tap[..., None] * k[i, j]
+    y = y.reshape(N, Ho, Wo, cin * mult)
+    return y if bias is None else y + xp.asarray(bias, dtype=x.dtype)
+

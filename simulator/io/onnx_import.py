@@ -101,6 +101,7 @@ class _Importer:
         self.batch = self.in_dims[0]
         self.shapes, self.elem = self._infer_shapes()
         self._ran_ort = False
+        self._session = None
         self.layers: list[Layer] = []
         self.names: set[str] = set()
         self.prod: dict[str, str] = {}  # onnx tensor -> our layer computing it
@@ -135,6 +136,13 @@ class _Importer:
         onnx = _onnx()
         m = onnx.ModelProto()
         m.CopyFrom(self.model)
+        # large initializers become typed graph inputs: inference needs their shapes, not their values
+        small = [i for i in m.graph.initializer if int(np.prod(i.dims)) <= 64]
+        for init in m.graph.initializer:
+            if int(np.prod(init.dims)) > 64:
+                m.graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+        del m.graph.initializer[:]
+        m.graph.initializer.extend(small)
         for inp in m.graph.input:
             if inp.name == self.input.name:
                 inp.type.tensor_type.shape.dim[0].ClearField("dim_param")
@@ -186,10 +194,9 @@ class _Importer:
             return
         from onnx import helper
 
-        names = [o for node in self.graph.node for o in node.output if o and o not in self.shapes]
         dtype = helper.tensor_dtype_to_np_dtype(self.input.type.tensor_type.elem_type)
         try:
-            got = _ort_run(self.model, names, {self.input.name: np.zeros(self.in_dims, dtype=dtype)})
+            got = self.ort_run([{self.input.name: np.zeros(self.in_dims, dtype=dtype)}])
         except Exception:  # the caller reports the missing shape
             return
         for name, value in got.items():
@@ -211,6 +218,30 @@ class _Importer:
                 raise self.err(node, f"input {name!r} is a constant where an activation was expected")
             raise self.err(node, f"input {name!r} is not produced by any node")
         return name
+
+    def ort_run(self, feeds: list[dict]) -> dict[str, np.ndarray]:
+        """Every node output of the original model computed by onnxruntime, the runs of ``feeds`` stacked on axis 0.
+
+        One session for the whole import (no graph optimizations: the file's nodes as written).
+        """
+        if self._session is None:
+            import onnxruntime as ort
+            from onnx import helper
+
+            m = type(self.model)()
+            m.CopyFrom(self.model)
+            have = {o.name for o in m.graph.output}
+            names = [o for node in self.graph.node for o in node.output if o and o not in have]
+            m.graph.output.extend([helper.make_empty_tensor_value_info(t) for t in dict.fromkeys(names)])
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            opts.log_severity_level = 3
+            sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            self._session = (sess, [o.name for o in sess.get_outputs()])
+        sess, out = self._session
+        runs = [sess.run(out, f) for f in feeds]
+        return {nm: np.concatenate([np.atleast_1d(r[i]) for r in runs]) if len(runs) > 1 else r0
+                for i, (nm, r0) in enumerate(zip(out, runs[0]))}
 
     def fix_batch(self, node, why: str) -> None:
         """Record that the graph mixes the batch axis with others (the Network becomes fixed-batch)."""
@@ -240,8 +271,12 @@ class _Importer:
             self.exact[out] = self.exact[src]
         self.batched[out] = self.batched[src]
 
-    def operands(self, node, names: list[str]) -> tuple[list[str], list, dict[str, np.ndarray]]:
-        """(activation inputs, operand spec, constant weights) for a node mixing activations and constants."""
+    def operands(self, node, names: list[str], broadcast: bool = True) -> tuple[list[str], list, dict[str, np.ndarray]]:
+        """(activation inputs, operand spec, constant weights) for a node mixing activations and constants.
+
+        ``broadcast``: the op broadcasts constants against activations (a constant whose leading axis has
+        more than one entry at the activations' rank then spans the batch: the graph becomes fixed-batch).
+        """
         acts: list[str] = []
         spec: list = []
         weights: dict[str, np.ndarray] = {}
@@ -259,7 +294,7 @@ class _Importer:
         rank = max(len(self.shape(node, a)) for a in acts)
         for n in names:
             c = self.const(n)
-            if c is not None and c.ndim == rank and c.shape[0] > 1 and any(self.batched[a] for a in acts):
+            if broadcast and c is not None and c.ndim == rank and c.shape[0] > 1 and any(self.batched[a] for a in acts):
                 self.fix_batch(node, f"constant operand {n!r} spans the batch axis")
         return acts, spec, weights
 
@@ -310,12 +345,9 @@ class _Importer:
             return True
         if op != "Constant" and not all((not i) or i in self.consts for i in node.input):
             return False
-        from onnx.reference import ReferenceEvaluator
-
+        feeds = {i: self.consts[i] for i in node.input if i}
         try:
-            ref = ReferenceEvaluator(node, opsets={"": self.opset})
-            feeds = {i: self.consts[i] for i in node.input if i}
-            values = ref.run(None, feeds)
+            values = _evaluate(node, feeds, self.opset)
         except Exception as exc:
             raise self.err(node, f"cannot evaluate this constant expression ({exc.__class__.__name__}: "
                            f"{(str(exc).splitlines() or [''])[0]})") from None
@@ -323,6 +355,27 @@ class _Importer:
             if name:
                 self.consts[name] = np.asarray(v)
         return True
+
+
+def _evaluate(node, feeds: dict[str, np.ndarray], opset: int) -> list:
+    """Outputs of one node on constant inputs: onnx's reference evaluator, onnxruntime where it fails."""
+    from onnx.reference import ReferenceEvaluator
+
+    try:
+        return ReferenceEvaluator(node, opsets={"": opset}).run(None, feeds)
+    except Exception:
+        pass
+    import onnxruntime as ort
+    from onnx import helper
+
+    ins = [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape))
+           for k, v in feeds.items()]
+    outs = [helper.make_empty_tensor_value_info(o) for o in node.output if o]
+    graph = helper.make_graph([node], "fold", ins, outs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    values = dict(zip([o.name for o in outs], sess.run(None, feeds)))
+    return [values.get(o) for o in node.output]
 
 
 # ====================================================================== handlers
@@ -714,7 +767,7 @@ def _split(imp: _Importer, node, a):
 
 def _gather(imp: _Importer, node, a):
     data, idx = node.input[0], node.input[1]
-    acts, spec, weights = imp.operands(node, [data, idx])
+    acts, spec, weights = imp.operands(node, [data, idx], broadcast=False)
     r = len(imp.shape(node, data))
     axis = int(a.get("axis", 0)) % r
     if data in acts:  # gathering from an activation
@@ -816,29 +869,6 @@ def _index_limit(model, consts: dict, name: str) -> int:
     return min(limits) if limits else 2
 
 
-def _ort_run(model, names: list[str], feeds: dict | list[dict]) -> dict[str, np.ndarray]:
-    """Run ``model`` in onnxruntime (no graph optimizations) returning the tensors ``names`` and the outputs.
-
-    A list of feeds runs each and stacks the results on axis 0.
-    """
-    import onnxruntime as ort
-    from onnx import helper
-
-    m = type(model)()
-    m.CopyFrom(model)
-    have = {o.name for o in m.graph.output}
-    m.graph.output.extend([helper.make_empty_tensor_value_info(t) for t in dict.fromkeys(names) if t not in have])
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    out = [o.name for o in sess.get_outputs()]
-    if isinstance(feeds, dict):
-        return dict(zip(out, sess.run(out, feeds)))
-    runs = [sess.run(out, f) for f in feeds]
-    return {nm: np.concatenate([r[i] for r in runs]) for i, nm in enumerate(out)}
-
-
 def self_check(imp: _Importer, net: Network, n_samples: int = 2, seed: int = 0):
     """Compare ``net`` with onnxruntime node by node on seeded random inputs (raises ModelError on a mismatch)."""
     try:
@@ -863,14 +893,13 @@ def self_check(imp: _Importer, net: Network, n_samples: int = 2, seed: int = 0):
                 seen.add(o)
                 order.append((_label(node), o, imp.exact[o]))
     try:
-        feeds = [{imp.input.name: x[s : s + B]} for s in range(0, n, B)]
-        reference = _ort_run(imp.model, [t for _, t, _ in order], feeds)
+        reference = imp.ort_run([{imp.input.name: x[s : s + B]} for s in range(0, n, B)])
     except Exception as exc:
         raise ModelError(f"{imp.source}: onnxruntime cannot run this model for the import self-check "
                          f"({exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0]})") from None
     # exact MVMs (no arrays programmed), the graph as imported: batch norms unfolded so every node has its output
     cfg = {"analog": False, "ignoredLayerTypes": [], "fold_batchnorm": False}
-    traced = Simulation(net, cfg, seed=0).trace(x)
+    traced = Simulation(net, cfg, seed=0, cores=False).trace(x)
     report = compare_traces(reference, traced, order, source=imp.source, runtime="onnxruntime", n_inputs=n)
     return report
 

@@ -173,3 +173,18 @@ def test_column_partitions_keep_relu_aware_profiling(tmp_path):
         a = np.sort(np.asarray(whole.load_raw((layer, 0, None))))
         b = np.sort(np.asarray(split.load_raw((layer, 0, None))))
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_inspect_counts_column_partitions_as_the_simulation_builds_them():
+    from click.testing import CliRunner
+
+    from simulator.cli import cli
+    from simulator.network import load_model
+    from simulator.simulation import Simulation
+
+    res = CliRunner().invoke(cli, ["inspect", "digits_cnn", "--set", "NrowsMax=256", "--set", "NcolsMax=16"])
+    assert res.exit_code == 0, res.output
+    sim = Simulation(load_model("digits_cnn"), {"NrowsMax": 256, "NcolsMax": 16}, seed=0)
+    for name in ("conv2", "fc1"):
+        n = sum(len(w.cores) for w in sim.cores[name].wrappers) * 2  # BALANCED: two device planes per array
+        assert f"{name}: {len(sim.cores[name].wrappers)} partition(s) x 1 slice(s) x 2 polarity = {n} arrays" in res.output

@@ -28,10 +28,15 @@ def mvm_matrices(layer) -> list[tuple[str, tuple[int, int]]]:
     return []
 
 
-def array_count(rows: int, has_bias: bool, hw) -> tuple[int, int, int, int]:
-    """(partitions, slices, polarity, total arrays) for one matrix, as manual 1.2.1 counts cores."""
+def array_count(rows: int, has_bias: bool, hw, cols: int | None = None) -> tuple[int, int, int, int]:
+    """(partitions, slices, polarity, total arrays) for one matrix, as manual 1.2.1 counts cores.
+
+    Partitions are row partitions (NrowsMax) times column partitions (NcolsMax, when ``cols`` is given).
+    """
     n_rows = rows + (1 if has_bias and not hw.digital_bias else 0)
     parts = len(partition_sizes(n_rows, hw.NrowsMax))
+    if cols is not None:
+        parts *= len(partition_sizes(cols, getattr(hw, "NcolsMax", 0)))
     slices = hw.Nslices
     polarity = 2 if hw.style == "BALANCED" else 1
     return parts, slices, polarity, parts * slices * polarity
@@ -60,6 +65,53 @@ def weight_report(W: np.ndarray, hw) -> str:
             f"({mse_l / mse_u if mse_u else float('nan'):.2f}x)\n      Lloyd levels: {shown}")
 
 
+def _arrays_line(core: str, rows: int, has_bias: bool, hw, cols: int | None = None) -> tuple[str, int]:
+    parts, slices, pol, n = array_count(rows, has_bias, hw, cols)
+    return (f"      {core}: {parts} partition(s) x {slices} slice(s) x {pol} polarity = {n} arrays"
+            + (" (+ unit column)" if hw.style == "OFFSET" and not hw.digital_offset else "")), n
+
+
+def torch_report(net, cfg=None) -> str:
+    """A torch model: its analog layers (qualified names, MVM shapes, arrays) and what stays digital in torch."""
+    lines = [f"torch model {net.name} ({net.metadata.get('source', 'torch')}): input {list(net.input_shape)}; "
+             f"{len(net.sites)} analog module(s); every other operation runs in torch"]
+    lines.append(f"{'analog layer':<34} {'module':<20} {'in -> out':<30} MVM (rows x cols)")
+    total = 0
+    for site in net.sites:
+        io = f"{list(site.input_shape[1:])} -> {list(site.output_shape[1:])}"
+        calls = f" ({site.calls} calls per forward)" if site.calls > 1 else ""
+        for layer in site.layers:
+            mats = mvm_matrices(layer)
+            lines.append(f"{layer.name:<34} {site.module_class:<20} {io:<30} "
+                         + ", ".join(f"{r}x{c}" for _, (r, c) in mats) + calls)
+            if cfg is None:
+                continue
+            hw = cfg.for_layer(layer.name)
+            if not hw.analog:
+                lines.append("      digital (analog = false)")
+                continue
+            for core, (r, c) in mats:
+                text, n = _arrays_line(core, r, "bias" in layer.weights, hw, c)
+                total += n
+                lines.append(text)
+    if net.folds and (cfg is None or cfg.fold_batchnorm):
+        lines.append("batch norms folded into their MVM layer: "
+                     + ", ".join(f"{bn} -> {src}" for bn, src in net.folds.items()))
+    if net.unused:
+        lines.append("never called by the forward pass (not simulated): " + ", ".join(net.unused))
+    kinds: dict[str, list[str]] = {}
+    folded = set(net.folds) if cfg is None or cfg.fold_batchnorm else set()
+    for qual, cls in net.digital:
+        if qual not in folded:
+            kinds.setdefault(cls, []).append(qual)
+    digital = "; ".join(f"{cls} x{len(q)}" for cls, q in sorted(kinds.items()))
+    lines.append(f"digital in torch: {digital or 'no leaf modules'}; plus the functional operations between modules "
+                 "(additions, reshapes, attention products between activations)")
+    if cfg is not None:
+        lines.append(f"arrays {total}")
+    return "\n".join(lines)
+
+
 @click.command("inspect")
 @click.argument("model")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
@@ -74,6 +126,9 @@ def command(model: str, config: str | None, weights: bool, sets: tuple[str, ...]
 
     net = load_model(model, check=not no_check)
     cfg = load_with_overrides(config, sets) if (config or sets) else None
+    if getattr(net, "is_torch", False):
+        click.echo(torch_report(net, cfg))
+        return
     shapes = Simulation(net, {"fold_batchnorm": False}, seed=0).output_shapes()
     layout = "NHWC" if net.internal_layout == "NHWC" else f"{net.input_layout}, as the model's own"
     click.echo(f"model {net.name}: input {net.input_layout} {list(net.input_shape)} (shapes below are {layout})")
@@ -95,7 +150,7 @@ def command(model: str, config: str | None, weights: bool, sets: tuple[str, ...]
                 continue
             for core, (r, c) in mats:
                 has_bias = (layer.config.get("use_bias", True) and ("bias" in layer.weights or "bias_ih" in layer.weights))
-                parts, slices, pol, n = array_count(r, has_bias, hw)
+                parts, slices, pol, n = array_count(r, has_bias, hw, c)
                 total_arrays += n
                 click.echo(f"      {core}: {parts} partition(s) x {slices} slice(s) x {pol} polarity = {n} arrays"
                            + (" (+ unit column)" if hw.style == "OFFSET" and not hw.digital_offset else ""))

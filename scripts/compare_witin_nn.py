@@ -64,10 +64,14 @@ def make_module(wn, kind, cfg_values, rnd: random.Random):
         shape = (rnd.choice([1, 4, 9]), nin)
     elif kind == "Conv2d":
         groups = rnd.choice([1, 1, 2])
+        if cfg_values.get("to_linear"):
+            groups = 1  # witin_nn: to_linear convolutions have groups = 1
         cin = groups * rnd.choice([1, 3])
         cout = groups * rnd.choice([1, 4])
         k = rnd.choice([1, 2, 3])
-        m = wn.WitinConv2d(cin, cout, k, stride=rnd.choice([1, 2]), padding=rnd.choice([0, 1]),
+        pad = rnd.choice([0, 1])
+        mode = "reflect" if EXTRA_FIELDS and pad and groups == 1 and rnd.random() < 0.3 else "zeros"
+        m = wn.WitinConv2d(cin, cout, k, stride=rnd.choice([1, 2]), padding=pad, padding_mode=mode,
                            dilation=rnd.choice([1, 1, 2]), groups=groups, bias=rnd.random() < 0.85, layer_config=cfg)
         shape = (rnd.choice([1, 2]), cin, rnd.choice([5, 7]), rnd.choice([5, 6]))
     else:
@@ -97,6 +101,13 @@ def random_config(kind, rnd: random.Random, noise_level=0):
     }
     if rnd.random() < 0.2:
         values["w_clip"] = rnd.choice([0.05, 0.2, 0.5])
+    if EXTRA_FIELDS:
+        if rnd.random() < 0.2:
+            values["output_fp_clip"] = rnd.choice([0.05, 0.3, 1.0])
+        if kind == "Conv2d" and rnd.random() < 0.25:
+            values["to_linear"] = True
+        if rnd.random() < 0.1 and noise_level == 0:
+            values["use_quantization"] = False
     if xb > 8 and rnd.random() < 0.3:
         import torch
 
@@ -163,15 +174,23 @@ def compare_exact(n_cases: int, seed: int, kinds=("Linear", "Conv2d", "ConvTrans
         with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             ref = m(x).numpy()
         y, chip = ours(m, x, rng)
-        diff = y.astype(np.float32) != ref
+        if values.get("use_quantization", True) is False:  # float mode: float32 sums in another order
+            diff = np.abs(y.astype(np.float32) - ref) > 1e-5 * max(1.0, float(np.abs(ref).max()))
+        else:
+            diff = y.astype(np.float32) != ref
         bad = int(diff.sum())
-        s = stats.setdefault((kind, _neg_name(values), "x>8" if values["x_quant_bits"] > 8 else "x=8"), [0, 0, 0, 0])
+        tag = "x>8" if values["x_quant_bits"] > 8 else "x=8"
+        if EXTRA_FIELDS:
+            tag += "".join(f" {k}" for k in ("output_fp_clip", "to_linear") if k in values)
+            tag += " float" if values.get("use_quantization", True) is False else ""
+            tag += " reflect" if getattr(m, "padding_mode", "zeros") == "reflect" else ""
+        s = stats.setdefault((kind, _neg_name(values), tag), [0, 0, 0, 0])
         s[0] += 1
         s[1] += ref.size
         s[2] += bad
         s[3] += bad > 0
         if bad and len(examples) < 10:
-            steps = float(np.max(np.abs(y[diff] - ref[diff]))) * chip.product.spec.scale_y
+            steps = float(np.max(np.abs(y[diff] - ref[diff]))) * getattr(chip.product.spec, "scale_y", 1.0)
             examples.append((kind, {k: (v.item() if hasattr(v, "item") else str(v)) for k, v in values.items()}, bad,
                              ref.size, f"max {steps:g} output steps"))
     return stats, examples
@@ -274,8 +293,12 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=30, help="float-training epochs of each network")
     ap.add_argument("--runs", type=int, default=200, help="accuracy runs per noise level (networks)")
     ap.add_argument("--levels", default="1,2,3,4,5,6,7,8,9", help="noise levels (networks)")
+    ap.add_argument("--fields", action="store_true", help="also draw output_fp_clip, to_linear, padding_mode "
+                    "reflect and use_quantization = False (float mode)")
     args = ap.parse_args(argv)
     WN = load_witin(args.checkout)
+    global EXTRA_FIELDS
+    EXTRA_FIELDS = args.fields
     if args.networks:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import witin_networks as W
@@ -287,10 +310,11 @@ def main(argv=None):
     negs = tuple(args.neg.split(",")) if args.neg else None
     stats, examples = compare_exact(args.cases, args.seed, tuple(args.kinds.split(",")), negs)
     print("bit-exact comparison at noise_level 0 (witin_nn eval vs WitinChipLayer)")
-    print(f"{'layer':<18}{'neg_in':<7}{'x bits':<7}{'cases':>7}{'elements':>11}{'mismatch':>10}{'cases w/ mismatch':>19}")
+    print(f"{'layer':<18}{'neg_in':<7}{'x bits / fields':<7}{'cases':>7}{'elements':>11}{'mismatch':>10}{'cases w/ mismatch':>19}")
     totals = [0, 0, 0, 0]
     for (kind, neg, xb), (n, el, bad, badc) in sorted(stats.items()):
-        print(f"{kind:<18}{neg:<7}{xb:<7}{n:>7}{el:>11}{bad:>10}{badc:>19}")
+        print(f"{kind:<18}{neg:<7}{xb:<7}{n:>7}{el:>11}{bad:>10}{badc:>19}" if not EXTRA_FIELDS
+              else f"{kind:<18}{neg:<7}{xb:<34}{n:>7}{el:>11}{bad:>10}{badc:>19}")
         totals = [a + b for a, b in zip(totals, (n, el, bad, badc))]
     print(f"{'total':<32}{totals[0]:>7}{totals[1]:>11}{totals[2]:>10}{totals[3]:>19}")
     for ex in examples:
@@ -304,6 +328,7 @@ def main(argv=None):
 
 
 WN = None
+EXTRA_FIELDS = False
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -100,10 +100,11 @@ def witin_attrs(module) -> dict[str, Any]:
     if "handle_neg_in" in out:
         out["handle_neg_in"] = normalize_handle_neg_in(out["handle_neg_in"])
     if cfg is not None:
-        for key in ("use_quantization", "noise_model"):
+        for key in ("use_quantization", "noise_model", "to_linear", "output_fp_clip", "hardware"):
             if hasattr(cfg, key):
                 out[key] = _scalar(getattr(cfg, key))
         out["noise_model"] = str(out.get("noise_model", "NORMAL"))
+        out["hardware"] = str(out.get("hardware", "ARRAY"))
     for part in ("x", "weight", "y"):
         v = _io_max(module, part)
         if v is not None:
@@ -190,8 +191,10 @@ class _Builder:
             attrs = {"witin": witin_attrs(mod)} if cls in CIM_CLASSES else {}
             return self.add(qual, "Dense", ins, {"units": int(mod.out_features), "use_bias": mod.bias is not None}, w, attrs, out_rank)
         if cls == "WitinConv2d" or isinstance(mod, nn.Conv2d):
-            if getattr(mod, "padding_mode", "zeros") != "zeros":
-                raise self.err(qual, kind, f"padding_mode {mod.padding_mode!r} is not supported (only 'zeros')")
+            pmode = getattr(mod, "padding_mode", "zeros")
+            if pmode != "zeros" and not (cls == "WitinConv2d" and pmode == "reflect"):
+                raise self.err(qual, kind, f"padding_mode {mod.padding_mode!r} is not supported (only 'zeros'; "
+                               "WitinConv2d also 'reflect')")
             weight = _np(mod.weight)  # (cout, cin/g, kh, kw)
             groups = int(mod.groups)
             pad = mod.padding
@@ -214,6 +217,8 @@ class _Builder:
             cfg.update({"filters": cout, "groups": groups})
             k = np.ascontiguousarray(weight.transpose(2, 3, 1, 0))
             attrs = {"witin": witin_attrs(mod)} if cls in CIM_CLASSES else {}
+            if pmode != "zeros":
+                attrs["witin"]["padding_mode"] = pmode
             return self.add(qual, "Conv2D", ins, cfg, {"kernel": k, **bias}, attrs, 4)
         if cls == "WitinConvTranspose2d" or isinstance(mod, nn.ConvTranspose2d):
             if int(mod.groups) != 1:

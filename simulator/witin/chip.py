@@ -157,8 +157,18 @@ class _Spec:
         self.w_clip = None if v["w_clip"] in (None, 0) else float(v["w_clip"])
         self.bias_d = v["bias_d"]
         self.noise_mode = v["noise_mode"]
+        # fields of witin_nn's layer_config that only the model sets (snapshot taken when the layer was built)
+        self.use_quantization = model.get("use_quantization", True) not in (False, 0, "False")
+        self.model_to_linear = bool(model.get("to_linear", False))
+        self.to_linear = self.model_to_linear and layer_type == "Conv2D"
+        self.output_fp_clip = model.get("output_fp_clip")
+        self.noise_model = str(model.get("noise_model") or "NORMAL").split(".")[-1]
+        self.hardware = str(model.get("hardware") or "ARRAY").split(".")[-1]
         self._check(layer_type)
-        self.input_mode = quant.INPUT_MODES[(layer_type, self.handle_neg_in)]
+        # WitinConv2d with to_linear unfolds its input and runs the WitinLinear pipeline on the patches
+        self.input_mode = quant.INPUT_MODES[("Dense" if self.to_linear else layer_type, self.handle_neg_in)]
+        if not self.use_quantization:
+            return
         if bool(v["use_auto_scale"]):
             try:
                 self.scale_x = quant.input_scale(self._io(model, "io_max_x"), self.xb, self.handle_neg_in, self.input_mode)
@@ -181,7 +191,7 @@ class _Spec:
         self.g = quant.g_value(self.scale_x, self.scale_weight, self.scale_y)
         self.shift = (
             quant.shift_offset(self.shift_num, self.scale_x, self.xb,
-                               quant.CONV_SHIFT_LIMIT if layer_type == "Conv2D" else None)
+                               quant.CONV_SHIFT_LIMIT if layer_type == "Conv2D" and not self.to_linear else None)
             if self.handle_neg_in == "Shift" else 0.0
         )
 
@@ -208,6 +218,17 @@ class _Spec:
             raise ModelError(f"{w}: witin noise_mode must be 'output' or 'weight', got {self.noise_mode!r}")
         if self.handle_neg_in == "Shift" and layer_type == "Conv2DTranspose":
             raise ModelError(f"{w}: witin handle_neg_in = Shift is not available for ConvTranspose2d (use PN)")
+        if self.hardware != "ARRAY" and self.use_quantization:
+            raise ModelError(f"{w}: witin hardware = {self.hardware} is not simulated (only HardwareType.ARRAY, "
+                             "the CIM array, is)")
+        if self.noise_model != "NORMAL" and self.noise_level > 0 and self.use_quantization:
+            raise ModelError(f"{w}: witin noise_model = {self.noise_model} is not simulated (only NoiseModel.NORMAL; "
+                             "set noise_level = 0 or use NORMAL)")
+        if layer_type == "Conv2DTranspose" and bool(self.model_to_linear):
+            raise ModelError(f"{w}: witin to_linear = True is not simulated for ConvTranspose2d (witin_nn 0.1.3's "
+                             "unfolded transposed convolution fails on most shapes)")
+        if self.output_fp_clip is not None and not float(self.output_fp_clip) > 0:
+            raise ModelError(f"{w}: witin output_fp_clip must be > 0 or None, got {self.output_fp_clip!r}")
 
 
 # ---------------------------------------------------------------- products
@@ -241,14 +262,18 @@ class _Conv2D:
         self.d = _pair(config.get("dilation_rate"), (1, 1))
         self.padding = config.get("padding", "valid")
         self.groups = int(config.get("groups", 1) or 1)
+        self.padding_mode = "zeros"  # set from attrs["witin"]["padding_mode"] by WitinChipLayer
 
     def fan_sum(self, nw):
         return nw.sum(axis=(0, 1, 2))
 
     def pad_input(self, x):
-        """Zero-pad the float input (before quantization, as witin_nn does)."""
+        """Pad the float input (before quantization, as witin_nn does): zeros, or reflected for padding_mode reflect."""
         (kh, kw), (sh, sw), (dh, dw) = self.k, self.s, self.d
         pads = ops.resolve_padding(self.padding, x.shape[1], x.shape[2], kh, kw, sh, sw, dh, dw)
+        if self.padding_mode == "reflect":
+            (t, b), (l, r) = pads
+            return self.xp.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), mode="reflect")
         return ops.pad_nhwc(x, pads, self.xp)
 
     def __call__(self, x, w):
@@ -335,6 +360,12 @@ class _Product:
     def __init__(self, where, spec: _Spec, op, kernel, bias, xp, rng):
         self.where, self.spec, self.op, self.xp, self.rng = where, spec, op, xp, rng
         s = spec
+        if not s.use_quantization:
+            # witin_nn's float mode: the plain float product with the weights clipped to +-w_clip, no noise
+            w = xp.asarray(kernel, dtype=xp.float32)
+            self.float_w = w if s.w_clip is None else xp.clip(w, -xp.float32(s.w_clip), xp.float32(s.w_clip))
+            self.float_b = None if bias is None else xp.asarray(bias, dtype=xp.float32).reshape(-1)
+            return
         self.nw = quant.quantize_weight(xp.asarray(kernel), s.scale_weight, s.wb, xp, s.w_clip)
         n_out = self.nw.shape[2] if isinstance(op, _Conv2DTranspose) else self.nw.shape[-1]
         b = xp.zeros(n_out, dtype=xp.float32) if bias is None else xp.asarray(bias, dtype=xp.float32).reshape(-1)
@@ -342,7 +373,7 @@ class _Product:
         if s.handle_neg_in == "Shift":
             comp = s.shift * op.fan_sum(self.nw)
         bias_d = None
-        one_pass = (type(op).__name__, s.input_mode) in ONE_PASS
+        one_pass = (type(op).__name__, s.input_mode) in ONE_PASS and not s.to_linear
         if s.xb > quant.ANALOG_INPUT_BITS and not one_pass and s.bias_d is not None:
             bd = xp.asarray(s.bias_d, dtype=xp.float32).reshape(-1)
             bias_d = bd if bd.size == n_out else xp.broadcast_to(bd, (n_out,))
@@ -350,7 +381,7 @@ class _Product:
             b, s.scale_x, s.scale_weight, s.bias_row_N, 8 if one_pass else s.xb, xp,
             shift_comp=comp, bias_d=bias_d,
         )
-        one_pass = ONE_PASS.get((type(op).__name__, s.input_mode))
+        one_pass = None if s.to_linear else ONE_PASS.get((type(op).__name__, s.input_mode))
         self.out_bits = None if one_pass is None else (s.yb if one_pass == "yb" else int(one_pass))
         self.has_digital = s.xb > quant.ANALOG_INPUT_BITS and one_pass is None
         self.pn_negated = None
@@ -370,7 +401,12 @@ class _Product:
         nx = quant.quantize_input(x, s.scale_x, s.xb, s.handle_neg_in, xp, s.shift, s.input_mode)
         if not self.has_digital:
             bits = s.yb if self.out_bits is None else self.out_bits
-            return quant.quantize_output(self._analog(nx), s.scale_x, s.scale_weight, s.scale_y, bits, xp)
+            # output_fp_clip: WitinConv2d / WitinConvTranspose2d clip acc/(sx*sw) (float units) before the output
+            # quantization (WitinLinear and to_linear convolutions ignore it)
+            fp_clip = (s.output_fp_clip if isinstance(self.op, (_Conv2D, _Conv2DTranspose)) and not s.to_linear
+                       else None)
+            return quant.quantize_output(self._analog(nx), s.scale_x, s.scale_weight, s.scale_y, bits, xp,
+                                         fp_clip=fp_clip)
         low, high = quant.split_input(nx, xp)
         digital = self.op(high, self.nw) + self.digital_steps * quant.BIAS_ROW_INPUT
         return quant.combine_outputs(self._analog(low), digital, s.scale_x, s.scale_weight, s.scale_y, s.yb, xp)
@@ -419,6 +455,18 @@ class _Product:
         return xp.asarray(self.rng.standard_normal(self.analog_steps.shape)) * xp.sqrt(self.bias_var)
 
     def __call__(self, x):
+        if not self.spec.use_quantization:
+            xp = self.xp
+            if hasattr(self.op, "pad_input"):
+                x = self.op.pad_input(xp.asarray(x))
+            y = self.op(xp.asarray(x, dtype=xp.float32), self.float_w)
+            return y if self.float_b is None else y + self.float_b
+        if self.spec.to_linear:
+            # WitinConv2d(to_linear): the WitinLinear result, then the conv wrapper's own int8 clip, computed
+            # unrounded in float32: clip(f32(f32(NPU_y/sy)*sy), -128, 127)/sy
+            xp, sy = self.xp, self.xp.float32(self.spec.scale_y)
+            y = xp.asarray(self.npu(x), dtype=xp.float32) / sy
+            return xp.clip(y * sy, -128.0, 127.0).astype(xp.float32) / sy
         return self.npu(x) / self.spec.scale_y
 
 
@@ -477,6 +525,9 @@ class WitinChipLayer:
             op, kernel = _Dense(w["kernel"], xp), w["kernel"]
         elif layer.type == "Conv2D":
             op, kernel = _Conv2D(layer.config, xp), w["kernel"]
+            op.padding_mode = model.get("padding_mode", "zeros")
+            if op.padding_mode not in ("zeros", "reflect"):
+                raise ModelError(f"{where}: padding_mode {op.padding_mode!r} is not supported (zeros or reflect)")
         else:
             op, kernel = _Conv2DTranspose(layer.config, xp), w["kernel"]
         bias = w.get("bias") if use_bias else None

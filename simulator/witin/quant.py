@@ -266,16 +266,21 @@ def output_units(accs, scale_x: float, scale_weight: float, xp):
     return total
 
 
-def quantize_output(acc, scale_x: float, scale_weight: float, scale_y: float, y_quant_bits: int, xp):
+def quantize_output(acc, scale_x: float, scale_weight: float, scale_y: float, y_quant_bits: int, xp,
+                    fp_clip: float | None = None):
     """NPU_y = round(clip(acc / (scale_x*scale_weight) * scale_y, -2**(yb-1), 2**(yb-1)-1)).
 
     Computed in float32 in witin_nn's order (divide by the scale product, then
     multiply by scale_y), which is what makes results bit exact when the scales
     are not powers of two (then it is not ``round(acc / g_value)``). ``acc`` may
-    be a tuple of accumulators (see :func:`output_units`).
+    be a tuple of accumulators (see :func:`output_units`). ``fp_clip`` (witin's
+    ``output_fp_clip``) clips ``acc / (scale_x*scale_weight)`` to ``±fp_clip`` first.
     """
     half = 2.0 ** (y_quant_bits - 1)
-    y = output_units(acc, scale_x, scale_weight, xp) * xp.float32(scale_y)
+    units = output_units(acc, scale_x, scale_weight, xp)
+    if fp_clip is not None:
+        units = xp.clip(units, -xp.float32(fp_clip), xp.float32(fp_clip))
+    y = units * xp.float32(scale_y)
     return _round(xp.clip(y, -half, half - 1), xp).astype(xp.float64)
 
 

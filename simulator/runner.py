@@ -232,9 +232,10 @@ def run(
 
     calib = calibration_for(net, cfg)
     # ideal (floating-point) reference, once
-    ref = Simulation(net, cfg.with_overrides({"error_model": "none", "noise_model": "none", "drift_model": "none",
-                                           "device_params": {}, "t_drift": 0.0})
-                     if cfg.error_model != "none" or cfg.noise_model != "none" or cfg.drift_model != "none" else cfg,
+    ref_cfg = cfg.with_overrides({"export_conductances": False}) if cfg.export_conductances else cfg  # runs export
+    ref = Simulation(net, ref_cfg.with_overrides({"error_model": "none", "noise_model": "none", "drift_model": "none",
+                                               "device_params": {}, "t_drift": 0.0})
+                     if cfg.error_model != "none" or cfg.noise_model != "none" or cfg.drift_model != "none" else ref_cfg,
                      seed=base_seed, calibration=calib)
     data = dataset if dataset is not None else load_test_dataset(cfg)
     t0 = time.perf_counter()

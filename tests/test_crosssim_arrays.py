@@ -188,3 +188,15 @@ def test_inspect_counts_column_partitions_as_the_simulation_builds_them():
     for name in ("conv2", "fc1"):
         n = sum(len(w.cores) for w in sim.cores[name].wrappers) * 2  # BALANCED: two device planes per array
         assert f"{name}: {len(sim.cores[name].wrappers)} partition(s) x 1 slice(s) x 2 polarity = {n} arrays" in res.output
+
+
+def test_run_exports_one_folder_per_run(tmp_path):
+    import simulator
+
+    cfg = {"export_conductances": True, "conductances_dir": str(tmp_path / "G"), "Nruns": 2, "seed": 10,
+           "ntest": 20, "error_model": "alpha", "alpha_error": 0.05}
+    simulator.run(cfg)
+    assert sorted(p.name for p in (tmp_path / "G").iterdir()) == ["seed10", "seed11"]
+    a = np.load(tmp_path / "G" / "seed10" / "fc2__part0__slice0__pos.npy")
+    b = np.load(tmp_path / "G" / "seed11" / "fc2__part0__slice0__pos.npy")
+    assert a.shape == b.shape and not np.allclose(a, b)  # each run programs its own errors

@@ -259,3 +259,15 @@ def test_calibrate_on_an_nchw_model(tmp_path):
     path, table = calibrate({"adc_bits": 6, "dac_bits": 6}, what="both", out=tmp_path / "n.h5", ntest=10,
                             network=nchw, optimizer="minmax")
     assert path.is_file() and "conv1" in table
+
+
+def test_sweep_grid_cap_and_lazy_counting(tmp_path):
+    import time
+
+    t0 = time.perf_counter()
+    one_line_error(run_cli("sweep", write(tmp_path, "ntest = 5\n"), "-p", "ntest=1:1000000", "--out", tmp_path),
+                   "1000000 points", "--max-points 1000000")
+    one_line_error(run_cli("sweep", write(tmp_path, "ntest = 5\n"), "-p", "alpha_noise=0:1:lin:1000000000",
+                           "--out", tmp_path), "more than the 1000000")
+    assert time.perf_counter() - t0 < 20  # counted, not built and validated point by point
+    assert not any((tmp_path).glob("*/results.csv"))

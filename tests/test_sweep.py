@@ -525,3 +525,58 @@ def test_folder_lock(tmp_path):
     res = run_sweep(BASE, ["adc_bits=4,8"], workers=1, out=tmp_path, name="s", runner=fake_runner, resume=True)
     info2 = json.loads((folder / "sweep.json").read_text())["info"]
     assert info2["started"] == info["started"] and len(info2["resumed"]) == 1
+
+
+def pid_runner(config, *, runs=None, progress=False):
+    """Writes this worker's pid to $XBARSIM_TEST_PIDS/<pid>, then runs slowly (for the process-handling tests)."""
+    folder = os.environ["XBARSIM_TEST_PIDS"]
+    open(os.path.join(folder, str(os.getpid())), "w").close()
+    time.sleep(0.5 if config.to_dict().get("adc_bits") == 4 else 30)
+    return fake_runner(config, runs=runs, progress=progress)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped) counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
+def test_killing_the_main_process_ends_the_workers_and_keeps_points(tmp_path, how):
+    """SIGINT/SIGTERM to the main process alone (started with SIGINT ignored, as a background job of a
+    non-interactive shell is) or SIGKILL: the pool workers end, the finished point stays in results.csv."""
+    import signal
+    import subprocess
+    import sys
+
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("ntest = 5\n")
+    env = dict(os.environ, XBARSIM_TEST_PIDS=str(pids), PYTHONPATH=os.path.dirname(__file__) + os.pathsep
+               + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-c", "from simulator.cli import main; main()", "sweep", str(cfg), "-p", "adc_bits=4,6,8",
+           "-j", "2", "--out", str(tmp_path), "--name", "k", "--no-plot", "--no-progress",
+           "--runner", "test_sweep:pid_runner"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    results = tmp_path / "k" / "results.csv"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (results.exists() and len(results.read_text().splitlines()) > 1
+                                          and len(os.listdir(pids)) >= 2):
+        time.sleep(0.1)
+    workers = [int(p) for p in os.listdir(pids)]
+    assert len(workers) >= 2 and results.exists(), proc.communicate(timeout=5)
+    proc.send_signal(getattr(signal, how))
+    proc.wait(timeout=30)
+    t_end = time.time() + 10
+    while time.time() < t_end and any(_alive(p) for p in workers):
+        time.sleep(0.1)
+    assert not [p for p in workers if _alive(p)]
+    assert "adc_bits" in results.read_text() and len(results.read_text().splitlines()) >= 2

@@ -11,6 +11,7 @@ from simulator.config import Config, load_config
 from simulator.sweep import store as _store
 from simulator.sweep.executors import Executor, Runner, Task, make_executor
 from simulator.sweep.spec import (
+    MAX_POINTS,
     Param,
     SweepError,
     SweepSpec,
@@ -53,6 +54,7 @@ def run_sweep(
     progress: bool = False,
     plot: bool = True,
     echo: Optional[Callable[[str], None]] = None,
+    max_points: int = MAX_POINTS,
 ) -> SweepResult:
     """Sweep config parameters; write ``<out>/<name>/`` (see :mod:`simulator.sweep.store`).
 
@@ -78,7 +80,9 @@ def run_sweep(
         if bad:
             raise SweepError("--set seed=...: the sweep's base seed is set with --seed")
         base = base.with_overrides(overrides)
-    spec = SweepSpec(as_params(params), zip=zip)
+    spec = SweepSpec(as_params(params), zip=zip, max_points=max_points)
+    if len(spec.points) > 1000:
+        say(f"validating {len(spec.points)} sweep points ...")
     configs = resolve_points(base, spec, seed=seed)
     pvals = point_values(configs, spec)
     nruns = base.Nruns

@@ -114,6 +114,42 @@ def limit_threads(n: int = 1) -> None:
             pass
 
 
+def exit_with_parent(poll_s: float = 0.5) -> None:
+    """Make this (worker) process end when the process that started it ends, even by SIGKILL.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGTERM)``; everywhere: a daemon thread
+    that exits the process once its parent process id changes (re-parenting).
+    """
+    import signal
+    import threading
+    import time
+
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent:  # the parent died before the prctl call
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="xbarsim-parent-watch", daemon=True).start()
+
+
+def init_worker(n_threads: int = 1) -> None:
+    """Pool worker initializer: BLAS thread cap, and end with the sweep's main process."""
+    limit_threads(n_threads)
+    exit_with_parent()
+
+
 @contextlib.contextmanager
 def _thread_env(n: int = 1):
     """Temporarily set the thread-cap variables so that spawned children inherit them at start-up."""
@@ -186,7 +222,7 @@ class LocalPoolExecutor(Executor):
         # spawned children start with the parent's environment: cap their BLAS
         # threads before numpy is imported there, and again in the initializer
         with _thread_env(1):
-            self._pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=limit_threads, initargs=(1,))
+            self._pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=init_worker, initargs=(1,))
             futures = {self._pool.submit(execute_task, t.config, t.run, runner, t.label): t for t in tasks}
         yielded, error = set(), None
         try:

@@ -67,12 +67,19 @@ class Param:
         return {"name": self.name, "values": list(self.values), "scale": self.scale}
 
 
+#: default largest number of sweep points (grid size) run without confirmation (``--max-points``)
+MAX_POINTS = 10_000
+#: largest number of values one --param range may expand to
+MAX_VALUES = 1_000_000
+
+
 @dataclass
 class SweepSpec:
-    """Parameters to sweep and how to combine them."""
+    """Parameters to sweep and how to combine them (at most ``max_points`` points)."""
 
     params: list[Param]
     zip: bool = False
+    max_points: int = MAX_POINTS
     points: list[dict[str, Any]] = field(init=False)
 
     def __post_init__(self):
@@ -82,6 +89,12 @@ class SweepSpec:
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise SweepError(f"--param {dup[0]} is given more than once; list all its values in one --param")
+        # count before building anything: a typo like ntest=1:1000000 must not start a million-point job
+        count = len(self.params[0].values) if self.zip else math.prod(len(p.values) for p in self.params)
+        if count > self.max_points:
+            sizes = " x ".join(f"{len(p.values)} ({p.name})" for p in self.params)
+            raise SweepError(f"the sweep has {count} points ({sizes}), more than --max-points {self.max_points}; "
+                             f"pass --max-points {count} to run it")
         self.points = make_points(self.params, zip=self.zip)
 
     @property
@@ -172,6 +185,8 @@ def parse_values(text: str, *, where: str = "--param", base_dir: str | Path | No
         if not _INT.match(n_text) or int(n_text) < 1:
             raise SweepError(f"{where}: {text!r}: the number of values must be a positive integer, got {n_text!r}")
         n = int(n_text)
+        if n > MAX_VALUES:
+            raise SweepError(f"{where}: {text!r}: {n} values, more than the {MAX_VALUES} one parameter may take")
         if n == 1 and a != b:
             raise SweepError(f"{where}: {text!r}: a range from {m[1]} to {m[2]} needs at least 2 values")
         if mode == "log":
@@ -198,6 +213,9 @@ def parse_values(text: str, *, where: str = "--param", base_dir: str | Path | No
         step = int(ends[2]) if len(ends) == 3 else (1 if b >= a else -1)
         if step == 0 or (b - a) * step < 0:
             raise SweepError(f"{where}: {text!r}: step {step} does not lead from {a} to {b}")
+        if abs(b - a) // abs(step) + 1 > MAX_VALUES:
+            raise SweepError(f"{where}: {text!r}: {abs(b - a) // abs(step) + 1} values, more than the {MAX_VALUES} "
+                             "one parameter may take")
         return list(range(a, b + (1 if step > 0 else -1), step)), "int"
     items = _split_list(text)
     if any(not s for s in items):

@@ -17,6 +17,22 @@ VALUES forms:
 """
 
 
+def _interruptible() -> None:
+    """SIGINT and SIGTERM to the main process stop the sweep (workers terminated, finished points kept).
+
+    A process started in the background by a non-interactive shell inherits
+    SIGINT as ignored, and Python then never raises KeyboardInterrupt: install
+    the handlers explicitly. SIGTERM (``kill PID``) is handled like Ctrl-C.
+    """
+    import signal
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, on_term)
+
+
 def _load_runner(spec: str):
     """``module:function`` -> the callable (hidden --runner option, for tests and custom runners)."""
     import importlib
@@ -60,11 +76,13 @@ def _load_runner(spec: str):
               help="Override a config value for the whole sweep (repeatable), e.g. --set Nruns=5.")
 @click.option("--no-plot", is_flag=True, help="Do not draw accuracy.png.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--max-points", type=click.IntRange(min=1), default=None,
+              help="Confirm a grid larger than 10000 points (the sweep refuses more points than this).")
 @click.option("--runner", default=None, hidden=True, metavar="MODULE:FUNCTION",
               help="Use this callable instead of simulator.run (it must be importable by the workers).")
 @no_check_option
 def command(config, params, zip_, workers, scheduler, scheduler_timeout, resume, name, out, seed, sets, no_plot,
-            no_progress, runner, no_check):
+            no_progress, runner, no_check, max_points):
     """Sweep config parameters of CONFIG and record the accuracy of every point.
 
     Writes OUT/NAME/results.csv (one row per point and run, saved as each
@@ -81,6 +99,7 @@ def command(config, params, zip_, workers, scheduler, scheduler_timeout, resume,
     from simulator.sweep.report import format_summary
     from simulator.sweep.spec import parse_set
 
+    _interruptible()
     overrides = parse_set(with_no_check(sets, no_check))
     runner_fn = _load_runner(runner) if runner else None
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731 - status lines on stderr, the table on stdout
@@ -101,6 +120,7 @@ def command(config, params, zip_, workers, scheduler, scheduler_timeout, resume,
             progress=not no_progress,
             plot=not no_plot,
             echo=echo,
+            **({"max_points": max_points} if max_points else {}),
         )
     except KeyboardInterrupt:
         click.echo("\nxbarsim: sweep interrupted; finished points are saved: run the same command with --resume "

@@ -74,3 +74,105 @@ def test_network_noise_std_matches_witin(level):
     outs = np.stack([sim.forward(x) for _ in range(200)])
     ratio = outs.std(axis=0).mean() / ref.mean()
     assert abs(ratio - 1) < 0.10, ratio
+
+
+# ------------------------------------------------------- state_dict import
+torch = pytest.importorskip("torch")
+
+_MODEL_SRC = '''
+import torch
+from torch import nn
+
+
+class _Cfg:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+class _AutoScale(nn.Module):
+    def __init__(self, v):
+        super().__init__()
+        self.io_max = nn.Parameter(torch.tensor(float(v)), requires_grad=False)
+
+
+class WitinTanh(nn.Module):
+    """Stand-in with witin_nn's attribute layout (class name, layer_config, autoscale_*_obj.io_max)."""
+
+    def __init__(self, io_x=8.0, io_y=8.0):
+        super().__init__()
+        self.layer_config = _Cfg(use_quantization=True, use_auto_scale=True, x_quant_bits=8, y_quant_bits=8)
+        self.autoscale_x_obj, self.autoscale_y_obj = _AutoScale(io_x), _AutoScale(io_y)
+
+    def forward(self, x):
+        return torch.tanh(x)
+
+
+class Net(nn.Module):
+    def __init__(self, width=6):
+        super().__init__()
+        self.fc = nn.Linear(4, width)
+        self.act = WitinTanh()
+
+    def forward(self, x):
+        return self.act(self.fc(x))
+'''
+
+
+@pytest.fixture()
+def model_module(tmp_path, monkeypatch):
+    (tmp_path / "xbs_witin_model.py").write_text(_MODEL_SRC)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    mod = importlib.import_module("xbs_witin_model")
+    return importlib.reload(mod)
+
+
+def test_state_dict_import_and_unrecorded_io_max_warning(model_module, tmp_path):
+    from simulator.io.torch_import import from_state_dict
+
+    torch.manual_seed(0)
+    net = model_module.Net(width=5)
+    path = tmp_path / "state.pt"
+    torch.save(net.state_dict(), path)
+    with pytest.warns(UserWarning, match="initial io_max"):
+        model = from_state_dict(path, "xbs_witin_model:Net", (1, 4), {"width": 5})
+    assert model.metadata["witin_unrecorded_io_max"] == ["act"]
+    # recorded io_max: no warning, and the quantized tanh of the fc output
+    net.act.autoscale_x_obj.io_max.data.fill_(3.0)
+    net.act.autoscale_y_obj.io_max.data.fill_(1.0)
+    torch.save(net.state_dict(), path)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = from_state_dict(path, "xbs_witin_model:Net", (1, 4), {"width": 5})
+    x = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)
+    out = Simulation(model, {"seed": 0}).forward(x)
+    with torch.no_grad():
+        pre = net.fc(torch.from_numpy(x)).numpy()
+    sx, sy = 128 / 4, 128 / 1  # 2**7 / 2**ceil(log2(io_max))
+    expect = np.clip(np.round(np.tanh(np.clip(np.round(pre * sx), -128, 127) / sx) * sy), -128, 127) / sy
+    np.testing.assert_allclose(out, expect, atol=1e-6)
+
+
+def test_convert_state_dict_cli(model_module, tmp_path):
+    from click.testing import CliRunner
+
+    from simulator.cli import cli
+
+    net = model_module.Net()
+    net.act.autoscale_x_obj.io_max.data.fill_(3.0)
+    path = tmp_path / "state.pt"
+    torch.save(net.state_dict(), path)
+    out = tmp_path / "m.h5"
+    r = CliRunner().invoke(cli, ["convert", str(path), str(out), "--module", "xbs_witin_model:Net",
+                                 "--input-shape", "1,4", "--module-kwargs", '{"width": 6}'])
+    assert r.exit_code == 0, r.output
+    assert load_model(out).layers[-1].attrs["witin_op"] == "WitinTanh"
+    bad = CliRunner().invoke(cli, ["convert", str(path), str(tmp_path / "n.h5"), "--module", "xbs_witin_model:Nope",
+                                   "--input-shape", "1,4"])
+    assert bad.exit_code == 2 and "cannot import" in bad.output
+    mismatch = CliRunner().invoke(cli, ["convert", str(path), str(tmp_path / "n.h5"), "--module",
+                                        "xbs_witin_model:Net", "--input-shape", "1,4", "--module-kwargs", '{"width": 3}'])
+    assert mismatch.exit_code == 2 and "does not match" in mismatch.output

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import operator
+import warnings
 from typing import Any
 
 import numpy as np
@@ -110,6 +111,75 @@ def witin_attrs(module) -> dict[str, Any]:
         if v is not None:
             out[f"io_max_{part}"] = v
     return out
+
+
+def unrecorded_io_max(layers) -> list[str]:
+    """Names of quantized witin layers whose io_max values all still equal witin_nn's initial values.
+
+    witin_nn initialises ``io_max`` of an input / output with its bit width
+    (``x_quant_bits``, ``x_left_quant_bits``, ``x_right_quant_bits``,
+    ``y_quant_bits``) and of weights with 8; they change only during
+    quantization-aware training. A layer still holding all of them was never
+    calibrated.
+    """
+    stale = []
+    for layer in layers:
+        cim = layer.attrs.get("witin") or {}
+        dig = layer.attrs.get("witin_digital")
+        attrs = dig if dig is not None else cim
+        if not attrs or attrs.get("use_quantization") is False or attrs.get("use_auto_scale") is False:
+            continue
+        init = {
+            "io_max_x": attrs.get("x_quant_bits", 8), "io_max_x1": attrs.get("x_left_quant_bits", 8),
+            "io_max_x2": attrs.get("x_right_quant_bits", 8), "io_max_y": attrs.get("y_quant_bits", 8),
+            "io_max_weight": 8,
+        }
+        present = {k: v for k, v in attrs.items() if k.startswith("io_max_") and v is not None}
+        if present and all(k in init and float(v) == float(init[k]) for k, v in present.items()):
+            stale.append(layer.name)
+    return stale
+
+
+def from_state_dict(path, module_spec: str, example_input, kwargs: dict | None = None,
+                    name: str | None = None) -> Network:
+    """Import ``package.module:Class(**kwargs)`` with the state_dict file ``path`` (what witin users save).
+
+    witin_nn convolutions cannot be pickled whole (``torch.save(model)``
+    fails), so witin models are saved as ``torch.save(model.state_dict())``;
+    the io_max values are parameters of the state_dict. The state_dict must
+    match the class exactly (``strict``). ``example_input``: a tensor or a
+    shape with the batch axis.
+    """
+    import importlib
+
+    torch = _torch()
+    mod_name, _, cls_name = str(module_spec).partition(":")
+    if not mod_name or not cls_name:
+        raise ModelError(f"--module {module_spec!r}: expected 'package.module:Class'")
+    try:
+        klass = getattr(importlib.import_module(mod_name), cls_name)
+    except (ImportError, AttributeError) as exc:
+        raise ModelError(f"--module {module_spec!r}: cannot import it ({exc.__class__.__name__}: {exc})") from None
+    try:
+        model = klass(**(kwargs or {}))
+    except Exception as exc:  # noqa: BLE001 - user code
+        raise ModelError(f"--module {module_spec!r}: {cls_name}(**kwargs) failed ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(model, torch.nn.Module):
+        raise ModelError(f"--module {module_spec!r}: {cls_name}() is a {type(model).__name__}, not a torch.nn.Module")
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds of errors for bad files
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise ModelError(f"{path}: not a readable state_dict file ({exc.__class__.__name__}: {first})") from None
+    if not isinstance(state, dict):
+        raise ModelError(f"{path}: holds a {type(state).__name__}, expected a state_dict (a dict of tensors)")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"{path}: does not match {module_spec}: {' '.join(str(exc).split())[:300]}") from None
+    if not isinstance(example_input, torch.Tensor):
+        example_input = torch.zeros(tuple(int(v) for v in example_input))
+    return from_torch(model, example_input, name=name or cls_name)
 
 
 def digital_attrs(module) -> dict[str, Any]:
@@ -621,6 +691,13 @@ def from_torch(module, example_input, name: str | None = None) -> Network:
     metadata = {"source": "torch", "torch_class": type(module).__name__}
     if any(l.attrs.get("witin") for l in b.layers):
         metadata["witin"] = True
+    stale = unrecorded_io_max(b.layers)
+    if stale:
+        msg = (f"{where}: witin layer(s) {', '.join(stale)} carry witin_nn's initial io_max values (never recorded: "
+               "the model was trained in float mode or not trained); their auto scales are placeholders. Record "
+               "io_max with quantization-aware training, or set fixed scales (use_auto_scale = false)")
+        warnings.warn(msg, UserWarning, stacklevel=2)
+        metadata["witin_unrecorded_io_max"] = stale
     net = Network(
         name=where,
         layers=b.layers,

@@ -4,7 +4,8 @@ The input format is recognised from the file's content as
 :func:`simulator.load_model` does (:mod:`simulator.io.loader`: xbarsim HDF5,
 Keras HDF5, ONNX, ...); ``.pt``/``.pth`` -> a whole ``torch.nn.Module`` saved
 with ``torch.save`` (needs ``--input-shape`` for the example input it is
-traced with). An xbarsim model file is re-written (e.g. to upgrade it).
+traced with), or with ``--module package.module:Class`` a state_dict saved
+with ``torch.save(model.state_dict())``, loaded into that class. An xbarsim model file is re-written (e.g. to upgrade it).
 ``--format`` overrides the guess; ``--no-check`` skips the import self-check.
 """
 from __future__ import annotations
@@ -62,8 +63,8 @@ def load_torch_module(path: Path, input_shape: tuple[int, ...] | None):
         first = (str(exc).splitlines() or [""])[0]
         raise ModelError(f"{path}: cannot load PyTorch file ({exc.__class__.__name__}: {first})") from None
     if isinstance(obj, dict):
-        raise ModelError(f"{path}: holds a state_dict, not a module; save the whole model with torch.save(model, ...) "
-                         "or export it to ONNX")
+        raise ModelError(f"{path}: holds a state_dict, not a module; pass its model class with --module "
+                         "package.module:Class, save the whole model with torch.save(model, ...) or export it to ONNX")
     if not isinstance(obj, torch.nn.Module):
         raise ModelError(f"{path}: holds a {type(obj).__name__}, expected a torch.nn.Module")
     obj.eval()
@@ -97,6 +98,34 @@ def convert_model(src: str | Path, fmt: str = "auto", input_shape: tuple[int, ..
     return load_model(src, check=check)
 
 
+def _convert_state_dict(src: Path, fmt: str, module_spec: str, module_kwargs: str | None,
+                        input_shape: tuple[int, ...] | None):
+    """``--module``: the state_dict file ``src`` loaded into ``module_spec`` and imported."""
+    import json
+
+    if fmt not in ("auto", "torch"):
+        raise ModelError(f"--module loads a PyTorch state_dict; --format {fmt} does not go with it")
+    if not src.exists():
+        raise ModelError(f"{src}: model file not found")
+    if input_shape is None:
+        raise ModelError(f"{src}: --module needs --input-shape (e.g. 1,1,8,8)")
+    kwargs = {}
+    if module_kwargs is not None:
+        try:
+            kwargs = json.loads(module_kwargs)
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"--module-kwargs {module_kwargs!r}: not JSON ({exc.msg})") from None
+        if not isinstance(kwargs, dict):
+            raise ModelError(f"--module-kwargs {module_kwargs!r}: expected a JSON object such as '{{\"width\": 8}}'")
+    try:
+        from simulator.io.torch_import import from_state_dict
+    except ImportError as exc:  # pragma: no cover - part of the package
+        raise ModelError(f"PyTorch import is not available in this installation ({exc})") from None
+    if len(input_shape) in (1, 3):  # no batch axis given
+        input_shape = (1,) + input_shape
+    return from_state_dict(src, module_spec, input_shape, kwargs)
+
+
 @click.command("convert")
 @click.argument("src", metavar="IN", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("out", metavar="OUT", type=click.Path(dir_okay=False, path_type=Path))
@@ -108,9 +137,15 @@ def convert_model(src: str | Path, fmt: str = "auto", input_shape: tuple[int, ..
               help="Keras layer types to drop (default: Dropout, GaussianNoise and similar). Repeatable.")
 @click.option("--keep-training-layers", is_flag=True, help="Keep Dropout/GaussianNoise layers of Keras models.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
+@click.option("--module", "module_spec", default=None, metavar="PACKAGE.MODULE:CLASS",
+              help="IN is a state_dict (torch.save(model.state_dict())): build this model class and load it "
+                   "(witin_nn models are saved this way). Needs --input-shape.")
+@click.option("--module-kwargs", default=None, metavar="JSON",
+              help="Keyword arguments for the --module class, as a JSON object.")
 @no_check_option
 def command(src: Path, out: Path, fmt: str, input_shape: str | None, ignored: tuple[str, ...],
-            keep_training_layers: bool, force: bool, no_check: bool) -> None:
+            keep_training_layers: bool, force: bool, module_spec: str | None, module_kwargs: str | None,
+            no_check: bool) -> None:
     """Convert the model IN (Keras .h5, .onnx, .pt/.pth, xbarsim) into an xbarsim model file OUT."""
     from simulator.network import load_model, save_model
 
@@ -125,7 +160,12 @@ def command(src: Path, out: Path, fmt: str, input_shape: str | None, ignored: tu
         from simulator.io.keras_h5 import DEFAULT_IGNORED_LAYER_TYPES
 
         ignored_types = DEFAULT_IGNORED_LAYER_TYPES + tuple(ignored)
-    net = convert_model(src, fmt, _parse_shape(input_shape), ignored_types, check=not no_check)
+    if module_spec is not None:
+        net = _convert_state_dict(src, fmt, module_spec, module_kwargs, _parse_shape(input_shape))
+    elif module_kwargs is not None:
+        raise ModelError("--module-kwargs needs --module")
+    else:
+        net = convert_model(src, fmt, _parse_shape(input_shape), ignored_types, check=not no_check)
     net.metadata.setdefault("converted_from", str(src))
     if out.parent and not out.parent.exists():
         raise ModelError(f"{out}: folder {out.parent} does not exist")

@@ -52,7 +52,9 @@ def windows(x, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, xp):
         raise ValueError(f"kernel {kh}x{kw} does not fit the {H}x{W} input")
     if dw == 1 and x.flags.c_contiguous:
         # One strided view (a window row of kw*C elements is contiguous in memory) and one copy.
-        sN, sH, sW, sC = x.strides
+        # strides from the shape: a C-contiguous view may carry any stride on a size-1 axis (e.g. C = 1)
+        sC = x.dtype.itemsize
+        sW, sH, sN = C * sC, W * C * sC, H * W * C * sC
         view = xp.lib.stride_tricks.as_strided(
             x, shape=(N, Ho, Wo, kh, kw * C), strides=(sN, sH * sh, sW * sw, sH * dh, sC)
         )

@@ -115,6 +115,54 @@ def _install(gm, path_hint: str, mod) -> str:
     return path
 
 
+def _buffer(gm, node):
+    if getattr(node, "op", None) != "get_attr":
+        return None
+    try:
+        return gm.get_buffer(node.target)
+    except AttributeError:
+        return None
+
+
+def _restore_batch_norm(gm, node) -> bool:
+    """``aten.batch_norm`` in inference form with parameter/buffer statistics -> an ``nn.BatchNorm1d/2d`` call.
+
+    Restoring the module lets ``fold_batchnorm`` fold it into the MVM layer before it, as for any torch model.
+    """
+    torch = torch_module()
+    a = list(node.args) + [None] * 9
+    x, weight, bias, mean, var, training, eps = a[0], a[1], a[2], a[3], a[4], a[5], a[7]
+    val = x.meta.get("val") if hasattr(x, "meta") else None
+    rm, rv = _buffer(gm, mean), _buffer(gm, var)
+    w, b = _param(gm, weight), _param(gm, bias)
+    if training or rm is None or rv is None or w is False or b is False or val is None or val.dim() not in (2, 3, 4):
+        return False
+    klass = torch.nn.BatchNorm2d if val.dim() == 4 else torch.nn.BatchNorm1d
+    mod = klass(rm.shape[0], eps=float(eps), affine=w is not None).eval()
+    mod.running_mean, mod.running_var = rm, rv
+    if w is not None:
+        mod.weight, mod.bias = w, b
+    path = mean.target[: -len(".running_mean")] if mean.target.endswith(".running_mean") else mean.target + "_bn"
+    try:
+        existing = gm.get_submodule(path)
+        plain = type(existing) is torch.nn.Module and next(existing.children(), None) is None
+    except AttributeError:
+        existing, plain = None, False
+    if existing is not None and not plain:
+        return False
+    if existing is not None:
+        parent, _, leaf = path.rpartition(".")
+        gm.get_submodule(parent)._modules[leaf] = mod
+    else:
+        gm.add_submodule(path, mod)
+    with gm.graph.inserting_before(node):
+        new = gm.graph.call_module(path, (x,))
+    new.meta = dict(node.meta)
+    node.replace_all_uses_with(new)
+    gm.graph.erase_node(node)
+    return True
+
+
 def restore_modules(gm, where: str) -> int:
     """Replace every aten linear/conv node of ``gm`` that has a parameter weight by a call of its module."""
     count = 0
@@ -123,6 +171,8 @@ def restore_modules(gm, where: str) -> int:
         if node.op != "call_function" or not hasattr(node.target, "_schema"):
             continue
         op = node.target._schema.name.split("::")[-1]
+        if op == "batch_norm" and _restore_batch_norm(gm, node):
+            continue
         if op not in ("linear", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "convolution"):
             if op in _UNMAPPED_PRODUCTS and any(_param(gm, a) is not False and _param(gm, a) is not None
                                                 for a in node.args[:3] if hasattr(a, "op")):

@@ -315,11 +315,14 @@ def _discover(module, args, kwargs, where: str):
 
 def _digital_summary(module, sites: list[AnalogSite]) -> list[tuple[str, str]]:
     """(qualified name, class) of the leaf modules that run in torch."""
+    torch = torch_module()
     analog = {s.name for s in sites}
     inside = tuple(s.name + "." for s in sites)
     rows = []
     for qual, mod in module.named_modules():
         if not qual or qual in analog or qual.startswith(inside) or next(mod.children(), None) is not None:
+            continue
+        if type(mod) is torch.nn.Module or type(mod).__name__ == "GuardsFn":  # containers of an exported program
             continue
         rows.append((qual, type(mod).__name__))
     return rows

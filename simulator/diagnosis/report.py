@@ -42,6 +42,13 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_snr(report: "DiagnoseReport", path: Path) -> Path:
     from simulator.diagnosis.core import CAUSES
 
@@ -74,10 +81,7 @@ def plot_snr(report: "DiagnoseReport", path: Path) -> Path:
     ax.axhline(0, color="black", linewidth=0.6)
     if drawn:
         ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_adc(report: "DiagnoseReport", path: Path) -> Path | None:
@@ -104,10 +108,7 @@ def plot_adc(report: "DiagnoseReport", path: Path) -> Path | None:
         ax.set_xlabel(f"ADC input (levels of the {use.bits}-bit ADC)", fontsize=7)
         ax.tick_params(labelsize=7)
     fig.suptitle("ADC inputs; red lines: the ADC range (beyond them: clipped)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_sensitivity(report: "DiagnoseReport", path: Path) -> Path | None:
@@ -134,10 +135,7 @@ def plot_sensitivity(report: "DiagnoseReport", path: Path) -> Path | None:
     ax.set_ylim(max(0.0, lo - 5), 100.5)
     ax.set_title("Sensitivity: accuracy per layer")
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _img(path: Path | None, alt: str) -> str:

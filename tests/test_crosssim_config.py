@@ -119,8 +119,8 @@ EXPECTED = {
     "default": dict(style="BALANCED", Nslices=1, NrowsMax=1024, NcolsMax=1024, weight_bits=0, adc_bits=0, dac_bits=0,
                     On_off_ratio=10.0, input_bitslicing=False, subtract_current_in_xbar=True),
     "ISAAC": dict(style="OFFSET", Nslices=8, NrowsMax=128, NcolsMax=128, weight_bits=16, digital_offset=False,
-                  On_off_ratio=1000.0, adc_bits=9, adc_type="sign_magnitude", adc_range_option="granular",
-                  ADC_per_ibit=True, dac_bits=16, dac_type="sign_magnitude", input_bitslicing=True,
+                  On_off_ratio=1000.0, adc_bits=9, adc_type="generic", adc_range_option="granular",
+                  ADC_per_ibit=True, dac_bits=16, dac_type="generic", input_bitslicing=True,
                   dac_range=(-152.0, 152.0)),
     "ISAAC-SarADC": dict(style="OFFSET", Nslices=8, adc_type="sar", adc_bits=9, adc_range_option="granular",
                          adc_params={"gain_db": 100, "sigma_capacitor": 0.0, "sigma_comparator": 0.0,
@@ -153,16 +153,14 @@ def test_json_preset_maps(tmp_path, name):
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_json_preset_runs_on_digits(tmp_path, name):
-    """Each chip preset simulates the bundled digits CNN (inputs in [0, 1], so the presets' +-152 DAC range is
-    replaced by the digits range where the preset has a DAC; everything else unchanged)."""
+    """Each chip preset, unchanged, simulates the bundled digits CNN. Only the presets' one input range for every
+    layer (+-152, made for another network) gives way to the digits model's per-layer input ranges -- what CrossSim
+    takes from its calibrated input limits."""
     from simulator.io.datasets import load_dataset
     from simulator.network import load_model
     from simulator.simulation import Simulation
 
-    changes = {}
-    if name != "default":
-        changes = {"core.mapping.inputs.mvm.min": -1.0, "core.mapping.inputs.mvm.max": 1.0}
-    cfg = load_config(write_preset(tmp_path / f"{name}.json", name, **changes))
+    cfg = load_config(write_preset(tmp_path / f"{name}.json", name))
     cfg = cfg.with_overrides({"task": "digits", "model_name": "digits_cnn", "ntest": 40, "dac_range": None})
     net = load_model("digits_cnn")
     data = load_dataset(cfg.model_dump(), split="test")

@@ -466,7 +466,9 @@ def from_json(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     if dac_model.lower() == "idealdac":
         dac_bits = 0
     else:
-        out["dac_type"] = dac_model
+        # SignMagnitudeDAC: the manual's DAC is the same on the symmetric ranges CrossSim allows it, and picks
+        # 2**bits levels on a layer whose inputs are non-negative instead of wasting the sign
+        out["dac_type"] = "generic" if dac_model.lower() == "signmagnitudedac" else dac_model
     out["dac_bits"] = dac_bits
     if dac_bits == 0:
         out["input_bitslicing"] = False
@@ -489,6 +491,10 @@ def from_json(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     from simulator.circuits.converters import ADC_MODELS, canonical_name
 
     adc_type = canonical_name(adc_model, ADC_MODELS)
+    if adc_type == "sign_magnitude":
+        # CrossSim accepts SignMagnitudeADC on symmetric ranges only, where the manual's ADC ("generic") is the
+        # same; xbarsim derives each layer's signedness, and on a non-negative range "generic" uses all 2**bits levels
+        adc_type = "generic"
     params = {}
     if adc_type in ADC_MODELS:
         for key in list(adc.d):

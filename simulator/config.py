@@ -20,6 +20,7 @@ import copy
 import difflib
 import importlib.util
 import json
+import os
 import math
 import sys
 from pathlib import Path
@@ -573,7 +574,7 @@ def resolve_paths(data: dict[str, Any], config_path: Path) -> dict[str, Any]:
     relative to the folder of ``config_path`` (a config means the same wherever it is run from)."""
     if not isinstance(data, dict):
         return data
-    base = config_path.parent
+    base = Path(os.path.abspath(config_path)).parent
     for key in PATH_KEYS + ("model_name",):
         value = data.get(key)
         if not isinstance(value, str) or not value:

@@ -89,6 +89,9 @@ def run_sweep(
     npoints = len(configs)
     desc = _describe(base, spec, pvals, nruns, seed)
     folder_name = _store.check_name(name) if name else _store.default_name(base.source, spec.names)
+    from simulator.validation import check_output_dir
+
+    check_output_dir(Path(out) / folder_name, "sweep folder", SweepError)  # before anything runs
     store = _store.SweepStore(Path(out) / folder_name)
     complete = store.check(desc, resume=resume, npoints=npoints, nruns=nruns)
     # connect to the cluster (if any) before writing anything

@@ -65,7 +65,14 @@ def command(config: str | None, sets: tuple[str, ...], csv_path: str | None, no_
     if csv_path:
         check_writable(csv_path, "--csv")
     click.echo(parameter_summary(cfg))
-    result = run(cfg, progress=not no_progress, echo=click.echo)
+    net = None
+    if cfg.show_model_summary:  # CrossSim's option: print the layers before the run
+        from simulator.network import load_model_for
+
+        net = load_model_for(cfg)
+        summary = getattr(net, "summary", None)
+        click.echo(summary() if callable(summary) else f"model {net.name}")
+    result = run(cfg, progress=not no_progress, echo=click.echo, network=net)
     click.echo(result.table())
     if csv_path:
         result.to_frame().to_csv(csv_path, index=False)

@@ -82,21 +82,30 @@ class QuantizerUse:
         return (int(quantizer.bits), float(quantizer.lo), float(quantizer.hi)) == (self.bits, self.lo, self.hi)
 
     def add(self, values, xp) -> None:
-        """Count the quantizer inputs ``values`` (any shape, backend array)."""
-        v = values.astype(xp.float64).reshape(-1)
-        t = v / self.step if self.signed else (v - self.lo) / self.step  # unsigned: kmin = 0 at lo
+        """Count the quantizer inputs ``values`` (any shape, backend array), in their own float type."""
+        v = values.reshape(-1)
+        t = v / self.step if self.signed else (v - self.lo) / self.step  # level index (unsigned: kmin = 0 at lo)
         k = xp.rint(t)
         self.n += int(k.size)
         self.clipped_low += int(xp.count_nonzero(k < self.kmin))
         self.clipped_high += int(xp.count_nonzero(k > self.kmax))
         if self.level_counts is not None:
-            idx = xp.clip(k, self.kmin, self.kmax).astype(xp.int64) - self.kmin
-            self.level_counts += _np(xp.bincount(idx, minlength=self.n_levels), xp)[: self.n_levels]
-        tn = _np(t, xp)
-        h, _ = np.histogram(tn, bins=self.edges)
-        self.hist += h
-        self.under += int(np.count_nonzero(tn < self.edges[0]))
-        self.over += int(np.count_nonzero(tn >= self.edges[-1]))
+            xp.clip(k, self.kmin, self.kmax, out=k)
+            k -= self.kmin
+            self.level_counts += _np(xp.bincount(k.astype(xp.int64), minlength=self.n_levels), xp)[: self.n_levels]
+        del k
+        # coarse histogram: bin b of width w from edges[0]; b = -1 / nb collect under- and overflow
+        nb = len(self.hist)
+        w = float(self.edges[1] - self.edges[0])
+        t -= self.edges[0]
+        t *= 1.0 / w
+        xp.floor(t, out=t)
+        xp.clip(t, -1, nb, out=t)
+        t += 1
+        counts = _np(xp.bincount(t.astype(xp.int64), minlength=nb + 2), xp)
+        self.under += int(counts[0])
+        self.over += int(counts[nb + 1])
+        self.hist += counts[1 : nb + 1]
 
     # ---------------------------------------------------------------- results
     @property

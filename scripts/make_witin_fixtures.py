@@ -18,6 +18,11 @@ Nothing of witin_nn is copied; only its outputs are stored:
   third case with fixed scales (``use_auto_scale = False``). Keys
   ``<op>/<i>/{config,x1,x2,w_*,out}``; ``config`` is a JSON string with the
   layer_config values, io_max values and the axis.
+* ``witin_fields.npz`` (``--only fields``): ``FIELD_CASES`` single CIM layers
+  drawn by ``scripts/compare_witin_nn.py --fields`` (seed ``SEED``), i.e. with
+  output_fp_clip, to_linear, padding_mode reflect and use_quantization =
+  False among the random configs; keys ``<i>/{layer,x,out,w_*}`` with the
+  imported layer (type, config, witin attrs) as JSON.
 * ``witin_net_<name>.h5`` + ``witin_networks.npz``: the networks of
   ``scripts/witin_networks.py`` (float-trained for ``EPOCHS`` epochs with
   ``torch.manual_seed(0)``, rebuilt in quantization mode, io_max recorded on
@@ -47,6 +52,7 @@ SEED = 17
 CASES = 6
 EPOCHS = 10
 NOISE_CALLS = 200
+FIELD_CASES = 60
 OPS = ("WitinSigmoid", "WitinTanh", "WitinGELU", "WitinPReLU", "WitinElementAdd", "WitinElementMul",
        "WitinElementDivide", "WitinSqrt", "WitinInvSqrt", "WitinHypot", "WitinMean", "WitinCat", "WitinMatMul",
        "WitinBatchNorm2d", "WitinClnBn2d")
@@ -115,6 +121,44 @@ def digital_case(wn, name, i, rnd: random.Random, g):
     return config, [t.numpy() for t in ins], weights, out
 
 
+def write_fields(wn, path: Path) -> None:
+    """Single CIM layers with the extra layer_config fields, as ``compare_witin_nn.py --fields`` draws them."""
+    import contextlib
+    import io
+
+    import torch
+
+    import compare_witin_nn as C
+    from simulator.io.torch_import import from_torch
+    from simulator.network import _jsonable
+
+    C.WN, C.EXTRA_FIELDS = wn, True
+    rnd = random.Random(SEED)
+    torch.manual_seed(SEED)
+    arrays: dict[str, np.ndarray] = {}
+    kinds = ("Linear", "Conv2d", "ConvTranspose2d", "Conv2d")
+    n = 0
+    while n < FIELD_CASES:
+        kind = kinds[n % len(kinds)]
+        m, x, values = C.build_case(kind, rnd)
+        if not any(k in values for k in ("output_fp_clip", "to_linear", "use_quantization")) and \
+                getattr(m, "padding_mode", "zeros") == "zeros":
+            continue
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+            ref = m(x).numpy()
+        layer = from_torch(torch.nn.Sequential(m), x).layers[1]
+        key = str(n)
+        arrays[f"{key}/layer"] = np.array(json.dumps({"name": layer.name, "type": layer.type, "config": _jsonable(layer.config),
+                                                      "attrs": _jsonable(layer.attrs)}))
+        for k, a in layer.weights.items():
+            arrays[f"{key}/w_{k}"] = np.asarray(a, dtype=np.float32)
+        arrays[f"{key}/x"] = x.numpy()
+        arrays[f"{key}/out"] = ref
+        n += 1
+    np.savez_compressed(path, **arrays)
+    print(f"wrote {path} ({FIELD_CASES} layers)")
+
+
 def _plain(v):
     return v.item() if hasattr(v, "item") else v
 
@@ -124,6 +168,8 @@ def main() -> None:
     ap.add_argument("checkout", type=Path, help="witmem/witin-nn checkout (with py311_linux/witin_nn)")
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures")
     ap.add_argument("--skip-networks", action="store_true")
+    ap.add_argument("--only", choices=("digital", "fields", "networks"), default=None,
+                    help="write only this fixture file (default: all)")
     args = ap.parse_args()
     wn = W.load_witin(args.checkout)
     import torch
@@ -132,9 +178,15 @@ def main() -> None:
     from simulator.network import save_model
 
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.only in (None, "fields"):
+        write_fields(wn, args.out / "witin_fields.npz")
+    if args.only == "fields":
+        return
+    if args.only == "networks":
+        args.skip_digital = True
     rnd, g = random.Random(SEED), torch.Generator().manual_seed(SEED)
     arrays: dict[str, np.ndarray] = {}
-    for name in OPS:
+    for name in OPS if not getattr(args, "skip_digital", False) else ():
         for i in range(CASES):
             config, ins, weights, out = digital_case(wn, name, i, rnd, g)
             key = f"{name}/{i}"
@@ -144,9 +196,10 @@ def main() -> None:
             for k, a in weights.items():
                 arrays[f"{key}/w_{k}"] = np.asarray(a, dtype=np.float32)
             arrays[f"{key}/out"] = out.astype(np.float32)
-    np.savez_compressed(args.out / "witin_digital.npz", **arrays)
-    print(f"wrote {args.out / 'witin_digital.npz'} ({len(OPS)} ops x {CASES} cases)")
-    if args.skip_networks:
+    if arrays:
+        np.savez_compressed(args.out / "witin_digital.npz", **arrays)
+        print(f"wrote {args.out / 'witin_digital.npz'} ({len(OPS)} ops x {CASES} cases)")
+    if args.skip_networks or args.only == "digital":
         return
     _, _, xte, _ = W.digits()
     x = xte[:32]

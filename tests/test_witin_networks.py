@@ -176,3 +176,45 @@ def test_convert_state_dict_cli(model_module, tmp_path):
     mismatch = CliRunner().invoke(cli, ["convert", str(path), str(tmp_path / "n.h5"), "--module",
                                         "xbs_witin_model:Net", "--input-shape", "1,4", "--module-kwargs", '{"width": 3}'])
     assert mismatch.exit_code == 2 and "does not match" in mismatch.output
+
+
+# ----------------------------------------------- layer_config fields of CIM layers
+FIELDS = np.load(FIX / "witin_fields.npz")
+FIELD_CASES = sorted({k.split("/")[0] for k in FIELDS.files}, key=int)
+
+
+@pytest.mark.parametrize("case", FIELD_CASES)
+def test_cim_layer_fields_match_witin(case):
+    """output_fp_clip, to_linear, padding_mode reflect and float mode (use_quantization = False) as witin_nn."""
+    from simulator.network import Layer
+    from simulator.witin.chip import WitinChipLayer
+
+    spec = json.loads(str(FIELDS[f"{case}/layer"]))
+    weights = {k.split("/w_", 1)[1]: FIELDS[k] for k in FIELDS.files if k.startswith(f"{case}/w_")}
+    layer = Layer(spec["name"], spec["type"], ["input"], spec["config"], weights, spec["attrs"])
+    chip = WitinChipLayer(layer, None, np, np.random.default_rng(0))
+    x, ref = FIELDS[f"{case}/x"], FIELDS[f"{case}/out"]
+    xn = x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
+    y = np.asarray(chip.forward(xn))
+    y = y.transpose(0, 3, 1, 2) if y.ndim == 4 else y
+    if spec["attrs"]["witin"].get("use_quantization") is False:  # float32 sums in another order
+        np.testing.assert_allclose(y, ref, rtol=0, atol=1e-5 * max(1.0, float(np.abs(ref).max())))
+    else:
+        assert int((y.astype(np.float32) != ref).sum()) == 0
+
+
+def test_unsupported_witin_fields_are_refused_by_name():
+    from simulator.errors import ModelError
+    from simulator.network import Layer
+    from simulator.witin.chip import WitinChipLayer
+
+    base = {"io_max_x": 1.0, "io_max_weight": 1.0, "io_max_y": 1.0, "use_auto_scale": True}
+    k = np.ones((4, 2), np.float32) * 0.1
+    for attrs, word in (({"hardware": "VPU"}, "hardware = VPU"),
+                        ({"noise_model": "SIMPLE", "noise_level": 3}, "noise_model = SIMPLE"),
+                        ({"noise_model": "MBS", "noise_level": 1}, "noise_model = MBS")):
+        layer = Layer("fc", "Dense", ["input"], {"units": 2}, {"kernel": k}, {"witin": {**base, **attrs}})
+        with pytest.raises(ModelError, match=word):
+            WitinChipLayer(layer, None, np, np.random.default_rng(0))
+    ok = Layer("fc", "Dense", ["input"], {"units": 2}, {"kernel": k}, {"witin": {**base, "noise_model": "MBS"}})
+    WitinChipLayer(ok, None, np, np.random.default_rng(0))  # noise level 0: the noise model plays no part

@@ -622,6 +622,9 @@ class Dataset:
             idx = self.indices[s : s + bs]
             order = np.argsort(idx, kind="stable")
             raw = self.source.read(idx[order])
+            if raw.dtype.kind not in "fiub":  # complex, object, strings: not pixels
+                raise DataError(f"{getattr(self.source, 'description', self.split)}: images have dtype {raw.dtype}, "
+                                "expected real numbers")
             x = np.empty(raw.shape, dtype=np.float32)
             x[order] = _normalize(raw, self.normalization)
             del raw

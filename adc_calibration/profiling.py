@@ -177,7 +177,7 @@ def _calibration_dataset(cfg, ntest: Optional[int]):
 
 
 # ---------------------------------------------------------------------------
-# probes
+# observers (the NeuralCore / NumericCore observer protocol of simulator.observe)
 # ---------------------------------------------------------------------------
 def _neural_cores(sim):
     from simulator.cores.neural import NeuralCore
@@ -191,25 +191,49 @@ def _neural_cores(sim):
                 yield layer, core
 
 
-def _adc_probe(store: ProfileStore, info: LayerInfo, s: int, bias):
-    name, gain = info.name, (None if info.sliced else info.gain)
-    relu = info.relu_aware
+class _DacObserver:
+    """Records a core's raw input activations (before the DAC)."""
 
-    def probe(values, input_bit):
-        v = values * gain if gain is not None else values
-        if relu:
-            keep = v + bias >= 0 if bias is not None else v >= 0
+    def __init__(self, store: ProfileStore, name: str) -> None:
+        self.store, self.name = store, name
+
+    def layer(self, X, Y) -> None:
+        self.store.add_activation(self.name, X)
+
+    def array(self, s, columns=None):
+        return None
+
+
+class _AdcArrayObserver:
+    """Records one weight slice's ADC inputs (in algorithmic units when unsliced; ReLU-aware if asked)."""
+
+    def __init__(self, store: ProfileStore, info: LayerInfo, s: int, bias) -> None:
+        self.store, self.info, self.s, self.bias = store, info, s, bias
+        self.gain = None if info.sliced else info.gain
+
+    def adc(self, values, quantizer, input_bit=None) -> None:
+        v = values * self.gain if self.gain is not None else values
+        if self.info.relu_aware:
+            keep = v + self.bias >= 0 if self.bias is not None else v >= 0
             v = v[keep]
-        store.add_adc(name, v, slice=s, input_bit=input_bit)
+        self.store.add_adc(self.info.name, v, slice=self.s, input_bit=input_bit)
 
-    return probe
+    def current_limit(self, currents, limit: float) -> None:
+        pass
 
 
-def _dac_probe(store: ProfileStore, name: str):
-    def probe(X):
-        store.add_activation(name, X)
+class _AdcObserver:
+    """Hands each NumericCore of a core an :class:`_AdcArrayObserver` for its weight slice."""
 
-    return probe
+    def __init__(self, store: ProfileStore, info: LayerInfo, bias) -> None:
+        self.store, self.info, self.bias = store, info, bias
+
+    def layer(self, X, Y) -> None:
+        pass
+
+    def array(self, s: int, columns=None) -> _AdcArrayObserver:
+        bias = self.bias if self.bias is None or columns is None else self.bias[:, columns]  # this block's outputs
+        return _AdcArrayObserver(self.store, self.info, s, bias)
 
 
 def _run_pass(sim, data, store: ProfileStore, bar) -> int:
@@ -298,7 +322,7 @@ def profile(
             sim = Simulation(net, pcfg, seed=seed, calibration=calib)
             for layer, core in _neural_cores(sim):
                 if p == "dac":
-                    core.probe = _dac_probe(store, core.name)
+                    core.set_observer(_DacObserver(store, core.name))
                     li = info.get(core.name)
                     after = _input_after_relu(sim.layers, layer.name)
                     if li is not None:
@@ -313,11 +337,7 @@ def profile(
                 bias = None
                 if li.relu_aware and core.bias is not None:
                     bias = core.bias[None, :]
-                blocks = getattr(core, "blocks", [(None, slice(None))] * len(core.wrappers))
-                for (_, cs), wrapper in zip(blocks, core.wrappers):
-                    b = None if bias is None else bias[:, cs]  # this column partition's outputs
-                    for s, ncore in enumerate(wrapper.cores):
-                        ncore.probe = _adc_probe(store, li, s, b)
+                core.set_observer(_AdcObserver(store, li, bias))
             n = _run_pass(sim, data, store, bar)
             store.n_images = max(store.n_images, n)
             log.info("profiled %s on %d calibration images", "ADC inputs" if p == "adc" else "activations", n)

@@ -256,8 +256,8 @@ class _ArrayTap:
     def __init__(self, tap: "_CoreTap", label: str) -> None:
         self.tap, self.label = tap, label
 
-    def adc(self, values, quantizer) -> None:
-        """ADC inputs ``values`` (raw column units) about to be converted by ``quantizer``."""
+    def adc(self, values, quantizer, input_bit=None) -> None:
+        """ADC inputs ``values`` (raw column units) about to be converted by ``quantizer`` (all input bits together)."""
         if self.tap.rec.adc and quantizer.enabled:
             self.tap.obs.adc.add(self.label, quantizer, values, self.tap.xp)
 
@@ -278,8 +278,9 @@ class _CoreTap:
         if q is not None:
             self.obs.dac = QuantizerUse(q)
 
-    def array(self, label: str) -> _ArrayTap:
-        return _ArrayTap(self, label)
+    def array(self, s: int, columns=None) -> _ArrayTap:
+        """The tap of one NumericCore of weight slice ``s`` (partitions of a slice share its ADC)."""
+        return _ArrayTap(self, f"slice{s}")
 
     def layer(self, X, Y) -> None:
         """One batch of MVMs: inputs ``X`` (M, n_in) before the DAC, outputs ``Y`` (M, n_out)."""

@@ -259,13 +259,15 @@ class NeuralCore:
         """Report every MVM batch to ``observer`` (None: stop); see :mod:`simulator.observe`.
 
         The observer gets ``layer(X, Y)`` per batch (inputs before the DAC,
-        outputs in algorithmic units) and hands each NumericCore an
-        ``observer.array(label)`` that gets its ADC inputs and column currents.
+        outputs in algorithmic units) and hands each NumericCore
+        ``observer.array(s, columns)`` (``s``: its weight slice, ``columns``: the
+        slice of the layer's outputs its array holds; None is allowed) that gets
+        its ADC inputs and column currents.
         """
         self.observer = observer
-        for wrapper in self.wrappers:
+        for (_, cs), wrapper in zip(self.blocks, self.wrappers):
             for s, core in enumerate(wrapper.cores):
-                core.observer = None if observer is None else observer.array(f"slice{s}")
+                core.observer = None if observer is None else observer.array(s, cs)
 
     def ideal(self, X):
         """Exact layer output ``X @ W + b`` (float64, algorithmic units) of the matrix and bias this core was built from."""

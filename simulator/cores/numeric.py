@@ -114,7 +114,8 @@ class NumericCore:
         #: optional profiling hook ``probe(adc_inputs, input_bit)``, called with the
         #: raw ADC inputs (M, C) right before the ADC (input_bit None, or k per input bit)
         self.probe = None
-        #: optional observer with ``adc(values, quantizer)`` and ``current_limit(currents, limit)``,
+        #: optional observer with ``adc(values, quantizer, input_bit)`` (raw ADC inputs (M, C) right
+        #: before the ADC; input_bit None, or k per input bit) and ``current_limit(currents, limit)``,
         #: set by :meth:`NeuralCore.set_observer` (see :mod:`simulator.observe`)
         self.observer = None
 
@@ -391,7 +392,8 @@ class NumericCore:
         weights = self.slice_weights(slicing, x.dtype)
         if slicing.adc_per_bit:
             if self.observer is not None:
-                self.observer.adc(out, self.adc)
+                for k in range(slicing.n_bits):
+                    self.observer.adc(out[k], self.adc, k)
             if self.probe is not None:
                 for k in range(slicing.n_steps):
                     self.probe(out[k], k)

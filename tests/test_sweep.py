@@ -452,7 +452,9 @@ def real_runner():
 
 
 def test_real_runner_identical_on_every_executor(tmp_path, real_runner, dask_cluster):
-    base = {**BASE, "ntest": 50, "Nruns": 2, "weight_bits": 8, "error_model": "alpha", "proportional_error": True}
+    # programming error and read noise (keyed streams: the same numbers in any process)
+    base = {**BASE, "ntest": 50, "Nruns": 2, "weight_bits": 8, "error_model": "alpha", "proportional_error": True,
+            "noise_model": "alpha", "alpha_noise": 0.05}
     params = ["alpha_error=0,0.1"]
     a = run_sweep(base, params, workers=1, out=tmp_path / "a")
     b = run_sweep(base, params, workers=2, out=tmp_path / "b")

@@ -170,7 +170,7 @@ def config_notes(cfg, network) -> list[str]:
         if keys:
             raise ConfigError(f"{src}: {', '.join(keys)} set, but model {network.name!r} has no witin layers "
                               "(witin parameters act only on witin_nn-trained layers); remove them")
-        if "witin_mode" in cfg.model_fields_set:
+        if cfg.witin_mode != type(cfg).model_fields["witin_mode"].default:
             notes.append(f"{src}: witin_mode = {cfg.witin_mode!r} has no effect: model {network.name!r} has no witin layers")
     if cfg.task == "digits" and cfg.dataset_path:
         raise ConfigError(f"{src}: dataset_path = {cfg.dataset_path!r} is not read by task = 'digits' (the bundled "

@@ -100,14 +100,47 @@ def test_prequantized_conv_equals_quantizing_windows(digits, name, monkeypatch):
     np.testing.assert_array_equal(fast, slow)
 
 
+class _InputRecorder:
+    """Observer (NeuralCore.set_observer) keeping a layer's raw inputs."""
+
+    def __init__(self, store, name):
+        self.store, self.name = store, name
+
+    def layer(self, X, Y):
+        self.store.setdefault(self.name, []).append(np.array(X))
+
+    def array(self, s, columns=None):
+        return None
+
+
+class _CodeRecorder:
+    """Observer keeping the ADC codes of every array of a layer."""
+
+    def __init__(self, store, tag):
+        self.store, self.tag = store, tag
+
+    def layer(self, X, Y):
+        pass
+
+    def array(self, s, columns=None):
+        return self
+
+    def adc(self, I, q, input_bit=None):
+        self.store.setdefault(self.tag, []).append(
+            np.rint(np.asarray(q(np.array(I), np), dtype=np.float64) / q.step).ravel())
+
+    def current_limit(self, I, limit):
+        pass
+
+
 def test_prequantize_off_when_zero_is_not_a_dac_level(digits):
     net, _ = digits
     sim = Simulation(net, {"weight_bits": 8, "adc_bits": 8, "dac_bits": 8,
                            "layers": {"conv2": {"dac_range": [0.5, 5.0]}}}, seed=0)
     assert sim.cores["conv1"].can_prequantize
     assert not sim.cores["conv2"].can_prequantize  # 0 maps to the level 0.5
-    sim.cores["conv1"].probe = lambda X: None
-    assert not sim.cores["conv1"].can_prequantize  # the probe wants raw inputs
+    sim.cores["conv1"].set_observer(_InputRecorder({}, "conv1"))
+    assert not sim.cores["conv1"].can_prequantize  # the observer wants raw inputs
 
 
 def test_float32_matches_float64_within_one_adc_step():
@@ -129,24 +162,18 @@ def test_float32_matches_float64_within_one_adc_step():
 
     inputs = {}
     for name, core in s64.cores.items():
-        core.probe = lambda X, name=name: inputs.setdefault(name, []).append(np.array(X))
+        core.set_observer(_InputRecorder(inputs, name))
     s64.forward(x[:100])
     for name, core in s64.cores.items():
-        core.probe = None
+        core.set_observer(None)
     assert set(inputs) == set(s64.cores)
     for name, X in inputs.items():
         X = np.concatenate(X)
         codes = {}
         for tag, sim in (("32", s32), ("64", s64)):
-            for w in sim.cores[name].wrappers:
-                for nc in w.cores:
-                    q = nc.adc
-                    nc.probe = (lambda I, bit, q=q, tag=tag: codes.setdefault(tag, []).append(
-                        np.rint(np.asarray(q(np.array(I), np), dtype=np.float64) / q.step).ravel()))
+            sim.cores[name].set_observer(_CodeRecorder(codes, tag))
             sim.cores[name](X.astype(sim.dtype))
-            for w in sim.cores[name].wrappers:
-                for nc in w.cores:
-                    nc.probe = None
+            sim.cores[name].set_observer(None)
         c32, c64 = np.concatenate(codes["32"]), np.concatenate(codes["64"])
         assert c32.shape == c64.shape
         assert np.max(np.abs(c32 - c64)) <= 1, name

@@ -57,8 +57,6 @@ class NeuralCore:
         self.name, self.hw, self.xp, self.dtype, self.opt = name, hw, xp, dtype, options
         rng = as_streams(rng, backend_of(xp))
         self._next_row = 0  # global row of the next call without row0
-        #: optional profiling hook ``probe(X)``: raw input activations (M, n_in) before the DAC
-        self.probe = None
         #: optional observer (see :mod:`simulator.observe`), set with :meth:`set_observer`
         self.observer = None
         self._W_ideal, self._b_ideal, self._ideal_cache = W, bias, None  # the exact layer, for :meth:`ideal`
@@ -329,10 +327,10 @@ class NeuralCore:
         from simulator.circuits.quantizer import UniformQuantizer
 
         xp = self.xp
-        saved = [(c, c.probe, c.adc) for c in self._numeric_cores()]
+        saved = [(c, c.observer, c.adc) for c in self._numeric_cores()]
         observer, self.observer = self.observer, None
         for c, _, _ in saved:
-            c.probe = None
+            c.observer = None
             c.adc = UniformQuantizer(0)
         try:
             total = xp.zeros(self.n_out, dtype=self.dtype)
@@ -343,8 +341,8 @@ class NeuralCore:
                 X[xp.arange(m), s + xp.arange(m)] = self.x_scale
                 total += xp.abs(self._analog_output(X, row0=REFERENCE_ROW0 + s)).sum(axis=0)
         finally:
-            for c, probe, adc in saved:
-                c.probe, c.adc = probe, adc
+            for c, obs, adc in saved:
+                c.observer, c.adc = obs, adc
             self.observer = observer
         per_col = total / self.n_in
         return per_col.mean() if self.compensation == "global" else per_col
@@ -363,9 +361,9 @@ class NeuralCore:
 
         It is elementwise, so quantizing each activation once gives the same values
         as quantizing its kh*kw copies in the window matrix, provided the padding
-        value 0 maps to 0. Off while a profiling probe or an observer wants the raw inputs.
+        value 0 maps to 0. Off while an observer (profiling, :mod:`simulator.observe`) wants the raw inputs.
         """
-        if self.probe is not None or self.observer is not None:
+        if self.observer is not None:
             return False
         if self.slicing.enabled:
             return True
@@ -442,8 +440,6 @@ class NeuralCore:
 
     def _forward(self, X, prequantized: bool = False, row0: int = 0):
         xp = self.xp
-        if self.probe is not None:
-            self.probe(X)
         y = self._analog_output(X, prequantized, row0)
         if self.drift_scale is not None:
             y = y * self.drift_scale

@@ -111,9 +111,6 @@ class NumericCore:
             G_neg = None if target_neg is None else devices.at_time(self._states[1], self.t_drift, xp)
         self.adc = UniformQuantizer(0)
         self._set_conductances(G_pos, G_neg)
-        #: optional profiling hook ``probe(adc_inputs, input_bit)``, called with the
-        #: raw ADC inputs (M, C) right before the ADC (input_bit None, or k per input bit)
-        self.probe = None
         #: optional observer with ``adc(values, quantizer, input_bit)`` (raw ADC inputs (M, C) right
         #: before the ADC; input_bit None, or k per input bit) and ``current_limit(currents, limit)``,
         #: set by :meth:`NeuralCore.set_observer` (see :mod:`simulator.observe`)
@@ -360,9 +357,7 @@ class NumericCore:
             I = self.analog(x, row0)  # a fresh array: the ADC may overwrite it
             if self.observer is not None:
                 self.observer.adc(I, self.adc)
-            if self.probe is not None:
-                self.probe(I, None)
-                return self.adc(I, xp)
+                return self.adc(I, xp)  # keep the observed values intact
             return self.adc(I, xp, out=I)
         scale = 1.0 / slicing.divisor
         if not slicing.adc_per_bit and not self.needs_bitwise_analog:
@@ -379,8 +374,6 @@ class NumericCore:
                 I += xp.sqrt((w * scale * scale) @ self.var_eff) * self._normal("acc", row0, I.shape, I.dtype)
             if self.observer is not None:
                 self.observer.adc(I, self.adc)
-            if self.probe is not None:
-                self.probe(I, None)
             return self.adc(I, xp)
         M, R = x.shape
         planes = self.bit_planes(x, slicing)
@@ -392,18 +385,13 @@ class NumericCore:
         weights = self.slice_weights(slicing, x.dtype)
         if slicing.adc_per_bit:
             if self.observer is not None:
-                for k in range(slicing.n_bits):
-                    self.observer.adc(out[k], self.adc, k)
-            if self.probe is not None:
                 for k in range(slicing.n_steps):
-                    self.probe(out[k], k)
-                return (self.adc(out, xp) * weights).sum(axis=0)
+                    self.observer.adc(out[k], self.adc, k)
+                return (self.adc(out, xp) * weights).sum(axis=0)  # keep the observed values intact
             q = self.adc(out, xp, out=out)
             q *= weights
             return q.sum(axis=0)
         I = (out * weights).sum(axis=0)
         if self.observer is not None:
             self.observer.adc(I, self.adc)
-        if self.probe is not None:
-            self.probe(I, None)
         return self.adc(I, xp)

@@ -79,6 +79,37 @@ def settings() -> dict[str, dict]:
     return out
 
 
+#: (CrossSim class, xbarsim adc_type, mismatch parameters): transfer-error statistics with mismatch
+MISMATCH = (
+    ("RampADC", "ramp", {"sigma_capacitor": 0.05, "symmetric_cdac": True}),
+    ("RampADC", "ramp", {"sigma_capacitor": 0.05, "symmetric_cdac": False}),
+    ("RampADC", "ramp", {"sigma_comparator": 0.01}),
+    ("SarADC", "sar", {"sigma_capacitor": 0.05, "split_cdac": False, "group_size": 1}),
+    ("SarADC", "sar", {"sigma_capacitor": 0.05, "split_cdac": True, "group_size": 1}),
+    ("SarADC", "sar", {"gain_db": 30.0, "split_cdac": False, "group_size": 1}),
+    ("PipelineADC", "pipeline", {"sigma_C1": 0.02, "sigma_C2": 0.02, "sigma_Cpar": 0.02, "group_size": 1}),
+    ("PipelineADC", "pipeline", {"sigma_comparator": 0.05, "gain_db": 40.0, "group_size": 1}),
+    ("CyclicADC", "cyclic", {"sigma_C1": 0.02, "sigma_C2": 0.02, "sigma_Cpar": 0.02, "group_size": 1}),
+)
+ADC_BITS = 6
+SWEEP = np.linspace(-0.999, 0.999, 4001)
+
+
+def transfer_rms(out):
+    """RMS transfer error in LSB against the ideal 2**bits-code mid-rise quantizer on [-1, 1]."""
+    n = 2**ADC_BITS
+    ideal = -1 + (np.clip(np.floor((SWEEP + 1) * n / 2), 0, n - 1) + 0.5) * 2 / n
+    return float(np.sqrt(np.mean(((np.asarray(out) - ideal) / (2 / n)) ** 2)))
+
+
+def xbarsim_mismatch(adc_type, params, n):
+    from simulator.circuits.converters import make_adc
+
+    defaults = {"gain_db": 100.0}
+    return [transfer_rms(make_adc(adc_type, ADC_BITS, -1.0, 1.0, n_cols=1, params={**defaults, **params},
+                                  rng=np.random.default_rng(1000 + i))(SWEEP[:, None], np)[:, 0]) for i in range(n)]
+
+
 def document(changes: dict) -> dict:
     from crosssim_fixtures import default_preset
 
@@ -120,6 +151,29 @@ def worker(cs_path: str, spec_path: str) -> None:
 
     spec = np.load(spec_path, allow_pickle=True).item()
     outs = {}
+    from simulator.backend import ComputeBackend
+
+    ComputeBackend(use_gpu=False)
+    import importlib
+
+    for i, (cls_name, _, params) in enumerate(MISMATCH):
+        module = {"RampADC": "ramp_adc", "SarADC": "sar_adc", "PipelineADC": "pipeline_adc", "CyclicADC": "cyclic_adc"}
+        cls = getattr(importlib.import_module(f"simulator.circuits.adc.{module[cls_name]}"), cls_name)
+        stats = []
+        for k in range(spec["n_instances"]):
+            p = CrossSimParameters()
+            p.xbar.adc.mvm.model = cls_name
+            p.xbar.adc.mvm.bits = ADC_BITS
+            p.xbar.adc.mvm.adc_range_option = "CALIBRATED"
+            p.xbar.adc.mvm.calibrated_range = [-1.0, 1.0]
+            p.xbar.adc.mvm.gain_db = 100.0
+            for key, value in params.items():
+                setattr(p.xbar.adc.mvm, key, value)
+            np.random.seed(k)
+            adc = cls(p.xbar.adc.mvm, p.xbar.dac.mvm, p.core, p.simulation, None)
+            adc.set_limits(np.zeros((1, 1)))
+            stats.append(transfer_rms([float(adc.convert(np.array([v]))[0]) for v in SWEEP]))
+        outs[f"mismatch{i}"] = np.array(stats)
     for name, path in spec["files"].items():
         params = CrossSimParameters.from_json(path)
         core = AnalogCore(spec["W"].T.copy(), params)  # CrossSim: (outputs, inputs)
@@ -133,6 +187,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=40)
     ap.add_argument("--cols", type=int, default=20)
     ap.add_argument("--mvms", type=int, default=64)
+    ap.add_argument("--instances", type=int, default=100, help="ADCs drawn per mismatch setting")
     ap.add_argument("--_worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._worker:
@@ -148,7 +203,7 @@ def main() -> None:
             p = Path(tmp) / f"s{i}.json"
             p.write_text(json.dumps(document(changes)))
             files[name] = str(p)
-        spec = {"W": W, "X": X, "files": files, "out": str(Path(tmp) / "cs.npy")}
+        spec = {"W": W, "X": X, "files": files, "out": str(Path(tmp) / "cs.npy"), "n_instances": args.instances}
         np.save(Path(tmp) / "spec.npy", spec, allow_pickle=True)
         env = dict(os.environ, PYTHONPATH=args.crosssim)
         subprocess.run([sys.executable, __file__, "--_worker", args.crosssim, str(Path(tmp) / "spec.npy")],
@@ -164,6 +219,15 @@ def main() -> None:
             rel = float(np.max(np.abs(ours - ref)) / np.max(np.abs(ref)))
             same = float(np.mean(np.abs(ours - ref) <= 1e-6 * np.max(np.abs(ref))))
             print(f"{name:48s} {rel:22.3g} {same:12.3f}")
+        print(f"\nADC transfer error with mismatch ({ADC_BITS} bits, {args.instances} instances each): RMS error in LSB"
+              " against the ideal quantizer, mean [10th, 90th percentile]")
+        print(f"{'model and mismatch':66s} {'CrossSim 3.2':>22s} {'xbarsim':>22s}")
+        for i, (cls_name, adc_type, params) in enumerate(MISMATCH):
+            a = cs[f"mismatch{i}"]
+            b = np.array(xbarsim_mismatch(adc_type, params, args.instances))
+            label = f"{cls_name} " + ", ".join(f"{k}={v}" for k, v in params.items())
+            fmt = lambda v: f"{np.mean(v):.3f} [{np.percentile(v, 10):.3f}, {np.percentile(v, 90):.3f}]"  # noqa: E731
+            print(f"{label:66s} {fmt(a):>22s} {fmt(b):>22s}")
 
 
 if __name__ == "__main__":

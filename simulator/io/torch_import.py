@@ -140,32 +140,29 @@ def unrecorded_io_max(layers) -> list[str]:
     return stale
 
 
-def from_state_dict(path, module_spec: str, example_input, kwargs: dict | None = None,
-                    name: str | None = None) -> Network:
-    """Import ``package.module:Class(**kwargs)`` with the state_dict file ``path`` (what witin users save).
+def load_state_dict_module(path, module_spec: str, kwargs: dict | None = None, label: str | None = None):
+    """Build ``package.module:Class(**kwargs)`` and load the state_dict file ``path`` into it (strict).
 
-    witin_nn convolutions cannot be pickled whole (``torch.save(model)``
-    fails), so witin models are saved as ``torch.save(model.state_dict())``;
-    the io_max values are parameters of the state_dict. The state_dict must
-    match the class exactly (``strict``). ``example_input``: a tensor or a
-    shape with the batch axis.
+    ``label`` names the option in error messages (default ``module = '<spec>'``).
+    Returns the torch module; bad specs, files and mismatches raise :class:`ModelError`.
     """
     import importlib
 
     torch = _torch()
+    label = label or f"module = {module_spec!r}"
     mod_name, _, cls_name = str(module_spec).partition(":")
     if not mod_name or not cls_name:
-        raise ModelError(f"--module {module_spec!r}: expected 'package.module:Class'")
+        raise ModelError(f"{label}: expected 'package.module:Class'")
     try:
         klass = getattr(importlib.import_module(mod_name), cls_name)
     except (ImportError, AttributeError) as exc:
-        raise ModelError(f"--module {module_spec!r}: cannot import it ({exc.__class__.__name__}: {exc})") from None
+        raise ModelError(f"{label}: cannot import it ({exc.__class__.__name__}: {exc})") from None
     try:
         model = klass(**(kwargs or {}))
     except Exception as exc:  # noqa: BLE001 - user code
-        raise ModelError(f"--module {module_spec!r}: {cls_name}(**kwargs) failed ({exc.__class__.__name__}: {exc})") from None
+        raise ModelError(f"{label}: {cls_name}(**module_kwargs) failed ({exc.__class__.__name__}: {exc})") from None
     if not isinstance(model, torch.nn.Module):
-        raise ModelError(f"--module {module_spec!r}: {cls_name}() is a {type(model).__name__}, not a torch.nn.Module")
+        raise ModelError(f"{label}: {cls_name}() is a {type(model).__name__}, not a torch.nn.Module")
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds of errors for bad files
@@ -177,9 +174,24 @@ def from_state_dict(path, module_spec: str, example_input, kwargs: dict | None =
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ModelError(f"{path}: does not match {module_spec}: {' '.join(str(exc).split())[:300]}") from None
+    return model
+
+
+def from_state_dict(path, module_spec: str, example_input, kwargs: dict | None = None,
+                    name: str | None = None) -> Network:
+    """Import ``package.module:Class(**kwargs)`` with the state_dict file ``path`` (what witin users save).
+
+    witin_nn convolutions cannot be pickled whole (``torch.save(model)``
+    fails), so witin models are saved as ``torch.save(model.state_dict())``;
+    the io_max values are parameters of the state_dict. The state_dict must
+    match the class exactly (``strict``). ``example_input``: a tensor or a
+    shape with the batch axis.
+    """
+    torch = _torch()
+    model = load_state_dict_module(path, module_spec, kwargs, label=f"--module {module_spec!r}")
     if not isinstance(example_input, torch.Tensor):
         example_input = torch.zeros(tuple(int(v) for v in example_input))
-    return from_torch(model, example_input, name=name or cls_name)
+    return from_torch(model, example_input, name=name or str(module_spec).partition(":")[2])
 
 
 def digital_attrs(module) -> dict[str, Any]:

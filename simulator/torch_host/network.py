@@ -21,7 +21,6 @@ Nothing here modifies the user's module: simulations deep-copy it.
 from __future__ import annotations
 
 import copy
-import importlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -462,30 +461,11 @@ def load_state_dict_model(path, module_spec: str, kwargs: dict | None = None, ex
     ``example_input``: a tensor, or a shape (batch axis included) for a zero
     batch of float32 inputs.
     """
+    from simulator.io.torch_import import load_state_dict_module
+
     torch = torch_module()
-    mod_name, _, cls_name = str(module_spec).partition(":")
-    if not mod_name or not cls_name:
-        raise ModelError(f"module = {module_spec!r}: expected 'package.module:Class'")
-    try:
-        klass = getattr(importlib.import_module(mod_name), cls_name)
-    except (ImportError, AttributeError) as exc:
-        raise ModelError(f"module = {module_spec!r}: cannot import it ({exc.__class__.__name__}: {exc})") from None
-    try:
-        model = klass(**(kwargs or {}))
-    except Exception as exc:  # noqa: BLE001 - user code
-        raise ModelError(f"module = {module_spec!r}: {cls_name}(**module_kwargs) failed ({exc.__class__.__name__}: {exc})") from None
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        first = (str(exc).splitlines() or [""])[0][:200]
-        raise ModelError(f"{path}: not a readable state_dict file ({exc.__class__.__name__}: {first})") from None
-    if not isinstance(state, dict):
-        raise ModelError(f"{path}: holds a {type(state).__name__}, expected a state_dict")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = " ".join(str(exc).split())[:300]
-        raise ModelError(f"{path}: does not match {module_spec}: {first}") from None
+    cls_name = str(module_spec).partition(":")[2]
+    model = load_state_dict_module(path, module_spec, kwargs)
     if example_input is None:
         raise ModelError(f"{path}: a state_dict model needs input_shape in the config (or an example input)")
     if not hasattr(example_input, "shape"):

@@ -25,8 +25,6 @@ Networks (input: digits, NCHW 1x8x8):
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import sys
 from pathlib import Path
 
@@ -36,15 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def load_witin(checkout: Path):
-    """Import witin_nn from a witmem/witin-nn checkout (its compiled package for this Python)."""
-    tag = f"py{sys.version_info.major}{sys.version_info.minor}_linux"
-    pkg = Path(checkout) / tag
-    if not (pkg / "witin_nn").is_dir():
-        sys.exit(f"{checkout}: no {tag}/witin_nn in this checkout (needs the build for this Python)")
-    sys.path.insert(0, str(pkg))
-    with contextlib.redirect_stdout(io.StringIO()):  # the package prints a banner
-        import witin_nn
-    return witin_nn
+    """Import witin_nn from a witmem/witin-nn checkout (see ``compare_witin_nn.load_witin``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from compare_witin_nn import load_witin as load
+
+    return load(Path(checkout))
 
 
 NAMES = ("conv_relu", "pn_shift10", "pn_shift12", "decoder", "batchnorm", "elementwise")

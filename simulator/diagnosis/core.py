@@ -148,8 +148,24 @@ def variant_config(cfg: Config, on: Iterable[str]) -> dict[str, Any]:
             for ov in data.get("layers", {}).values():
                 if ov.get("balanced_style") == "unified_reference":
                     ov.pop("balanced_style")
+    _quiet_devices(data)
     data["Nruns"] = 1
     return _minimal(data)
+
+
+def _quiet_devices(data: dict[str, Any]) -> None:
+    """Drop device settings that act on nothing once the device models are off (no warnings for them)."""
+    layers = data.get("layers", {})
+
+    def off(key):
+        return data.get(key, "none") == "none" and all(ov.get(key, "none") == "none" for ov in layers.values())
+
+    if off("drift_model") and not data.get("device_data") and not any(ov.get("device_data") for ov in layers.values()):
+        data["t_drift"] = 0.0
+    if off("drift_model") and off("error_model") and off("noise_model"):
+        data.pop("device_params", None)
+        for ov in layers.values():
+            ov.pop("device_params", None)
 
 
 def _minimal(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -185,6 +201,8 @@ def _layers_ideal(cfg: Config, data: Mapping[str, Any], names: Iterable[str]) ->
                         digital = True
                 else:
                     ov[k] = v
+        if getattr(hw, "device_params", None):
+            ov["device_params"] = {}  # no device model is left on this layer to read them
         if getattr(hw, "balanced_style", None) == "unified_reference":
             ov["balanced_style"] = "one_sided"  # the non-uniform-level mapping needs Lloyd levels
         if digital:

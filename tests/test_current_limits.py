@@ -90,7 +90,7 @@ def test_limit_applies_per_input_bit():
 
 
 @pytest.mark.parametrize("cfg,where", [
-    ({"Icol_max": 1e-6}, ""), ({"Icell_max": 1e-6}, ""),
+    ({"Icol_max": 1e-6}, ""),
     ({"layers": {"fc": {"Icol_max": 1e-6}}}, "layers.fc."),
 ])
 def test_config_error_when_only_one_is_set(cfg, where):
@@ -98,3 +98,11 @@ def test_config_error_when_only_one_is_set(cfg, where):
         simulator.load_config(cfg)
     msg = str(exc.value)
     assert "Icol_max" in msg and "Icell_max" in msg and where in msg and "\n" not in msg
+
+
+def test_icell_max_alone_sets_no_limit():
+    """CrossSim configs always set Icell_max; without Icol_max > 0 it is unused, not a conflict."""
+    W = np.array([[1.0], [1.0], [1.0]])
+    x = np.ones((1, 3))
+    y = simulator.Simulation(dense_net(W), {"Icell_max": 1.8e-6}, seed=0).forward(x)
+    np.testing.assert_allclose(y, [[3.0]], atol=1e-12)

@@ -552,170 +552,179 @@ def diagnose(
         the sensitivity runs (default: :func:`accuracy_run`; must pickle
         for workers > 1).
     """
-    cfg = load_config(config)
-    if ntest is not None and int(ntest) < 0:
-        raise ConfigError(f"--ntest must be >= 0 images (0 = the whole test split), got {ntest}")
-    seed = int(seed if seed is not None else (cfg.seed if cfg.seed is not None else 0))
-    data = _minimal(cfg.to_dict())
-    data.update(seed=seed, Nruns=1, **({"ntest": int(ntest)} if ntest is not None else {}))
-    cfg = load_config(data, name=cfg.source)
+    cfg, seed = _diagnose_config(config, ntest, seed)
     out_path = Path(out) if out is not None else None
     if out_path is not None:
         _check_folder(out_path)
-
     user_factory = simulation
     if simulation is None:
-        from simulator.calibration_io import calibration_for
-        from simulator.network import load_model
-        from simulator.simulation import Simulation
-
-        net = network if network is not None else load_model(cfg.model_name)
+        net = network if network is not None else _load_network(cfg)
         model_name = net.name
-
-        def simulation(c, s, _net=net):
-            c = load_config(c)
-            return Simulation(_net, c, seed=s, calibration=calibration_for(_net, c))
+        simulation = functools.partial(_default_simulation, net)
     else:
         model_name = getattr(network, "name", cfg.model_name)
 
     from simulator.observe import neural_cores
+    from simulator.runner import load_test_dataset
 
     sim = simulation(cfg, seed)
     cores = list(neural_cores(sim))
     all_layers = list(dict.fromkeys(l for l, _, _ in cores))
-    if layers is not None:
-        wanted = list(layers)
-        known = {n for l, c, _ in cores for n in (l, c)}
-        bad = [n for n in wanted if n not in known]
-        if bad or not wanted:
-            raise ConfigError(
-                f"{cfg.source}: layer filter {', '.join(map(repr, bad or wanted)) or '(empty)'} names no analog layer "
-                f"of model {model_name!r}; analog layers: {', '.join(all_layers) or 'none'}")
-        cores = [t for t in cores if t[0] in wanted or t[1] in wanted]
+    cores = _select(cores, layers, cfg, model_name, all_layers)
     sel_layers = list(dict.fromkeys(l for l, _, _ in cores))
-    causes = active_causes(cfg, all_layers)
     notes: list[str] = []
-
-    from simulator.runner import load_test_dataset, _correct
-
     data = load_test_dataset(cfg)
-    layout = _input_layout(sim)
-    n_tasks = (2 * len(sel_layers) if sensitivity else 0)
     cause_sets = _cause_sets(cfg, all_layers)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=data.n + len(cause_sets) + n_tasks, unit="step", dynamic_ncols=True, leave=False,
-                   desc="diagnose")
+        total = data.n + len(cause_sets) + (2 * len(sel_layers) if sensitivity else 0)
+        bar = tqdm(total=total, unit="step", dynamic_ncols=True, leave=False, desc="diagnose")
     try:
-        # ---- 1. observed pass
         post = {c: f for l, c, _ in cores if (f := _post_function(sim, l, c)) is not None}
-        hits = ideal_hits = n = 0
-        with sim.observe(adc=True, dac=True, layers=[c for _, c, _ in cores], samples=samples, seed=seed,
-                         post=post) as rec:
-            for x, y in data.iter_batches(layout=layout):
-                y = np.asarray(y)
-                hits += _correct(sim.forward(x), y, [1])[1]
-                ideal_hits += _correct(sim.ideal_forward(x), y, [1])[1]
-                n += len(y)
-                if bar is not None:
-                    bar.update(len(y))
-        accuracy, ideal_accuracy = hits / max(n, 1), ideal_hits / max(n, 1)
-
-        # ---- 2. cause split on the sampled inputs
-        mse: dict[frozenset, dict[str, tuple[float, float]]] = {}
-        for key in cause_sets:
-            if bar is not None:
-                bar.set_postfix_str(", ".join(sorted(key)) or "ideal")
-            try:
-                vsim = simulation(load_config(variant_config(cfg, key), name=cfg.source), seed)
-            except XbarsimError as exc:
-                notes.append(f"note: {', '.join(CAUSES[c] for c in sorted(key))} could not be switched on alone ({exc})")
-                mse[key] = {}
-                if bar is not None:
-                    bar.update(1)
-                continue
-            vcores = {c: core for _, c, core in neural_cores(vsim)}
-            res = {}
-            for _, cname, _ in cores:
-                obs = rec[cname]
-                core = vcores.get(cname)
-                if core is None or obs.samples is None:
-                    continue
-                xp = core.xp
-                X = xp.asarray(obs.samples)
-                ref = core.ideal(X)
-                Y = xp.asarray(core(X), dtype=xp.float64)
-                f = post.get(cname)
-                if f is not None:
-                    ref, Y = f(ref, xp), f(Y, xp)
-                d = Y - ref
-                res[cname] = (float(xp.mean(d * d)), float(xp.mean(ref * ref)), str(core.dtype))
-            mse[key] = res
-            if bar is not None:
-                bar.update(1)
-
+        rec, accuracy, ideal_accuracy, n = _observed_pass(sim, data, cores, post, samples, seed, bar)
+        mse = _cause_errors(cfg, simulation, seed, cause_sets, cores, rec, post, notes, bar)
         prereq = _prerequisites(cfg, all_layers)
-        diags = []
-        for lname, cname, core in cores:
-            obs = rec[cname]
-            floor = _floor(obs.dtype)
-            rel = _rel(obs.sum_err2, obs.sum_ref2, floor)
-            cause_mse, cause_err = {}, {}
-            for c in CAUSES:
-                key = frozenset({c} | prereq.get(c, set()))
-                r = mse.get(key, {}).get(cname)
-                if r is None:
-                    cause_err[c] = float("nan")
-                    continue
-                m, ref, dt = r
-                base = frozenset(prereq.get(c, set()))
-                if base:
-                    rb = mse.get(base, {}).get(cname)
-                    m = max(0.0, m - (rb[0] if rb is not None else 0.0))
-                e = _rel(m, ref, _floor(dt))
-                cause_err[c] = e
-                cause_mse[c] = 0.0 if e == 0 else m
-            total = sum(v for v in cause_mse.values())
-            share = {c: (cause_mse[c] / total if total > 0 else 0.0) if c in cause_mse else float("nan") for c in CAUSES}
-            adc_use = obs.adc
-            adc = {}
-            if adc_use.n:
-                main = adc_use.main
-                adc = dict(bits=main.bits, clipped_low=adc_use.clipped_low_fraction,
-                           clipped_high=adc_use.clipped_high_fraction,
-                           levels_used_fraction=adc_use.levels_used_fraction, effective_bits=adc_use.effective_bits)
-            dac = {}
-            if obs.dac is not None and obs.dac.n:
-                dac = dict(bits=obs.dac.bits, clipped_low=obs.dac.clipped_low_fraction,
-                           clipped_high=obs.dac.clipped_high_fraction,
-                           levels_used_fraction=obs.dac.levels_used_fraction, effective_bits=obs.dac.effective_bits)
-            diags.append(LayerDiagnosis(
-                layer=lname, core=cname, mvms=obs.rows, activation_after=cname in post, relative_rms_error=rel,
-                snr_db=snr_db(rel), cause_error=cause_err, cause_share=share, adc=adc, dac=dac,
-                icol_clipped=obs.icol_clipped_fraction, observation=obs,
-            ))
-        del mse
-
-        # ---- 3. sensitivity runs
+        diags = [_layer_diagnosis(l, c, rec[c], post, mse, prereq) for l, c, _ in cores]
         if sensitivity and sel_layers:
             if runner is None and user_factory is not None:
                 runner = functools.partial(accuracy_run, simulation=user_factory)  # must pickle for workers
             elif runner is None and network is not None and workers == 1 and scheduler is None:
                 runner = functools.partial(accuracy_run, network=network)  # in this process: the given model
-            _sensitivity(cfg, all_layers, sel_layers, diags, workers, scheduler, scheduler_timeout,
-                         runner, bar)
+            _sensitivity(cfg, all_layers, sel_layers, diags, workers, scheduler, scheduler_timeout, runner, bar)
     finally:
         if bar is not None:
             bar.close()
     if not sel_layers:
         notes.append("note: the model has no analog MVM layer")
     report = DiagnoseReport(config=cfg, model_name=model_name, n_images=n, seed=seed, ideal_accuracy=ideal_accuracy,
-                            accuracy=accuracy, layers=diags, causes=causes, notes=notes)
+                            accuracy=accuracy, layers=diags, causes=active_causes(cfg, all_layers), notes=notes)
     if out_path is not None:
         report.write(out_path, plots=plots)
     return report
+
+
+def _diagnose_config(config, ntest: Optional[int], seed: Optional[int]) -> tuple[Config, int]:
+    """The config of the diagnosed chip: one run, a fixed seed, ``ntest`` images."""
+    cfg = load_config(config)
+    if ntest is not None and int(ntest) < 0:
+        raise ConfigError(f"--ntest must be >= 0 images (0 = the whole test split), got {ntest}")
+    seed = int(seed if seed is not None else (cfg.seed if cfg.seed is not None else 0))
+    data = _minimal(cfg.to_dict())
+    data.update(seed=seed, Nruns=1, **({"ntest": int(ntest)} if ntest is not None else {}))
+    return load_config(data, name=cfg.source), seed
+
+
+def _load_network(cfg: Config):
+    from simulator.network import load_model
+
+    return load_model(cfg.model_name)
+
+
+def _default_simulation(net, cfg, seed: int):
+    """A :class:`~simulator.simulation.Simulation` of ``net`` with the config's calibrated ranges."""
+    from simulator.calibration_io import calibration_for
+    from simulator.simulation import Simulation
+
+    cfg = load_config(cfg)
+    return Simulation(net, cfg, seed=seed, calibration=calibration_for(net, cfg))
+
+
+def _select(cores: list, layers: Optional[Iterable[str]], cfg: Config, model_name: str, all_layers: list[str]) -> list:
+    """The cores named by the layer filter (layer or core names); every core without one."""
+    if layers is None:
+        return cores
+    wanted = list(layers)
+    known = {n for l, c, _ in cores for n in (l, c)}
+    bad = [n for n in wanted if n not in known]
+    if bad or not wanted:
+        raise ConfigError(
+            f"{cfg.source}: layer filter {', '.join(map(repr, bad or wanted)) or '(empty)'} names no analog layer "
+            f"of model {model_name!r}; analog layers: {', '.join(all_layers) or 'none'}")
+    return [t for t in cores if t[0] in wanted or t[1] in wanted]
+
+
+def _observed_pass(sim, data, cores, post, samples: int, seed: int, bar):
+    """Run the test images through the non-ideal chip with a recorder: (recorder, accuracy, ideal accuracy, n)."""
+    from simulator.runner import _correct
+
+    hits = ideal_hits = n = 0
+    with sim.observe(adc=True, dac=True, layers=[c for _, c, _ in cores], samples=samples, seed=seed,
+                     post=post) as rec:
+        for x, y in data.iter_batches(layout=_input_layout(sim)):
+            y = np.asarray(y)
+            hits += _correct(sim.forward(x), y, [1])[1]
+            ideal_hits += _correct(sim.ideal_forward(x), y, [1])[1]
+            n += len(y)
+            if bar is not None:
+                bar.update(len(y))
+    return rec, hits / max(n, 1), ideal_hits / max(n, 1), n
+
+
+def _cause_errors(cfg, simulation, seed, cause_sets, cores, rec, post, notes, bar) -> dict:
+    """``{cause set: {core: (mean squared error, mean squared ideal output, dtype)}}`` on the sampled inputs."""
+    from simulator.observe import neural_cores
+
+    mse: dict[frozenset, dict[str, tuple[float, float, str]]] = {}
+    for key in cause_sets:
+        if bar is not None:
+            bar.set_postfix_str(", ".join(sorted(key)) or "ideal")
+        mse[key] = {}
+        try:
+            vsim = simulation(load_config(variant_config(cfg, key), name=cfg.source), seed)
+        except XbarsimError as exc:
+            notes.append(f"note: {', '.join(CAUSES[c] for c in sorted(key))} could not be switched on alone ({exc})")
+            vsim = None
+        vcores = {} if vsim is None else {c: core for _, c, core in neural_cores(vsim)}
+        for _, cname, _ in cores:
+            core, X = vcores.get(cname), rec[cname].samples
+            if core is None or X is None:
+                continue
+            xp = core.xp
+            X = xp.asarray(X)
+            ref, Y = core.ideal(X), xp.asarray(core(X), dtype=xp.float64)
+            f = post.get(cname)
+            if f is not None:
+                ref, Y = f(ref, xp), f(Y, xp)
+            d = Y - ref
+            mse[key][cname] = (float(xp.mean(d * d)), float(xp.mean(ref * ref)), str(core.dtype))
+        if bar is not None:
+            bar.update(1)
+    return mse
+
+
+def _quantizer_use(use) -> dict[str, Any]:
+    if use is None or not use.n:
+        return {}
+    main = use.main if hasattr(use, "main") else use
+    return dict(bits=main.bits, clipped_low=use.clipped_low_fraction, clipped_high=use.clipped_high_fraction,
+                levels_used_fraction=use.levels_used_fraction, effective_bits=use.effective_bits)
+
+
+def _layer_diagnosis(lname: str, cname: str, obs, post, mse, prereq) -> LayerDiagnosis:
+    """One core's whole error, its first-order cause split and its ADC/DAC/Icol use."""
+    rel = _rel(obs.sum_err2, obs.sum_ref2, _floor(obs.dtype))
+    cause_mse, cause_err = {}, {}
+    for c in CAUSES:
+        base = frozenset(prereq.get(c, set()))
+        r = mse.get(base | {c}, {}).get(cname)
+        if r is None:
+            cause_err[c] = float("nan")
+            continue
+        m, ref, dt = r
+        if base:  # the increase over the prerequisites alone
+            rb = mse.get(base, {}).get(cname)
+            m = max(0.0, m - (rb[0] if rb is not None else 0.0))
+        cause_err[c] = e = _rel(m, ref, _floor(dt))
+        cause_mse[c] = 0.0 if e == 0 else m
+    total = sum(cause_mse.values())
+    share = {c: (cause_mse[c] / total if total > 0 else 0.0) if c in cause_mse else float("nan") for c in CAUSES}
+    return LayerDiagnosis(
+        layer=lname, core=cname, mvms=obs.rows, activation_after=cname in post, relative_rms_error=rel,
+        snr_db=snr_db(rel), cause_error=cause_err, cause_share=share, adc=_quantizer_use(obs.adc),
+        dac=_quantizer_use(obs.dac), icol_clipped=obs.icol_clipped_fraction, observation=obs,
+    )
 
 
 def _cause_sets(cfg: Config, layers: list[str]) -> list[frozenset]:

@@ -174,6 +174,55 @@ def test_small_bert_matches_torch(opset, tmp_path):
     assert sum(l.type == "MatMul" for l in net.layers) == 4 and sum(l.type == "Dense" for l in net.layers) == 13
 
 
+# ------------------------------------------------------------------ op coverage beyond the zoo
+class _Mixed(torch.nn.Module):
+    """Ops the zoo does not reach: pad modes, dilated / ceil-mode pooling, split, where, gather, flip, ..."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.fc = torch.nn.Linear(3, 5)
+    def forward(self, x):  # (N, 3, 9, 9)
+        a = torch.nn.functional.pad(x, (1, 2, 0, 1), mode="reflect")
+        b = torch.nn.functional.pad(x, (2, 0, 1, 1), mode="replicate")
+        c = self.conv(a)  # (N, 4, 8, 10)
+        m = torch.nn.functional.max_pool2d(c, 3, stride=2, dilation=2, ceil_mode=True)
+        p = torch.nn.functional.avg_pool2d(c, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=True)
+        q = torch.nn.functional.avg_pool2d(b, 2, stride=2, ceil_mode=True, count_include_pad=False)
+        s1, s2 = torch.split(c, [1, 3], dim=1)
+        t = torch.clamp(s2, -0.5, 0.7) + s1
+        tok = t.flatten(2).transpose(1, 2)  # (N, 80, 3)
+        sm = torch.softmax(tok, dim=1)
+        w = torch.where(tok > 0, tok, tok.pow(2))
+        r = w.mean(dim=-1)  # (N, 80)
+        g = tok[:, [3, 1, 2]]
+        fl = torch.flip(tok, dims=[1])[:, ::3]
+        e = (tok[:, :1] == tok[:, 1:2]).float() + torch.sqrt(tok.abs() + 1)
+        u = self.fc(tok).unsqueeze(1).expand(-1, 2, -1, -1)
+        lm = torch.nn.functional.layer_norm(tok, (3,)) * torch.nn.functional.hardswish(tok) - torch.nn.functional.hardsigmoid(tok) + torch.nn.functional.gelu(tok, approximate="tanh")
+        z = torch.cat([m.flatten(1), p.flatten(1), q.flatten(1), r, sm.flatten(1), g.flatten(1), fl.flatten(1),
+                       e.flatten(1), u.flatten(1), lm.flatten(1), torch.log_softmax(tok, -1).flatten(1)], dim=1)
+        return z
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+def test_mixed_ops_match_torch(opset, tmp_path):
+    model = _Mixed().eval()
+    x = torch.randn(3, 3, 9, 9, generator=torch.Generator().manual_seed(4))
+    path = tmp_path / f"mixed{opset}.onnx"
+    _export(model, x[:1], path, opset, False)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"Pad", "MaxPool", "AveragePool", "Split", "Where", "Gather", "Slice", "Expand", "Equal", "Cast",
+            "LogSoftmax", "Clip", "Sqrt", "Pow"} <= ops
+    net = simulator.load_model(path)
+    pads = {l.config["mode"] for l in net.layers if l.type == "Pad"}
+    assert pads == {"reflect", "edge"}
+    with torch.no_grad():
+        want = model(x).numpy()
+    assert _rel(_ideal(net, x.numpy()), want) <= REL_TOL
+
+
 # ------------------------------------------------------------------ self-check
 def test_self_check_refuses_a_wrong_translation(exported, monkeypatch):
     path, x, want = exported("mobilenet_v3_small")

@@ -207,3 +207,15 @@ def test_level_grid_describes_the_outputs(name):
     hi_in = getattr(adc, "in_hi", grid[-1])
     if name in CIRCUITS:  # clipped exactly when outside the input range
         assert use.clipped_high == np.count_nonzero(y > hi_in) and use.clipped_low == np.count_nonzero(y < lo_in)
+
+
+@pytest.mark.parametrize("sigma,split", [(0.0, True), (0.02, False), (0.02, True), (0.6, False)])
+def test_sar_search_equals_the_cycle_by_cycle_conversion(sigma, split):
+    adc = cv.make_adc("sar", 7, -2.0, 2.0, n_cols=24, params={"sigma_capacitor": sigma, "sigma_comparator": 0.01,
+                                                            "split_cdac": split, "group_size": 4},
+                      rng=np.random.default_rng(3))
+    u = np.random.default_rng(4).uniform(-1.1, 1.1, (300, 24)).astype(np.float32)
+    u = np.clip(u, -1, 1)
+    np.testing.assert_array_equal(adc.codes(u, np), adc.codes_binary_search(u, np))
+    if sigma == 0.6:
+        assert not adc.monotonic  # large mismatch: the cycle-by-cycle search itself runs

@@ -454,13 +454,41 @@ class SarADC(_CircuitADC):
         group = numpy.arange(self.n_cols) // int(self.p["group_size"])
         self.thresholds = numpy.stack(tables)[group]  # (C, 2**bits)
         self.offsets = self._normal(G, float(self.p["sigma_comparator"]))[group]
+        # With increasing CDAC outputs the binary search ends at the count of thresholds below the input:
+        # one sorted search over all columns (each column's table shifted clear of the others) gives it.
+        T = self.thresholds[:, 1:]
+        self.monotonic = bool(numpy.all(numpy.diff(T, axis=1) > 0)) and bool(numpy.all(numpy.isfinite(T)))
+        if self.monotonic:  # per column: -inf, T_1 .. T_{2^N - 1}, +inf (code k spans [edge k, edge k+1))
+            n = 2**self.bits
+            self._edges = numpy.concatenate([numpy.full((self.n_cols, 1), -numpy.inf), T,
+                                             numpy.full((self.n_cols, 1), numpy.inf)], axis=1).ravel()
+            self._stride = n + 1
 
     def codes(self, u, xp):
+        """Codes of normalized inputs ``u`` (..., C); with increasing CDAC outputs the binary search ends at the
+        count of thresholds below the input, found from the ideal code by stepping to the enclosing thresholds."""
+        if not self.monotonic:
+            return self.codes_binary_search(u, xp)
+        n = 2**self.bits
+        v = u.astype(xp.float64) - xp.asarray(self.offsets)
+        edges = xp.asarray(self._edges)
+        base = xp.arange(self.n_cols, dtype=xp.int64) * self._stride
+        k = xp.clip(xp.floor((v + 1.0) * (n / 2)), 0, n - 1).astype(xp.int64)
+        for _ in range(n):  # a few steps for small mismatch; bounded by the number of codes
+            low = xp.take(edges, k + base) >= v  # input at or below this code's lower threshold: step down
+            high = xp.take(edges, k + 1 + base) < v  # above the next threshold: step up
+            if not (bool(xp.any(low)) or bool(xp.any(high))):
+                break
+            k = k - low + high
+        return k
+
+    def codes_binary_search(self, u, xp):
+        """The SAR's N comparison cycles, cycle by cycle (any CDAC, monotonic or not)."""
         n = 2**self.bits
         C = self.n_cols
-        table = xp.asarray(self.thresholds.ravel(), dtype=u.dtype)
+        table = xp.asarray(self.thresholds.ravel(), dtype=xp.float64)
         base = xp.arange(C, dtype=xp.int64) * n
-        v = u - xp.asarray(self.offsets, dtype=u.dtype)
+        v = u.astype(xp.float64) - xp.asarray(self.offsets)
         reg = xp.zeros(u.shape, dtype=xp.int64)
         for i in range(self.bits):
             trial = reg + 2 ** (self.bits - 1 - i)

@@ -87,9 +87,10 @@ def fold_batchnorm(layers: list[Layer], outputs: list[str]) -> list[Layer]:
                 and src.name not in outputs
             ):
                 eps = float(l.config.get("epsilon", 1e-3))
-                gamma = l.weights.get("gamma")
-                beta = l.weights.get("beta")
-                mean, var = l.weights["moving_mean"], l.weights["moving_variance"]
+                f64 = lambda a: None if a is None else np.asarray(a, dtype=np.float64)  # noqa: E731 - fold exactly
+                gamma = f64(l.weights.get("gamma"))
+                beta = f64(l.weights.get("beta"))
+                mean, var = f64(l.weights["moving_mean"]), f64(l.weights["moving_variance"])
                 scale = (gamma if gamma is not None else 1.0) / np.sqrt(var + eps)
                 shift = (beta if beta is not None else 0.0) - mean * scale
                 key = "depthwise_kernel" if src.type == "DepthwiseConv2D" else "kernel"

@@ -5,16 +5,19 @@ Right after import, :func:`check_against_torch` runs the user's module
 MVMs, batch norms folded as ``fold_batchnorm`` does by default) on the
 example input and on seeded random variations of it, and compares every
 analog layer's output and the model outputs. A difference beyond
-:data:`RTOL` (max absolute difference over the reference's max magnitude)
-refuses the model with one line naming the first layer that differs.
+:data:`RTOL` (norm of the difference over the reference's norm) refuses the model with one line naming the first layer that differs.
 """
 from __future__ import annotations
+
+import copy
 
 from simulator.errors import ModelError
 from simulator.torch_host.network import TorchNetwork, run_module, torch_module
 
-#: relative tolerance: float32 torch against float64 MVMs through a deep network stays far below it
-RTOL = 1e-4
+#: relative tolerance in float64: rounding differences of two float64 computations are ~1e-14
+RTOL = 1e-7
+#: relative tolerance when the module only runs in float32 (torch's own float32 error reaches ~1e-5 on deep nets)
+RTOL_FLOAT32 = 1e-3
 
 
 def _tensors(obj) -> list:
@@ -29,15 +32,20 @@ def _tensors(obj) -> list:
 
 
 def relative_difference(ours, ref) -> float:
-    """max |ours - ref| / max |ref| (0 for two zero tensors; inf for a shape mismatch)."""
+    """||ours - ref|| / ||ref|| over all elements (2-norm; 0 for two zero tensors; inf for a shape mismatch).
+
+    A norm, not the largest element: single elements near a cancellation carry
+    float32 rounding far above the tensor's, while a translation error (a wrong
+    transpose, padding, bias or fold) moves the whole tensor.
+    """
     torch = torch_module()
     if tuple(ours.shape) != tuple(ref.shape):
         return float("inf")
     a, b = ours.detach().double().cpu(), ref.detach().double().cpu()
     if not bool(torch.isfinite(a).all()) or not bool(torch.isfinite(b).all()):
         return 0.0 if bool(torch.equal(torch.nan_to_num(a), torch.nan_to_num(b))) else float("inf")
-    scale = float(b.abs().max()) if b.numel() else 0.0
-    diff = float((a - b).abs().max()) if b.numel() else 0.0
+    scale = float(torch.linalg.vector_norm(b)) if b.numel() else 0.0
+    diff = float(torch.linalg.vector_norm(a - b)) if b.numel() else 0.0
     return diff / scale if scale > 0 else diff
 
 
@@ -62,21 +70,37 @@ def check_inputs(net: TorchNetwork, n: int = 2, seed: int = 0):
         yield tuple(vary(a) for a in net.example_args), {k: vary(v) for k, v in net.example_kwargs.items()}
 
 
-def _reference(net: TorchNetwork, args, kwargs) -> tuple[dict[str, list], object]:
+def _double(t):
+    torch = torch_module()
+    return t.double() if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+
+
+def _float64_copy(net: TorchNetwork):
+    """A float64 deep copy of the module that runs on the example input, or None."""
+    torch = torch_module()
+    try:
+        exact = copy.deepcopy(net.module).double()
+        with torch.no_grad():
+            exact(*map(_double, net.example_args), **{k: _double(v) for k, v in net.example_kwargs.items()})
+        return exact
+    except Exception:  # noqa: BLE001 - any failure means: compare in float32
+        return None
+
+
+def _reference(module, net: TorchNetwork, args, kwargs) -> tuple[dict[str, list], object]:
     """The module's own outputs per analog site (after the BN folded into it) and its model output."""
     folded_into = {src: bn for bn, src in net.folds.items()}
     record: dict[str, list] = {}
     handles = []
     for site in net.sites:
-        path = folded_into.get(site.name, site.path)
-        mod = net.module.get_submodule(path)
+        mod = module.get_submodule(folded_into.get(site.name, site.path))
 
         def hook(mod, inp, out, name=site.name):
             record.setdefault(name, []).append(_tensors(out)[0].detach().clone())
 
         handles.append(mod.register_forward_hook(hook))
     try:
-        out = run_module(net.module, args, kwargs, net.source or net.name)
+        out = run_module(module, args, kwargs, net.source or net.name)
     finally:
         for h in handles:
             h.remove()
@@ -88,9 +112,15 @@ def check_against_torch(net: TorchNetwork, n_inputs: int = 2, seed: int = 0) -> 
     from simulator.simulation import Simulation
 
     sim = Simulation(net, {"analog": False, "grouped_conv": "per_group"}, seed=0)  # ideal MVMs only: no arrays
+    exact = _float64_copy(net)
+    rtol = RTOL if exact is not None else RTOL_FLOAT32
+    if exact is not None:
+        sim.model.double()
     worst = 0.0
     for args, kwargs in check_inputs(net, n_inputs, seed):
-        ref_sites, ref_out = _reference(net, args, kwargs)
+        if exact is not None:
+            args, kwargs = tuple(map(_double, args)), {k: _double(v) for k, v in kwargs.items()}
+        ref_sites, ref_out = _reference(exact if exact is not None else net.module, net, args, kwargs)
         sim._record = {}
         try:
             ours_out = sim.ideal_forward(dict(kwargs) if kwargs and not args else args)
@@ -101,19 +131,20 @@ def check_against_torch(net: TorchNetwork, n_inputs: int = 2, seed: int = 0) -> 
         diffs = [relative_difference(o, r) for o, r in zip(ours_t, ref_t)] or [0.0]
         if len(ref_t) != len(ours_t):
             diffs.append(float("inf"))
-        if max(diffs) <= RTOL:
+        if max(diffs) <= rtol:
             worst = max(worst, max(diffs))
             continue
+        precision = "float64" if exact is not None else "float32"
         for site in net.sites:
             for call, (o, r) in enumerate(zip(ours_sites.get(site.name, []), ref_sites.get(site.name, []))):
                 d = relative_difference(o, r)
-                if d > RTOL:
+                if d > rtol:
                     raise ModelError(
                         f"{net.source or net.name}: import self-check failed: layer {site.name!r} ({site.module_class}, "
-                        f"call {call + 1}) differs from torch by {d:.3g} (relative; tolerance {RTOL:g}); "
+                        f"call {call + 1}) differs from torch by {d:.3g} (relative, {precision}; tolerance {rtol:g}); "
                         "set check = false (--no-check) only if you know why")
         raise ModelError(
             f"{net.source or net.name}: import self-check failed: every analog layer matches torch but the model "
-            f"output differs by {max(diffs):.3g} (relative; tolerance {RTOL:g}); "
+            f"output differs by {max(diffs):.3g} (relative, {precision}; tolerance {rtol:g}); "
             "set check = false (--no-check) only if you know why")
     return worst

@@ -700,14 +700,12 @@ def _expand(imp: _Importer, node, a):
     x = imp.dyn(node, node.input[0])
     shape = [int(v) for v in imp.need_const(node, node.input[1], "shape")]
     in_shape = imp.shape(node, x)
-    if imp.batched[x] and len(shape) >= len(in_shape) and len(shape) == len(in_shape):
-        if shape[0] not in (1, in_shape[0]):
-            imp.fix_batch(node, "expansion of the batch axis")
-        else:
-            shape[0] = 1  # keep the runtime batch
+    batched = imp.batched[x] and len(shape) == len(in_shape) and shape[0] in (1, in_shape[0])
+    if batched:
+        shape[0] = 1  # broadcasting keeps the runtime batch
     elif imp.batched[x]:
-        imp.fix_batch(node, "expansion adds axes before the batch axis")
-    imp.add(node, "Expand", [x], {"shape": shape}, batched=imp.batched[x] and imp.fixed_by is None)
+        imp.fix_batch(node, f"expansion of {in_shape} to {shape} changes the batch axis")
+    imp.add(node, "Expand", [x], {"shape": shape}, batched=batched)
 
 
 def _slice_cfg(imp: _Importer, node, a, x: str) -> dict | None:
@@ -724,10 +722,8 @@ def _slice_cfg(imp: _Importer, node, a, x: str) -> dict | None:
     steps = [1] * len(starts) if steps is None else steps
     keep = []
     for s, e, ax, st in zip(starts, ends, axes, steps):
-        if ax == 0 and imp.batched[x]:
-            if slice(s, e, st).indices(shape[0]) == (0, shape[0], 1):
-                continue  # the whole batch
-            imp.fix_batch(node, "slice of the batch axis")
+        if ax == 0 and imp.batched[x] and slice(s, e, st).indices(shape[0]) == (0, shape[0], 1):
+            continue  # the whole batch
         keep.append((int(s), int(max(min(e, 2**62), -(2**62))), ax, int(st)))
     if not keep:
         return None
@@ -740,7 +736,10 @@ def _slice(imp: _Importer, node, a):
     cfg = _slice_cfg(imp, node, a, x)
     if cfg is None:
         return imp.alias(node, x)
-    imp.add(node, "Slice", [x], cfg, batched=imp.batched[x] and imp.fixed_by is None)
+    batched = imp.batched[x] and 0 not in cfg["axes"]
+    if imp.batched[x] and not batched:
+        imp.fix_batch(node, "slice of the batch axis")
+    imp.add(node, "Slice", [x], cfg, batched=batched)
     return None
 
 

@@ -219,3 +219,27 @@ def test_sar_search_equals_the_cycle_by_cycle_conversion(sigma, split):
     np.testing.assert_array_equal(adc.codes(u, np), adc.codes_binary_search(u, np))
     if sigma == 0.6:
         assert not adc.monotonic  # large mismatch: the cycle-by-cycle search itself runs
+
+
+def test_split_cdac_equals_a_charge_conservation_solve():
+    """The bridged CDAC's closed form against the two floating nodes' charge equations solved numerically."""
+    bits, sigma = 7, 0.05
+    L = bits // 2
+    M = bits - 1 - L
+    z = np.random.default_rng(8).standard_normal(bits + 1)
+    cap = lambda nom, zz: nom + sigma * np.sqrt(nom) * zz  # noqa: E731
+    cl = cap(2.0 ** np.arange(L), z[:L])
+    ct = cap(1.0, z[L])
+    cm = cap(2.0 ** np.arange(M), z[L + 1 : L + 1 + M])
+    cb = cap(2.0**L / (2.0**L - 1), z[bits])
+    T = cv.split_cdac_thresholds(bits, z, sigma, math.inf)
+    for code in (2 ** (bits - 1) + 1, 2 ** (bits - 1) + 5, 2 ** (bits - 1) + 2**L, 2**bits - 1, 3):
+        s = code - 2 ** (bits - 1)
+        m = abs(s)
+        dl = np.array([(m >> i) & 1 for i in range(L)], dtype=float)
+        dm = np.array([((m >> L) >> j) & 1 for j in range(M)], dtype=float)
+        # node X (LSB side): sum cl (X - dl) + ct X + cb (X - Y) = 0; node Y: sum cm (Y - dm) + cb (Y - X) = 0
+        A = np.array([[cl.sum() + ct + cb, -cb], [-cb, cm.sum() + cb]])
+        rhs = np.array([cl @ dl, cm @ dm])
+        X, Y = np.linalg.solve(A, rhs)
+        assert T[code] == pytest.approx(np.sign(s) * Y, rel=1e-12, abs=1e-15)

@@ -197,6 +197,18 @@ def test_unknown_json_section(tmp_path):
     one_line_exit2("run", str(p), fragments=("unknown key xbar.device.Rmaxx", "did you mean 'Rmax'"))
 
 
+def test_json_current_from_input_false_needs_one_bit_slices(tmp_path):
+    p = tmp_path / "gated.json"
+    write_preset(p, "default", **{"xbar.array.parasitics.enable": True, "xbar.array.parasitics.Rp_col": 1.0,
+                                  "xbar.array.parasitics.current_from_input": False})
+    one_line_exit2("run", str(p), fragments=("current_from_input = false", "input_bitslicing = true"))
+    write_preset(p, "SONOS-TCAS", **{"xbar.array.parasitics.enable": True, "xbar.array.parasitics.Rp_col": 1.0,
+                                     "xbar.array.parasitics.Rp_row": 3.0,
+                                     "xbar.array.parasitics.current_from_input": False})
+    cfg = load_config(str(p))
+    assert cfg.noRowParasitics and cfg.Rp_row == 0 and cfg.Rp_col == pytest.approx(1.0 / 35000.0)
+
+
 def test_adc_parameter_for_the_wrong_model(tmp_path):
     p = tmp_path / "ramp.json"
     write_preset(p, "PRIME", **{"xbar.adc.mvm.split_cdac": True})
@@ -212,6 +224,7 @@ def test_adc_parameter_for_the_wrong_model(tmp_path):
     ("bias_bits = 'adc'\nRmin = 1e3\n", "bias_bits = 'adc'"),
     ("subtract_current_in_xbar = False\ninterleaved_posneg = True\n", "contradicts interleaved_posneg"),
     ("gate_input = True\ncurrent_from_input = True\n", "contradict"),
+    ("gate_input = True\nRp_col = 1.0\nRmin = 1e3\ndac_bits = 8\n", "gate_input = True .* requires input_bitslicing"),
 ])
 def test_flat_keys_we_cannot_honour(tmp_path, text, frag):
     with pytest.raises(ConfigError, match=frag.replace("(", r"\(")):

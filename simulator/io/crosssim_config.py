@@ -182,6 +182,9 @@ def from_flat(data: Mapping[str, Any], source: str) -> dict[str, Any]:
             if ohms < 0:
                 raise ConfigError(f"{source}: {key} = {ohms}: a resistance must be >= 0 ohm")
             out[key] = ohms / rmin
+    if gate and out.get("Rp_col", 0) > 0 and not (d.get("input_bitslicing") and int(d.get("dac_bits", 0) or 0) > 0):
+        raise ConfigError(f"{source}: gate_input = True (the inputs switch the select transistors) with Rp_col > 0 "
+                          "requires input_bitslicing = True and dac_bits > 0, as in CrossSim (manual Table 8.1)")
     if d.get("noRowParasitics") and out.get("Rp_row", 0) > 0:
         note(source, "Rp_row", "with gate_input = True the rows carry no current, as in CrossSim")
         out["Rp_row"] = 0.0
@@ -473,6 +476,9 @@ def from_json(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     if dac_bits == 0:
         out["input_bitslicing"] = False
         out["input_slice_size"] = 1
+    if out.get("noRowParasitics") and not (out["input_bitslicing"] and out["input_slice_size"] == 1):
+        raise ConfigError(f"{source}: xbar.array.parasitics.current_from_input = false (inputs switch the select "
+                          "transistors) requires xbar.dac.mvm.input_bitslicing = true with slice_size = 1, as in CrossSim")
     elif in_lo is not None and in_hi is not None:
         out["dac_range"] = [float(in_lo), float(in_hi)]
     if in_clip and dac_bits == 0:

@@ -142,8 +142,8 @@ def detect_format(path: Path) -> ModelFormat:
     root = _hdf5_root(path)
     if root is not None:
         keys = sorted(root[2]) or "none"
-        raise ModelError(f"{path}: HDF5 file is not an xbarsim model and not a Keras model (root keys: {keys}); "
-                         f"accepted: {accepted()}")
+        raise ModelError(f"{path}: not an xbarsim model (an HDF5 file, but neither an xbarsim nor a Keras model; "
+                         f"root keys: {keys}); accepted: {accepted()}")
     raise ModelError(f"{path}: not a model file of a known format (starts with {head[:8]!r}); accepted: {accepted()}")
 
 

@@ -148,6 +148,17 @@ def test_sensitivity_on_worker_processes_matches_in_process():
     assert da.acc_only_ideal >= da.acc_only_nonideal
 
 
+def test_sensitivity_on_a_dask_cluster_matches_in_process():
+    distributed = pytest.importorskip("distributed")
+    cfg = dict(BASE, ntest=40, layers={"fc1": {"adc_range_option": "max", "adc_bits": 4}})
+    a = diagnose(cfg, layers=["fc1", "fc2"], workers=1)
+    with distributed.LocalCluster(n_workers=1, processes=False, threads_per_worker=2, dashboard_address=":0",
+                                  silence_logs=40) as cluster:
+        b = diagnose(cfg, layers=["fc1", "fc2"], workers=None, scheduler=cluster.scheduler_address)
+    for da, db in zip(a.layers, b.layers):
+        assert (da.core, da.acc_only_nonideal, da.acc_only_ideal) == (db.core, db.acc_only_nonideal, db.acc_only_ideal)
+
+
 def test_report_files(tmp_path):
     rep = diagnose(dict(BASE, ntest=40, layers={"conv3": {"adc_bits": 3}}), layers=["conv3", "fc2"], workers=1,
                    out=tmp_path / "d")

@@ -17,6 +17,7 @@ that size (the last chunk padded), since its graph is specialized to it.
 """
 from __future__ import annotations
 
+import logging
 import zipfile
 from pathlib import Path
 
@@ -214,11 +215,16 @@ def load_torch_export(path, check: bool = True) -> TorchNetwork:
     """Read a ``torch.export.save`` file as a :class:`TorchNetwork` (its stored example inputs trace it)."""
     torch = torch_module()
     path = Path(path)
+    quiet = logging.getLogger("torch.export")  # it logs a traceback for a broken archive, then fails anyway
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
         ep = torch.export.load(str(path))
     except Exception as exc:  # noqa: BLE001 - any unreadable archive
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise ModelError(f"{path}: not a readable torch.export program ({exc.__class__.__name__}: {first})") from None
+    finally:
+        quiet.setLevel(level)
     example = ep.example_inputs
     if example is None:
         raise ModelError(f"{path}: the program stores no example inputs; save it with torch.export.save from torch >= 2.3")

@@ -176,6 +176,29 @@ def test_executor_and_torch_routes_same_noise_statistics():
     assert abs(ea.mean() - eb.mean()) < 0.2 * sa
 
 
+def test_read_noise_independent_of_batching_and_across_repeated_calls():
+    class Shared(nn.Module):  # one Linear called twice per forward
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(16, 8)
+
+        def forward(self, x):
+            return torch.cat([self.lin(x), self.lin(x)], dim=1)
+
+    torch.manual_seed(0)
+    m = Shared().eval()
+    x = np.random.default_rng(0).normal(size=(7, 16)).astype(np.float32)
+    net = from_torch(m, torch.from_numpy(x[:2]))
+    cfg = {"noise_model": "alpha", "alpha_noise": 0.05, "error_model": "alpha", "alpha_error": 0.02}
+    whole = Simulation(net, cfg, seed=5).forward(x)
+    sim = Simulation(net, cfg, seed=5)
+    parts = np.concatenate([sim.forward(x[:3]), sim.forward(x[3:])])  # image_offset continues after 3
+    assert np.array_equal(whole, parts)
+    assert np.array_equal(Simulation(net, cfg, seed=5).forward(x[3:], image_offset=3), whole[3:])
+    first, second = whole[:, :8], whole[:, 8:]
+    assert np.abs(first - second).max() > 1e-3  # the second call reads with its own noise
+
+
 # ---------------------------------------------------------------- .pt2 programs and the CLI
 def _resnet18_digits():
     from torchvision_compat import import_torchvision

@@ -74,6 +74,7 @@ class TorchSimulation(Simulation):
         self._by_name = {layer.name: layer for layer in self.layers}
         self._ideal_mode = False
         self._record: dict[str, list] | None = None
+        self._calls: dict[str, int] = {}  # calls of each layer in the current forward
         self.device = torch.device("cuda") if self.backend.name == "cupy" and torch.cuda.is_available() else torch.device("cpu")
         self.model = self._simulated_copy()
 
@@ -109,9 +110,23 @@ class TorchSimulation(Simulation):
         if self._record is not None:
             self._record.setdefault(site, []).append(out.detach().clone())
 
+    @contextlib.contextmanager
+    def _call_offset(self, layer_name: str):
+        """Read noise keys: the k-th call of a layer in one forward (shared weights, loops) reads as images
+        ``offset + k * 2**32 ...``, so repeated calls draw independent noise; the first call keys as the executor."""
+        k = self._calls.get(layer_name, 0)
+        self._calls[layer_name] = k + 1
+        saved = self._offset
+        self._offset = saved + k * 2**32
+        try:
+            yield
+        finally:
+            self._offset = saved
+
     def run_dense(self, layer_name: str, x, site: str):
         """A dense layer on ``x`` of shape (..., features)."""
-        y = self._apply(self._by_name[layer_name], [to_xp(x, self.xp)], self._ideal_mode)
+        with self._call_offset(layer_name):
+            y = self._apply(self._by_name[layer_name], [to_xp(x, self.xp)], self._ideal_mode)
         return from_xp(y, x)
 
     def run_conv(self, module, x, output_padding):
@@ -127,7 +142,8 @@ class TorchSimulation(Simulation):
         t = x.unsqueeze(0) if unbatched else x
         X = to_xp(t, xp)
         X = X[:, :, None, :] if one_d else X
-        Y = self._apply(layer, [xp.ascontiguousarray(X.transpose(0, 2, 3, 1))], self._ideal_mode)
+        with self._call_offset(layer.name):
+            Y = self._apply(layer, [xp.ascontiguousarray(X.transpose(0, 2, 3, 1))], self._ideal_mode)
         Y = xp.ascontiguousarray(Y.transpose(0, 3, 1, 2))
         Y = Y[:, :, 0, :] if one_d else Y
         out = from_xp(Y, x)
@@ -140,7 +156,8 @@ class TorchSimulation(Simulation):
         ins = [to_xp(xt, self.xp)]
         if hx is not None:
             ins.append(to_xp(hx.unsqueeze(0) if unbatched else hx, self.xp))
-        y = from_xp(self._apply(self._by_name[module.layer_name], ins, self._ideal_mode), x)
+        with self._call_offset(module.layer_name):
+            y = from_xp(self._apply(self._by_name[module.layer_name], ins, self._ideal_mode), x)
         return y.squeeze(0) if unbatched else y
 
     # ------------------------------------------------------------ running
@@ -201,7 +218,9 @@ class TorchSimulation(Simulation):
         """A program specialized to batch B: run chunks of B (the last padded by repeating its first row)."""
         N = int(args[0].shape[0])
         outs = []
+        base = self._offset
         for s in range(0, N, B):
+            self._offset = base + s  # chunk s..s+B holds images base+s.. (read-noise keys)
             part = []
             for a in args:
                 c = a[s:s + B]
@@ -212,9 +231,11 @@ class TorchSimulation(Simulation):
             if not isinstance(y, torch.Tensor):
                 raise DataError(f"model {self.network.name!r} was exported for batch {B}; run it with batches of {B}")
             outs.append(y[: min(B, N - s)])
+        self._offset = base
         return torch.cat(outs)
 
     def _call_model(self, args, kwargs, ideal: bool):
+        self._calls: dict[str, int] = {}
         saved = self.dtype
         self._ideal_mode = ideal
         if ideal:

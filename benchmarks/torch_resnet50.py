@@ -1,0 +1,105 @@
+"""ResNet-50 (224x224) through the torch host, against the physical limit of this machine.
+
+The limit: the model's multiply-accumulate count (conv and linear layers,
+counted from the traced shapes) divided by this machine's float32 GEMM rate,
+measured in the same run with a large NumPy matmul. An analog simulation
+has to do at least those MACs once, so ``time per image / limit`` says how
+close the simulator is to the cheapest possible implementation on this CPU.
+The torch float32 forward pass of the same model is timed too.
+
+    python benchmarks/torch_resnet50.py --batch 8 --repeats 2
+
+Settings: 8-bit weights (BALANCED one-sided, On/Off 100), 8-bit DAC over
+[-8, 8] and 8-bit ADC ("max" range); then the same with generic read noise
+alpha 0.02. Peak memory of the simulation process is bounded by
+``memory_budget_mb`` (printed), not by the batch.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def gemm_macs_per_second(n: int = 2048, repeats: int = 3) -> float:
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return n**3 / best
+
+
+def model_macs(net) -> int:
+    """MACs per image of every analog layer (windows x matrix size), from the traced shapes."""
+    from simulator.cli.commands.inspect import mvm_matrices
+
+    total = 0
+    for site in net.sites:
+        out = site.output_shape
+        windows = int(np.prod(out[2:])) if len(out) > 2 else 1
+        for layer in site.layers:
+            for _, (rows, cols) in mvm_matrices(layer):
+                total += windows * rows * cols
+    return total
+
+
+def timed(fn, repeats: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--budget", type=float, default=512.0, help="memory_budget_mb")
+    args = ap.parse_args()
+    import torch
+
+    from simulator import Simulation, from_torch
+    from torchvision_compat import import_torchvision
+
+    torch.manual_seed(0)
+    model = import_torchvision().models.resnet50(weights=None).eval()
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    net = from_torch(model, x[:2], check=False)
+    macs = model_macs(net)
+    rate = gemm_macs_per_second()
+    limit = macs / rate
+    with torch.no_grad():
+        t_torch = timed(lambda: model(x), args.repeats) / args.batch
+    print(f"ResNet-50 {args.size}x{args.size}: {macs / 1e9:.2f} GMAC/image; float32 GEMM {rate / 1e9:.1f} GMAC/s "
+          f"(threads: {os.environ.get('OMP_NUM_THREADS', 'default')}) -> physical limit {1e3 * limit:.1f} ms/image; "
+          f"torch float32 forward {1e3 * t_torch:.1f} ms/image ({t_torch / limit:.2f}x the limit)")
+    base = {"weight_bits": 8, "dac_bits": 8, "dac_range": [-8.0, 8.0], "adc_bits": 8, "memory_budget_mb": args.budget}
+    settings = {"8-bit W/DAC/ADC": base,
+                "+ read noise 0.02": {**base, "noise_model": "alpha", "alpha_noise": 0.02}}
+    xn = x.numpy()
+    print(f"{'setting':<22} {'ms/image':>9} {'x limit':>8} {'x torch':>8}")
+    for name, cfg in settings.items():
+        sim = Simulation(net, cfg, seed=0)
+        t = timed(lambda: sim.forward(xn), args.repeats) / args.batch
+        print(f"{name:<22} {1e3 * t:9.1f} {t / limit:8.2f} {t / t_torch:8.2f}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory {peak:.0f} MB (memory_budget_mb = {args.budget:g}, batch {args.batch})")
+
+
+if __name__ == "__main__":
+    main()

@@ -355,7 +355,13 @@ class GenericADC(ADCModel):
 
     def __init__(self, bits, lo, hi, **kw) -> None:
         super().__init__(bits, lo, hi, **kw)
-        self.q = UniformQuantizer(self.bits, self.lo, self.hi)
+        self.q = UniformQuantizer(self.bits, *self.levels_range(self.lo, self.hi))
+        self.lo, self.hi = self.q.lo, self.q.hi
+
+    @staticmethod
+    def levels_range(lo: float, hi: float) -> tuple[float, float]:
+        """The range the quantizer's levels span for the requested range."""
+        return lo, hi
 
     signed = property(lambda self: self.q.signed)
     step = property(lambda self: self.q.step)
@@ -385,24 +391,18 @@ class QuantizerADC(ADCModel):
         return t
 
 
+def symmetric(lo: float, hi: float) -> tuple[float, float]:
+    """``+-max(|lo|, |hi|)``: the range of a sign-magnitude converter."""
+    r = max(abs(lo), abs(hi))
+    return -r, r
+
+
 @register_adc
-class SignMagnitudeADC(ADCModel):
+class SignMagnitudeADC(GenericADC):
     """Sign bit + (bits - 1) magnitude bits: 2**bits - 1 levels on +-max(|lo|, |hi|), one at zero."""
 
     name = "sign_magnitude"
-
-    def __init__(self, bits, lo, hi, **kw) -> None:
-        super().__init__(bits, lo, hi, **kw)
-        r = max(abs(self.lo), abs(self.hi))
-        self.q = UniformQuantizer(self.bits, -r, r)
-        self.lo, self.hi = self.q.lo, self.q.hi
-
-    signed = property(lambda self: self.q.signed)
-    step = property(lambda self: self.q.step)
-    k_range = property(lambda self: self.q.k_range)
-
-    def __call__(self, y, xp, out=None):
-        return self.q(y, xp, out=out)
+    levels_range = staticmethod(symmetric)
 
 
 @register_adc
@@ -584,7 +584,11 @@ class GenericDAC(DACModel):
 
     def __init__(self, bits, lo=0.0, hi=1.0) -> None:
         super().__init__(bits, lo, hi)
-        self.q = UniformQuantizer(self.bits, self.lo, self.hi)
+        self.q = UniformQuantizer(self.bits, *self.levels_range(self.lo, self.hi))
+
+    @staticmethod
+    def levels_range(lo: float, hi: float) -> tuple[float, float]:
+        return lo, hi
 
     def __call__(self, x, xp, out=None):
         return self.q(x, xp, out=out)
@@ -601,18 +605,11 @@ class QuantizerDAC(DACModel):
 
 
 @register_dac
-class SignMagnitudeDAC(DACModel):
+class SignMagnitudeDAC(GenericDAC):
     """2**bits - 1 levels on +-max(|lo|, |hi|) (sign bit + magnitude)."""
 
     name = "sign_magnitude"
-
-    def __init__(self, bits, lo=0.0, hi=1.0) -> None:
-        super().__init__(bits, lo, hi)
-        r = max(abs(self.lo), abs(self.hi))
-        self.q = UniformQuantizer(self.bits, -r, r)
-
-    def __call__(self, x, xp, out=None):
-        return self.q(x, xp, out=out)
+    levels_range = staticmethod(symmetric)
 
 
 def make_adc(adc_type: str, bits: int, lo: float, hi: float, *, n_cols: int = 1, params=None, rng=None, xp=numpy):

@@ -279,8 +279,9 @@ def test_relative_max_device_model():
     model = cls(DeviceParams(alpha_error=0.03))
     G = np.random.default_rng(0).uniform(0.0, 0.8, (400, 250))
     out = model.programming_error(G, np, np.random.default_rng(9))
-    assert np.std(out - G) == pytest.approx(0.03 * G.max(), rel=0.05)
-    np.testing.assert_allclose(model.programming_sigma(G, np), 0.03 * G.max())
+    # sigma = alpha_error * G_max = alpha_error for the layer, not alpha_error * max(G) of this array (0.8 here)
+    assert np.std(out - G) == pytest.approx(0.03, rel=0.05)
+    np.testing.assert_allclose(model.programming_sigma(G, np), 0.03)
     assert cls(DeviceParams(alpha_error=0.0)).programming_error(G, np, np.random.default_rng(0)) is G
     with pytest.raises(DeviceModelError):
         cls(DeviceParams(alpha_error=0.03, proportional_error=True))

@@ -379,6 +379,18 @@ def check_combinations(p: HardwareParams, cfg: "Config", where: str) -> None:
             check_topology(max(rp_row, rp_col), p.noRowParasitics, p.style, p.interleaved_posneg, p.input_bitslicing)
         except ConfigError as exc:
             raise ValueError(f"{where}{exc}") from None
+    if where == "" and isinstance(cfg, Config):  # converter models that no layer would use
+        def any_layer(key):
+            return getattr(p, key) > 0 or any((getattr(o, key) or 0) > 0 for o in cfg.layers.values())
+
+        if (p.adc_type != "generic" or p.adc_params) and not any_layer("adc_bits"):
+            what = f"adc_type = {p.adc_type!r}" if p.adc_type != "generic" else "adc_params"
+            raise ValueError(f"{what} has no effect: no layer has an ADC (adc_bits = 0)")
+        if p.dac_type != "generic" and not any_layer("dac_bits"):
+            raise ValueError(f"dac_type = {p.dac_type!r} has no effect: no layer has a DAC (dac_bits = 0)")
+    if p.dac_type != "generic" and p.input_bitslicing:
+        raise ValueError(f"{where}dac_type = {p.dac_type!r} has no effect with input_bitslicing = true (the inputs are "
+                         "integer codes applied bit by bit); remove dac_type")
     if p.Icol_max > 0 and not p.Icell_max > 0:
         raise ValueError(f"{where}Icol_max = {p.Icol_max} needs Icell_max > 0 (the current of one cell at Gmax, A) to limit column currents")
     check_array_options(p, where)
@@ -653,10 +665,10 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[
     """Set ``"key"`` or ``"layers.NAME.key"`` entries of a raw config dict in place."""
     for key, value in overrides.items():
         parts = key.split(".")
-        if parts[0] == "layers":
-            if len(parts) != 3:
+        if parts[0] == "layers":  # the layer name may hold dots (torch qualified names): the key is the last part
+            if len(parts) < 3 or not all(parts[1:]):
                 raise ConfigError(f"override {key!r}: per-layer keys are written layers.<layer name>.<key>")
-            data.setdefault("layers", {}).setdefault(parts[1], {})[parts[2]] = value
+            data.setdefault("layers", {}).setdefault(".".join(parts[1:-1]), {})[parts[-1]] = value
         elif len(parts) == 1:
             data[key] = value
         else:

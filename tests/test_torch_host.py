@@ -423,3 +423,15 @@ def test_copy_never_touches_the_users_module():
     assert isinstance(m[0], nn.Conv2d) and isinstance(m[1], nn.BatchNorm2d)
     for k, v in m.state_dict().items():
         assert torch.equal(v, before[k])
+
+
+def test_qualified_names_with_dots_in_overrides_and_sweeps():
+    from simulator.config import load_config
+    from simulator.sweep.spec import check_name, config_value
+
+    cfg = load_config({}).with_overrides({"layers.features.3.conv.adc_bits": 4})
+    assert cfg.for_layer("features.3.conv").adc_bits == 4
+    assert check_name("layers.features.3.conv.adc_bits") == "layers.features.3.conv.adc_bits"
+    assert config_value(cfg, "layers.features.3.conv.adc_bits") == 4
+    with pytest.raises(XbarsimError, match="layers.<layer name>.<key>"):
+        check_name("layers.adc_bits")

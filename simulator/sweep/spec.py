@@ -117,10 +117,10 @@ def check_name(name: str, where: str = "--param") -> str:
     if not name:
         raise ConfigError(f"{where}: missing parameter name (expected NAME=VALUES)")
     parts = name.split(".")
-    if parts[0] == "layers":
-        if len(parts) != 3 or not parts[1] or not parts[2]:
+    if parts[0] == "layers":  # layer names may hold dots (torch qualified names): the key is the last part
+        if len(parts) < 3 or not all(parts[1:]):
             raise ConfigError(f"{where} {name}: per-layer parameters are written layers.<layer name>.<key>")
-        key = parts[2]
+        key = parts[-1]
         if key not in LAYER_KEYS:
             raise ConfigError(f"{where} {name}: {key!r} is not a per-layer parameter{_suggest(key, LAYER_KEYS)}")
         return name
@@ -272,7 +272,7 @@ def config_value(cfg: Config, name: str) -> Any:
     d = cfg.to_dict()
     parts = name.split(".")
     if parts[0] == "layers":
-        return d["layers"].get(parts[1], {}).get(parts[2])
+        return d["layers"].get(".".join(parts[1:-1]), {}).get(parts[-1])
     return d[name]
 
 

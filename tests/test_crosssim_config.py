@@ -229,3 +229,19 @@ def test_adc_parameter_for_the_wrong_model(tmp_path):
 def test_flat_keys_we_cannot_honour(tmp_path, text, frag):
     with pytest.raises(ConfigError, match=frag.replace("(", r"\(")):
         load_config(flat(tmp_path, text, "inference_config_bad.py"))
+
+
+@pytest.mark.parametrize("cfg,frag", [
+    ({"adc_type": "sar"}, "adc_type = 'sar' has no effect: no layer has an ADC"),
+    ({"adc_params": {"gain_db": 60.0}}, "adc_params has no effect"),
+    ({"dac_type": "quantizer"}, "dac_type = 'quantizer' has no effect: no layer has a DAC"),
+    ({"dac_type": "quantizer", "dac_bits": 4, "input_bitslicing": True}, "has no effect with input_bitslicing"),
+])
+def test_converter_keys_without_a_converter(cfg, frag):
+    with pytest.raises(ConfigError, match=frag):
+        load_config(cfg)
+
+
+def test_converter_model_used_by_one_layer_only():
+    cfg = load_config({"adc_type": "ramp", "layers": {"fc1": {"adc_bits": 6}}})
+    assert cfg.for_layer("fc1").adc_type == "ramp" and cfg.for_layer("fc1").adc_bits == 6

@@ -11,8 +11,8 @@
   witin layers), a warning line otherwise.
 * :func:`check_output_file` / :func:`check_output_dir` -- an output location
   can be written, checked before any work starts.
-* :func:`open_results` -- results files created with the umask's normal
-  permissions (0644 under the usual umask 022).
+* :func:`mkstemp_normal` -- temporary files (renamed into results files) get
+  the umask's normal permissions (0644 under the usual umask 022), not 0600.
 
 Every failure is one :class:`~simulator.errors.XbarsimError` line naming the
 file, the field and what was expected.
@@ -78,6 +78,18 @@ def check_weights(network, where: str) -> None:
             if a.size and not np.all(np.isfinite(a)):
                 bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
                 raise ModelError(f"{what} holds {bad} NaN or infinite value(s); expected finite numbers")
+        rng = layer.attrs.get("input_range")
+        if rng is not None:
+            try:
+                lo, hi = (float(v) for v in rng)
+            except (TypeError, ValueError):
+                raise ModelError(f"{where}: layer {layer.name!r} input_range = {rng!r}: expected [min, max]") from None
+            if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+                raise ModelError(f"{where}: layer {layer.name!r} input_range = {rng!r}: expected finite min < max")
+        for key, value in (layer.attrs.get("witin") or {}).items():
+            if isinstance(value, float) and not np.isfinite(value):
+                raise ModelError(f"{where}: layer {layer.name!r} witin parameter {key} = {value!r}: expected a "
+                                 "finite number")
         t = layer.type
         if t in ("Dense", "Conv2D", "DepthwiseConv2D", "Conv2DTranspose"):
             n = _n_out(layer)

@@ -131,8 +131,8 @@ class RandomStreams:
     def generator(self, *key):
         """A fresh backend Generator for stream ``key`` (same key -> same draws)."""
         if self.backend.name == "cupy":
-            k0, k1 = self.key128(*key)
-            return self.xp.random.default_rng((k0 << 64) | k1)
+            k0, _ = self.key128(*key)
+            return self.xp.random.default_rng(k0 % 2**63)  # an int seed every CuPy version takes
         return numpy.random.Generator(numpy.random.Philox(self.seed_sequence(*key)))
 
     def bits(self, key: tuple, start: int, count: int):

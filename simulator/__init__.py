@@ -5,6 +5,7 @@ Public API::
     net = simulator.load_model("digits_cnn")          # or a path to a model file
     cfg = simulator.load_config("configs/digits_noisy.toml")
     sim = simulator.Simulation(net, cfg, seed=0)       # maps weights onto arrays
+    x, labels = simulator.load_dataset(cfg, n=100, network=net)  # test images, model's layout and scaling
     y = sim.forward(x)                                 # x in the model's native layout
     result = simulator.run(cfg)                        # whole inference run(s)
     result.to_frame()                                  # one row per run
@@ -27,6 +28,7 @@ _EXPORTS = {
     "Config": "simulator.config",
     "Simulation": "simulator.simulation",
     "run": "simulator.runner",
+    "load_dataset": "simulator.runner",
     "diagnose": "simulator.diagnosis",
     "Result": "simulator.runner",
     "from_torch": "simulator.torch_host",

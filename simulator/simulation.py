@@ -428,9 +428,21 @@ class Simulation:
         self._offset = offset
         return self._run(x, ideal=False)
 
-    def ideal_forward(self, x) -> np.ndarray:
-        """Exact floating-point outputs (same graph, exact MVMs in float64)."""
-        return self._run(x, ideal=True)
+    #: arithmetic of the ideal (floating-point) graph; ``ideal_forward(x, dtype="float32")`` changes it for one call
+    _ideal_dtype = "float64"
+
+    def ideal_forward(self, x, dtype: str = "float64") -> np.ndarray:
+        """Exact floating-point outputs (same graph, exact MVMs in ``dtype``: float64, or float32 for timing)."""
+        saved, self._ideal_dtype = self._ideal_dtype, str(np.dtype(dtype))
+        try:
+            return self._run(x, ideal=True)
+        finally:
+            self._ideal_dtype = saved
+
+    def _ideal_cache(self) -> dict:
+        """Ideal MVM functions by layer name, one dict per ideal dtype."""
+        key = "_ideal" if self._ideal_dtype == "float64" else f"_ideal_{self._ideal_dtype}"
+        return self.__dict__.setdefault(key, {})
 
     def observe(self, *, adc: bool = True, dac: bool = True, layers=None, samples: int = 0, seed: int = 0,
                 post=None):
@@ -496,7 +508,7 @@ class Simulation:
         xp = self.xp
         saved_dtype = self.dtype
         if ideal:
-            self.dtype = xp.dtype("float64")
+            self.dtype = xp.dtype(self._ideal_dtype)
         try:
             acts: dict[str, Any] = {}
             for i, layer in enumerate(self.layers):
@@ -520,7 +532,7 @@ class Simulation:
     def _mvm(self, name: str, layer: Layer, ideal: bool) -> Callable:
         if not ideal:
             return self.cores[name]
-        cache = self.__dict__.setdefault("_ideal", {})
+        cache = self._ideal_cache()
         if name not in cache:
             w = layer.weights
             t = layer.type
@@ -529,11 +541,11 @@ class Simulation:
             elif t == "Conv2D":
                 W, b = ops.conv_matrix(np.asarray(w["kernel"]), int(layer.config.get("groups", 1)), np), w.get("bias")
             elif t == "DepthwiseConv2D":  # structured: no (kh*kw*C, C*mult) block-diagonal matrix
-                K = self.xp.asarray(w["depthwise_kernel"], dtype="float64")
+                K = self.xp.asarray(w["depthwise_kernel"], dtype=self._ideal_dtype)
                 kh, kw, C, mult = K.shape
                 K = K.reshape(kh * kw, C, mult)
                 b = w.get("bias") if layer.config.get("use_bias", True) else None
-                bd = None if b is None else self.xp.asarray(b, dtype="float64")
+                bd = None if b is None else self.xp.asarray(b, dtype=self._ideal_dtype)
                 xp = self.xp
 
                 def depthwise(X, row0=None, K=K, bd=bd):
@@ -547,8 +559,8 @@ class Simulation:
                 W, b = k.reshape(-1, k.shape[-1]), w.get("bias")
             if not layer.config.get("use_bias", True):
                 b = None
-            Wd = self.xp.asarray(W, dtype="float64")
-            bd = None if b is None else self.xp.asarray(b, dtype="float64")
+            Wd = self.xp.asarray(W, dtype=self._ideal_dtype)
+            bd = None if b is None else self.xp.asarray(b, dtype=self._ideal_dtype)
             cache[name] = (lambda X, row0=None, Wd=Wd, bd=bd: X @ Wd + bd if bd is not None else X @ Wd)
         return cache[name]
 
@@ -717,10 +729,10 @@ class Simulation:
         if h is None:
             h = xp.zeros((x.shape[0], H), dtype=x.dtype)
         if ideal:
-            cache = self.__dict__.setdefault("_ideal", {})
+            cache = self._ideal_cache()
             if layer.name not in cache:
                 w = layer.weights
-                f64 = lambda a: None if a is None else xp.asarray(a, dtype="float64")
+                f64 = lambda a: None if a is None else xp.asarray(a, dtype=self._ideal_dtype)
                 Wi, Wh, bi, bh = f64(w["weight_ih"]), f64(w["weight_hh"]), f64(w.get("bias_ih")), f64(w.get("bias_hh"))
                 cache[layer.name] = (
                     lambda X, row0=None: X @ Wi + bi if bi is not None else X @ Wi,

@@ -19,6 +19,10 @@ def parse_sets(sets: tuple[str, ...]) -> dict:
     return out
 
 
+#: the chip ``xbarsim run`` simulates without a CONFIG and without ``--set`` (package data)
+FIRST_RUN_CONFIG = __import__("pathlib").Path(__file__).resolve().parents[2] / "data" / "first_run.toml"
+
+
 def load_with_overrides(config: str | None, sets: tuple[str, ...]) -> Config:
     """Config from a file (or the defaults) with ``--set`` overrides applied, validated once."""
     data = read_config_file(__import__("pathlib").Path(config)) if config else {}
@@ -26,17 +30,43 @@ def load_with_overrides(config: str | None, sets: tuple[str, ...]) -> Config:
     return load_config(data, name=config or "<defaults>")
 
 
+#: Config keys outside HardwareParams that still describe the chip (not how the run is done)
+CHIP_RUN_KEYS = {"On_off_ratio", "t_drift", "device_path", "pct", "Verr_th", "x_par", "y_par", "witin_mode",
+                 "fold_batchnorm", "calibration_file", "dac_limits_file"}
+
+
 def parameter_summary(cfg: Config) -> str:
-    """The parameters that differ from the defaults (what CrossSim prints before a run)."""
+    """The parameters that differ from the defaults (what CrossSim prints before a run).
+
+    Hardware keys (``HardwareParams``; their defaults are an ideal chip) and run settings are listed apart;
+    file paths are shown relative to the working directory when they lie below it.
+    """
+    from simulator.config import PATH_KEYS, HardwareParams
+
     defaults = Config().to_dict()
     current = cfg.to_dict()
-    lines = [f"xbarsim: model {cfg.model_name}, task {cfg.task}, {cfg.Nruns} run(s)"]
     changed = {k: v for k, v in current.items() if k not in ("layers",) and defaults.get(k) != v}
-    if changed:
-        lines.append("  " + ", ".join(f"{k}={v}" for k, v in changed.items()))
+    chip_keys = set(HardwareParams.model_fields) | CHIP_RUN_KEYS
+    hardware = {k: v for k, v in changed.items() if k in chip_keys}
+    settings = {k: v for k, v in changed.items() if k not in hardware and k not in ("model_name", "task", "Nruns")}
+    lines = [f"xbarsim: model {cfg.model_name}, task {cfg.task}, {cfg.Nruns} run(s)"]
+    show = lambda d: ", ".join(f"{k}={_short_path(v) if k in PATH_KEYS else v}" for k, v in d.items())  # noqa: E731
+    lines.append(f"  chip, where it differs from an ideal one: {show(hardware) if hardware else 'nothing (ideal chip)'}")
+    if settings:
+        lines.append(f"  run settings: {show(settings)}")
     for name, ov in current["layers"].items():
-        lines.append(f"  [layers.{name}] " + ", ".join(f"{k}={v}" for k, v in ov.items()))
+        lines.append(f"  [layers.{name}] " + show(ov))
     return "\n".join(lines)
+
+
+def _short_path(value):
+    """``value`` relative to the working directory when it is a path below it, else unchanged."""
+    import os
+
+    if not isinstance(value, str):
+        return value
+    rel = os.path.relpath(os.path.normpath(value))
+    return value if rel.startswith("..") else rel
 
 
 @click.command("run")
@@ -50,9 +80,17 @@ def parameter_summary(cfg: Config) -> str:
 @no_check_option
 def command(config: str | None, sets: tuple[str, ...], csv_path: str | None, no_progress: bool,
             plot_path: str | None, no_check: bool) -> None:
-    """Simulate inference accuracy on the chip described by CONFIG (default: the bundled digits model)."""
+    """Simulate inference accuracy on the chip described by CONFIG.
+
+    Without CONFIG and without --set: a realistic first chip on the bundled digits CNN (8-bit weights, calibrated
+    8-bit DAC/ADC, 5 % programming error, 2 % read noise, 5 runs; simulator/data/first_run.toml). With --set
+    only, the overrides apply to the schema defaults (an ideal chip).
+    """
     from simulator.runner import run
 
+    first_run = config is None and not sets
+    if first_run:
+        config = str(FIRST_RUN_CONFIG)
     cfg = load_with_overrides(config, with_no_check(sets, no_check))
     several = len(cfg.drift_times) > 1
     if plot_path is None and several:
@@ -65,15 +103,20 @@ def command(config: str | None, sets: tuple[str, ...], csv_path: str | None, no_
     if csv_path:
         check_writable(csv_path, "--csv")
     click.echo(parameter_summary(cfg))
-    net = None
-    if cfg.show_model_summary:  # CrossSim's option: print the layers before the run
-        from simulator.network import load_model_for
+    from simulator.network import load_model_for
+    from simulator.runner import adc_range_warnings
 
-        net = load_model_for(cfg)
+    net = load_model_for(cfg)
+    if cfg.show_model_summary:  # CrossSim's option: print the layers before the run
         summary = getattr(net, "summary", None)
         click.echo(summary() if callable(summary) else f"model {net.name}")
     result = run(cfg, progress=not no_progress, echo=click.echo, network=net)
     click.echo(result.table())
+    for i, line in enumerate(adc_range_warnings(cfg, net)):
+        click.echo(("warning: " if i == 0 else "") + line)
+    if first_run:
+        click.echo("next: copy simulator/data/first_run.toml or a file in configs/ and edit it (xbarsim run CONFIG); "
+                   "every parameter with units and range: docs/parameters.md; more: README.md")
     if csv_path:
         result.to_frame().to_csv(csv_path, index=False)
         click.echo(f"wrote {csv_path}")

@@ -57,98 +57,179 @@ class HardwareParams(BaseModel):
         return data
 
     # --- layer placement (xbarsim) -------------------------------------------
-    analog: bool = Field(True, description="Run this MVM layer on analog arrays (False = exact digital)")
+    analog: bool = Field(True, description="Run this MVM layer on analog arrays (false = exact digital matrix product)")
     # --- weight mapping (manual ch. 6) ---------------------------------------
-    weight_bits: int = Field(0, ge=0, le=24, description="Weight resolution in bits (0 = no quantization)")
-    weight_percentile: float = Field(100.0, gt=0, le=1000, description="Quantization range percentile P (6.2.1)")
-    weight_quantizer: Literal["uniform", "lloyd"] = Field("uniform", description="xbarsim: uniform or Lloyd-Max levels")
-    weight_levels: Optional[int] = Field(None, ge=2, le=65536, description="xbarsim: number of Lloyd levels")
-    lloyd_tol: float = Field(1e-6, gt=0, lt=1, description="xbarsim: Lloyd relative distortion tolerance")
-    lloyd_allow_degenerate: bool = Field(False, description="xbarsim: allow one Lloyd level for constant weights")
-    Nslices: int = Field(1, ge=1, le=32, description="Number of weight bit slices (6.6)")
-    NrowsMax: int = Field(0, ge=0, description="Maximum rows per array, 0 = unlimited (8.1)")
-    NcolsMax: int = Field(0, ge=0, description="Maximum columns per array, 0 = unlimited (CrossSim 3 cols_max)")
+    weight_bits: int = Field(0, ge=0, le=24, description="Weight resolution (0 = no quantization) [bits]")
+    weight_percentile: float = Field(
+        100.0, gt=0, le=1000, description="Weight quantization range: the P-th percentile of |w|; above 100 the "
+        "range grows beyond max |w| (manual 6.2.1) [percent]")
+    weight_quantizer: Literal["uniform", "lloyd"] = Field(
+        "uniform", description="xbarsim: weight levels evenly spaced (uniform) or Lloyd-Max optimized (lloyd)")
+    weight_levels: Optional[int] = Field(
+        None, ge=2, le=65536, description="xbarsim: number of Lloyd-Max weight levels (weight_quantizer = "
+        "'lloyd'; None = 2**weight_bits) [levels]")
+    lloyd_tol: float = Field(
+        1e-6, gt=0, lt=1, description="xbarsim: Lloyd-Max stopping tolerance on the relative change of the "
+        "distortion [fraction]")
+    lloyd_allow_degenerate: bool = Field(
+        False, description="xbarsim: allow a single Lloyd level for a layer of constant weights (else an error)")
+    Nslices: int = Field(
+        1, ge=1, le=32, description="Weight bit slices: each weight is split over this many arrays (manual 6.6) "
+        "[slices]")
+    NrowsMax: int = Field(
+        0, ge=0, description="Maximum rows per array; larger matrices are partitioned, partial sums added "
+        "digitally (manual 8.1; 0 = unlimited) [rows]")
+    NcolsMax: int = Field(
+        0, ge=0, description="Maximum columns per array (CrossSim 3 cols_max; 0 = unlimited) [columns]")
     grouped_conv: Literal["block_diagonal", "per_group"] = Field(
-        "block_diagonal", description="xbarsim: grouped/depthwise convolutions on one block-diagonal array per layer "
-        "(zero weights programmed in the off-diagonal cells) or on separate arrays per group (depthwise: per channel)")
-    style: Literal["BALANCED", "OFFSET"] = "BALANCED"
-    balanced_style: Literal["one_sided", "two_sided", "unified_reference"] = "one_sided"
+        "block_diagonal", description="xbarsim: grouped/depthwise convolutions on one block-diagonal array per "
+        "layer (zero weights programmed in the off-diagonal cells) or on separate arrays per group (depthwise: per "
+        "channel)")
+    style: Literal["BALANCED", "OFFSET"] = Field(
+        "BALANCED", description="Signed-weight mapping: BALANCED (differential pair G+ - G-) or OFFSET (one "
+        "device plus an offset) (manual 6.3)")
+    balanced_style: Literal["one_sided", "two_sided", "unified_reference"] = Field(
+        "one_sided", description="BALANCED mapping: one_sided (one device of the pair at G_min), two_sided (both "
+        "move around the midpoint), unified_reference (G- fixed at G_ref) (manual 6.3.1)")
     G_ref: Optional[float] = Field(
-        None, ge=0, lt=1, description="xbarsim: reference conductance of balanced_style = 'unified_reference' (default G_min)"
-    )
-    digital_offset: bool = True
-    digital_bias: bool = True
-    bias_bits: int = Field(0, ge=0, le=32)
+        None, ge=0, lt=1, description="xbarsim: reference conductance of balanced_style = 'unified_reference' "
+        "(None = G_min) [normalized conductance, G_max = 1]")
+    digital_offset: bool = Field(
+        True, description="OFFSET style: subtract the offset digitally (true) or with a unit column on the array "
+        "(false) (manual 6.3.2)")
+    digital_bias: bool = Field(
+        True, description="Add the layer bias digitally (true) or program it as extra array rows (false) (manual 6.5)")
+    bias_bits: int = Field(0, ge=0, le=32, description="Resolution of a digital bias (0 = unquantized) [bits]")
     # --- devices (manual ch. 7; per layer, since chips mix array types) --------
-    error_model: str = "none"
-    proportional_error: bool = False
-    alpha_error: float = Field(0.0, ge=0)
-    noise_model: str = "none"
-    proportional_noise: bool = False
-    alpha_noise: float = Field(0.0, ge=0)
-    drift_model: str = "none"
-    device_params: dict[str, Any] = Field(default_factory=dict, description="xbarsim: extra device-model coefficients")
+    error_model: str = Field(
+        "none", description="Programming-error model: none, alpha (Gaussian) or a device name (SONOS, PCM_Joshi, "
+        "RRAM_Milo, ...; `xbarsim device list`) (manual 7.2)")
+    proportional_error: bool = Field(
+        False, description="alpha error model: sigma proportional to the target conductance G (true) or constant "
+        "(false)")
+    alpha_error: float = Field(
+        0.0, ge=0, description="alpha error model: standard deviation of the programming error, as a fraction of "
+        "G_max (proportional_error: of the target G); e.g. 0.05 = 5 % (manual 7.2.1) [fraction of G_max or of G]")
+    noise_model: str = Field(
+        "none", description="Read-noise model: none, alpha (Gaussian, drawn on every read) or a device name "
+        "(manual 7.4)")
+    proportional_noise: bool = Field(
+        False, description="alpha noise model: sigma proportional to the conductance G (true) or constant (false)")
+    alpha_noise: float = Field(
+        0.0, ge=0, description="alpha noise model: standard deviation of the read noise, as a fraction of G_max "
+        "(proportional_noise: of G); drawn anew on every MVM (manual 7.4.1) [fraction of G_max or of G]")
+    drift_model: str = Field(
+        "none", description="Conductance drift model over time after programming: none or a device name "
+        "(PCM_Joshi, SONOS, ...); see t_drift (manual 7.3)")
+    device_params: dict[str, Any] = Field(
+        default_factory=dict, description="xbarsim: extra coefficients of the device model, by name (units as the"
+        " model documents them; `xbarsim device show NAME`)")
     device_data: Optional[str] = Field(
-        None, description="xbarsim: CSV of measured conductances (empirical error and drift model, devices/empirical.py)"
-    )
-    stuck_off_fraction: float = Field(0.0, ge=0, le=1, description="xbarsim: fraction of devices stuck at G_min")
-    stuck_on_fraction: float = Field(0.0, ge=0, le=1, description="xbarsim: fraction of devices stuck at G_max")
+        None, description="xbarsim: CSV of measured conductances (empirical error and drift model, "
+        "devices/empirical.py; path relative to the config file)")
+    stuck_off_fraction: float = Field(
+        0.0, ge=0, le=1, description="xbarsim: fraction of devices stuck at G_min, drawn per programming [fraction]")
+    stuck_on_fraction: float = Field(
+        0.0, ge=0, le=1, description="xbarsim: fraction of devices stuck at G_max, drawn per programming [fraction]")
     drift_compensation: Literal["none", "global", "column"] = Field(
-        "none", description="xbarsim: rescale outputs by a reference read at each time (per layer or per column)"
-    )
+        "none", description="xbarsim: rescale outputs by a reference read at each time: none, global (one factor "
+        "per layer) or column (one per column)")
     # --- array (manual ch. 8) ------------------------------------------------
-    input_bitslicing: bool = False
-    Rp: float = Field(0.0, ge=0, description="Parasitic resistance normalized to Rmin (8.3)")
+    input_bitslicing: bool = Field(
+        False, description="Apply inputs one bit (input_slice_size bits) at a time and add the ADC results "
+        "digitally (manual 8.2)")
+    Rp: float = Field(
+        0.0, ge=0, description="Parasitic wire resistance of one segment, normalized to R_min = 1/G_max (manual "
+        "8.3; 0 = none) [R_min]")
     Rp_row: Optional[float] = Field(
-        None, ge=0, description="Row wire segment resistance normalized to Rmin (None = Rp) (CrossSim 3)"
-    )
+        None, ge=0, description="Row wire segment resistance (CrossSim 3; None = Rp) [R_min]")
     Rp_col: Optional[float] = Field(
-        None, ge=0, description="Column wire segment resistance normalized to Rmin (None = Rp) (CrossSim 3)"
-    )
-    noRowParasitics: bool = False
-    interleaved_posneg: bool = False
-    Icol_max: float = Field(0.0, ge=0, description="Column current limit in A (0 = none) (8.4)")
-    Icell_max: float = Field(0.0, ge=0, description="Current of one cell at Gmax in A (8.4)")
+        None, ge=0, description="Column wire segment resistance (CrossSim 3; None = Rp) [R_min]")
+    noRowParasitics: bool = Field(
+        False, description="Neglect the row wires' resistance (only columns resistive) (manual 8.3)")
+    interleaved_posneg: bool = Field(
+        False, description="BALANCED: G+ and G- columns interleaved and summed in one column (manual 8.3)")
+    Icol_max: float = Field(
+        0.0, ge=0, description="Column current limit; currents beyond it clip (manual 8.4; 0 = none) [A]")
+    Icell_max: float = Field(
+        0.0, ge=0, description="Current of one cell at G_max with the full input voltage, to convert Icol_max "
+        "(manual 8.4) [A]")
     subtract_current_in_xbar: bool = Field(
-        True, description="BALANCED: subtract the two devices' currents in analog (False: digitize both, subtract digitally)"
-    )
-    input_slice_size: int = Field(1, ge=1, le=16, description="Input bits applied per step when input_bitslicing (CrossSim 3)")
+        True, description="BALANCED: subtract the two devices' currents in analog (false: digitize both, subtract"
+        " digitally)")
+    input_slice_size: int = Field(
+        1, ge=1, le=16, description="Input bits applied per step when input_bitslicing (CrossSim 3) [bits]")
     # --- ADC / DAC (manual ch. 9) --------------------------------------------
-    adc_bits: int = Field(0, ge=0, le=32)
-    dac_bits: int = Field(0, ge=0, le=32)
-    ADC_per_ibit: bool = False
-    adc_range_option: Literal["max", "granular", "calibrated"] = "max"
-    adc_range: Optional[Range] = Field(None, description="xbarsim: ADC (min, max) in algorithmic units (unsliced)")
+    adc_bits: int = Field(0, ge=0, le=32, description="ADC resolution (0 = no ADC, outputs exact) (manual 9) [bits]")
+    dac_bits: int = Field(
+        0, ge=0, le=32, description="DAC (input) resolution (0 = unquantized inputs) (manual 9) [bits]")
+    ADC_per_ibit: bool = Field(
+        False, description="input_bitslicing: digitize after every input bit (true) or once after analog "
+        "accumulation (false) (manual 9.2)")
+    adc_range_option: Literal["max", "granular", "calibrated"] = Field(
+        "max", description="ADC range: max (worst case the weights allow), granular (ADC step = one conductance-"
+        "level step of the weights) or calibrated (from calibration_file / calibration_dir) (manual 9.3)")
+    adc_range: Optional[Range] = Field(
+        None, description="xbarsim: ADC (min, max) of an unsliced layer (usually per layer) [algorithmic units: "
+        "the layer's raw output values]")
     adc_exponents: Optional[list[int]] = Field(
-        None, description="xbarsim: per-slice ADC range exponents C_i, limits +-y_max*2**-C_i (manual 9.3.1)"
-    )
-    dac_range: Optional[Range] = Field(None, description="xbarsim: input activation (min, max)")
+        None, description="xbarsim: per-slice ADC range exponents C_i, limits +-y_max*2**-C_i (manual 9.3.1) "
+        "[integer exponents]")
+    dac_range: Optional[Range] = Field(
+        None, description="xbarsim: input-activation (min, max) mapped onto the DAC's full scale [algorithmic "
+        "units: the layer's input values]")
     adc_xbar_range: Optional[list[Range]] = Field(
-        None, description="Calibrated ADC (min, max) per weight slice in array output units (CrossSim 3 calibrated_range)"
-    )
-    adc_type: str = Field("generic", description="ADC circuit model (simulator.circuits.converters): generic, ramp, sar, ...")
-    adc_params: dict[str, Any] = Field(default_factory=dict, description="Parameters of the adc_type circuit model")
-    dac_type: str = Field("generic", description="DAC model (simulator.circuits.converters): generic, quantizer, sign_magnitude")
+        None, description="Calibrated ADC (min, max) per weight slice (CrossSim 3 calibrated_range) [array output"
+        " units: normalized column current]")
+    adc_type: str = Field(
+        "generic", description="ADC circuit model (simulator.circuits.converters): generic, ramp, sar, pipeline, "
+        "cyclic, ...")
+    adc_params: dict[str, Any] = Field(
+        default_factory=dict, description="Parameters of the adc_type circuit model, by name (units as the model "
+        "documents them)")
+    dac_type: str = Field(
+        "generic", description="DAC model (simulator.circuits.converters): generic, quantizer, sign_magnitude")
     # --- witin chip parameters (witin_nn names; None = the model's value) -----
-    noise_level: Optional[int] = Field(None, ge=0, le=9)
-    x_quant_bits: Optional[int] = Field(None, ge=8, le=12)
-    y_quant_bits: Optional[int] = Field(None, ge=8, le=12)
-    weight_quant_bits: Optional[int] = Field(None, ge=1, le=8)
-    scale_x: Optional[float] = Field(None, gt=0)
-    scale_y: Optional[float] = Field(None, gt=0)
-    scale_weight: Optional[float] = Field(None, gt=0)
-    use_auto_scale: Optional[bool] = None
-    bias_row_N: Optional[int] = Field(None, ge=1, le=32)
-    handle_neg_in: Optional[Literal["FALSE", "PN", "Shift"]] = None
-    shift_num: Optional[float] = Field(None, ge=0)
-    w_clip: Optional[float] = Field(None, gt=0)
+    noise_level: Optional[int] = Field(
+        None, ge=0, le=9, description="witin: NORMAL read-noise level of the chip, 0 = none .. 9 = strongest "
+        "(docs/witin_noise.md; None = the model's value) [level]")
+    x_quant_bits: Optional[int] = Field(
+        None, ge=8, le=12, description="witin: input resolution (above 8: low 8 bits analog, high bits digital; "
+        "None = the model's value) [bits]")
+    y_quant_bits: Optional[int] = Field(
+        None, ge=8, le=12, description="witin: output resolution (None = the model's value) [bits]")
+    weight_quant_bits: Optional[int] = Field(
+        None, ge=1, le=8, description="witin: weight resolution (None = the model's value) [bits]")
+    scale_x: Optional[float] = Field(
+        None, gt=0, description="witin: fixed input scale, integer input codes per unit of float input (None = "
+        "the model's value) [codes per unit]")
+    scale_y: Optional[float] = Field(
+        None, gt=0, description="witin: fixed output scale, integer output codes per unit of float output (None ="
+        " the model's value) [codes per unit]")
+    scale_weight: Optional[float] = Field(
+        None, gt=0, description="witin: fixed weight scale, integer weight codes per unit of float weight (None ="
+        " the model's value) [codes per unit]")
+    use_auto_scale: Optional[bool] = Field(
+        None, description="witin: scales from the recorded io_max (2**(b-1)/2**ceil(log2 io_max)) instead of "
+        "scale_x/scale_y/scale_weight")
+    bias_row_N: Optional[int] = Field(
+        None, ge=1, le=32, description="witin: bias rows of the array; the bias is applied in steps of 128 and "
+        "clipped to [-128 N, 127 N] [rows]")
+    handle_neg_in: Optional[Literal["FALSE", "PN", "Shift"]] = Field(
+        None, description="witin: handling of negative inputs: FALSE (clipped at 0), PN (positive and negative "
+        "passes) or Shift (offset by shift_num)")
+    shift_num: Optional[float] = Field(
+        None, ge=0, description="witin: input shift of handle_neg_in = 'Shift'; the offset is "
+        "round(clamp(shift_num*scale_x, 0, 128)) codes [float input units]")
+    w_clip: Optional[float] = Field(
+        None, gt=0, description="witin: weights clipped to +-w_clip before quantization (None = the model's "
+        "value) [float weight units]")
     bias_d: Optional[Union[bool, float, list[float]]] = Field(
-        None, description="witin digital bias part: true/false switches the model's on/off, or values per output"
-    )
+        None, description="witin: digital bias part: true/false switches the model's on/off, or values per output"
+        " [float output units]")
     noise_mode: Optional[Literal["output", "weight"]] = Field(
         None, description="xbarsim: witin noise as one weight perturbation per call shared by batch and windows "
-        "(weight, the default: witin_nn's joint distribution) or drawn per output element (output)"
-    )
+        "(weight, the default: witin_nn's joint distribution) or drawn per output element (output)")
 
     @field_validator("adc_range", "dac_range")
     @classmethod
@@ -177,32 +258,45 @@ class Config(HardwareParams):
     """A whole inference configuration (global values + per-layer overrides)."""
 
     # --- run (manual 3, 4.1) -------------------------------------------------
-    Nruns: int = Field(1, ge=1, le=100000)
-    seed: Optional[int] = Field(None, ge=0, description="xbarsim: base seed; run i uses seed + i")
-    useGPU: bool = False
-    gpu_num: int = Field(0, ge=0)
-    task: str = "digits"
-    model_name: str = "digits_cnn"
+    Nruns: int = Field(
+        1, ge=1, le=100000, description="Independent runs, each with freshly sampled programming errors (seed + "
+        "i) [runs]")
+    seed: Optional[int] = Field(
+        None, ge=0, description="xbarsim: base seed; run i uses seed + i (None = a new random seed, recorded in "
+        "the result) [integer]")
+    useGPU: bool = Field(False, description="Run on a CUDA GPU through CuPy (extra 'gpu')")
+    gpu_num: int = Field(0, ge=0, description="CUDA device index with useGPU [index]")
+    task: str = Field(
+        "digits", description="Dataset: digits (bundled), mnist, fashion, cifar10, cifar100, imagenet, or npz (a "
+        "file named by dataset_path)")
+    model_name: str = Field(
+        "digits_cnn", description="Model: a bundled name (digits_cnn, digits_mlp, witin_digits) or a model file "
+        "(our HDF5, Keras .h5, ONNX, .pt2); paths relative to the working directory")
     check: bool = Field(
         True, description="xbarsim: on loading model_name, prove the import against the model's own runtime "
-        "(onnxruntime for ONNX, torch for torch programs) on seeded random inputs; false skips it"
-    )
+        "(onnxruntime for ONNX, torch for torch programs) on seeded random inputs; false skips it")
     module: Optional[str] = Field(
-        None, description="xbarsim: torch model class 'package.module:Class'; model_name is then its state_dict file "
-        "(torch.save(model.state_dict(), path))")
+        None, description="xbarsim: torch model class 'package.module:Class'; model_name is then its state_dict "
+        "file (torch.save(model.state_dict(), path))")
     module_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="xbarsim: keyword arguments of the module class (with module)")
     input_shape: Optional[list[int]] = Field(
-        None, description="xbarsim: the torch model's input shape without the batch axis, in its own layout "
-        "(e.g. [3, 32, 32]); needed with module")
-    dataset_path: Optional[str] = None
-    ntest: int = Field(0, ge=0, description="Test images (0 = the whole test split)")
-    ntest_batch: int = Field(500, ge=0, description="Images loaded and simulated at a time (0 = all at once)")
-    nstart: int = Field(0, ge=0)
-    randomSampling: bool = False
-    count_interval: int = Field(0, ge=0, description="Images between running-accuracy updates (0 = progress bar only)")
-    time_interval: bool = False
-    topk: Union[int, list[int]] = 1
+        None, description="xbarsim: the torch model's input shape without the batch axis, in its own layout (e.g."
+        " [3, 32, 32]); needed with module [elements per axis]")
+    dataset_path: Optional[str] = Field(
+        None, description="Dataset file or folder for task (npz: arrays x, y; relative to the config file)")
+    ntest: int = Field(0, ge=0, description="Test images (0 = the whole test split) [images]")
+    ntest_batch: int = Field(500, ge=0, description="Images loaded and simulated at a time (0 = all at once) [images]")
+    nstart: int = Field(
+        0, ge=0, description="Index of the first test image used (test split; ignored with randomSampling) [image"
+        " index]")
+    randomSampling: bool = Field(
+        False, description="Draw the ntest test images at random (from seed) instead of the first ones")
+    count_interval: int = Field(
+        0, ge=0, description="Images between running-accuracy updates (0 = progress bar only) [images]")
+    time_interval: bool = Field(False, description="Add the elapsed time to the running-accuracy updates")
+    topk: Union[int, list[int]] = Field(
+        1, description="Top-k accuracies reported: k or a list of k (1 is always reported) [classes]")
 
     @field_validator("topk")
     @classmethod
@@ -211,15 +305,24 @@ class Config(HardwareParams):
         if not ks or any(k < 1 for k in ks):
             raise ValueError(f"topk = {v!r}: expected k >= 1 (an integer or a non-empty list of them)")
         return v
-    show_model_summary: bool = False
-    dataset_normalization: Literal["none", "unsigned_8b", "signed_8b"] = "none"
-    subtract_pixel_mean: bool = False
-    calibration_ntest: int = Field(0, ge=0, description="xbarsim: calibration images (0 = whole split)")
+    show_model_summary: bool = Field(False, description="Print the model's layers before the run")
+    dataset_normalization: Literal["none", "unsigned_8b", "signed_8b"] = Field(
+        "none", description="Pixel scaling applied on reading: none (as stored; the bundled digits are in [0, "
+        "1]), unsigned_8b (x/255, for 0..255 pixels) or signed_8b (x/127.5 - 1)")
+    subtract_pixel_mean: bool = Field(
+        False, description="Subtract the training set's per-pixel mean from every image (CIFAR ResNets)")
+    calibration_ntest: int = Field(
+        0, ge=0, description="xbarsim: calibration images (0 = the whole calibration split, which never overlaps "
+        "the test split) [images]")
     # --- network-level mapping -----------------------------------------------
-    fold_batchnorm: bool = True
-    ignoredLayerTypes: list[str] = Field(default_factory=lambda: ["Dropout", "GaussianNoise"])
+    fold_batchnorm: bool = Field(
+        True, description="Fold batch normalization into the preceding layer's weights and bias")
+    ignoredLayerTypes: list[str] = Field(
+        default_factory=lambda: ["Dropout", "GaussianNoise"], description="Layer types skipped at inference "
+        "(Keras class names)")
     # --- devices (manual ch. 7) ----------------------------------------------
-    On_off_ratio: float = Field(0.0, ge=0, description="Gmax/Gmin (0 = infinite)")
+    On_off_ratio: float = Field(
+        0.0, ge=0, description="G_max/G_min of the devices (0 = infinite, G_min = 0; else > 1) [ratio]")
 
     @field_validator("On_off_ratio")
     @classmethod
@@ -229,8 +332,8 @@ class Config(HardwareParams):
         return v
 
     t_drift: Union[float, list[float]] = Field(
-        0.0, description="Days between programming and inference; a list (xbarsim): evaluate every time, ascending"
-    )
+        0.0, description="Time between programming and inference; a list (xbarsim): evaluate every time, "
+        "ascending [days]")
 
     @field_validator("t_drift")
     @classmethod
@@ -244,40 +347,56 @@ class Config(HardwareParams):
             raise ValueError(f"t_drift = {v!r}: a list of times must be strictly ascending")
         return v
 
-    device_path: Optional[str] = Field(None, description="xbarsim: folder with extra device-model modules")
+    device_path: Optional[str] = Field(
+        None, description="xbarsim: folder with extra device-model modules (relative to the config file)")
     read_noise_mode: Literal["auto", "exact", "output"] = Field(
-        "auto", description="xbarsim: read noise per conductance (exact) or at the column output"
-    )
+        "auto", description="xbarsim: read noise sampled per conductance (exact), at the column output (output; "
+        "equal in distribution for Gaussian noise) or chosen by the model (auto)")
     # --- ADC calibration -------------------------------------------------------
-    pct: Optional[float] = Field(None, gt=50, le=100)
+    pct: Optional[float] = Field(
+        None, gt=50, le=100, description="Percentile of the profiled array outputs the calibrated ADC range of "
+        "bit-sliced weights covers (manual 9.3.1; None = the calibration's own) [percent]")
     profile_adc_biased: bool = Field(
-        False, description="ReLU-aware ADC profiling: drop ADC inputs with y + b < 0 before a ReLU (manual 9.4)"
-    )
-    calibration_file: Optional[str] = Field(None, description="xbarsim: calibrated ADC/DAC ranges file")
-    calibration_dir: str = Field("calibration", description="xbarsim: default folder of calibration files")
+        False, description="ReLU-aware ADC profiling: drop ADC inputs with y + b < 0 before a ReLU (manual 9.4)")
+    calibration_file: Optional[str] = Field(
+        None, description="xbarsim: calibrated ADC/DAC ranges file (.h5 from `xbarsim calibrate`, or CrossSim "
+        ".npy; relative to the config file)")
+    calibration_dir: str = Field(
+        "calibration", description="xbarsim: default folder of calibration files, relative to the working directory")
     npy_adc_units: Literal["normalized", "algorithmic"] = Field(
-        "normalized", description="xbarsim: units of (min, max) ADC limits in a .npy calibration_file (CrossSim 3: normalized)"
-    )
-    dac_limits_file: Optional[str] = Field(None, description="xbarsim: CrossSim-style .npy input limits (layers x 2)")
+        "normalized", description="xbarsim: units of (min, max) ADC limits in a .npy calibration_file: normalized"
+        " (CrossSim 3) or algorithmic")
+    dac_limits_file: Optional[str] = Field(
+        None, description="xbarsim: CrossSim-style .npy input limits, one (min, max) row per layer [algorithmic units]")
     # --- conductance export (CrossSim 3) ---------------------------------------
-    export_conductances: bool = Field(False, description="Write every array's programmed conductances to conductances_dir")
+    export_conductances: bool = Field(
+        False, description="Write every array's programmed conductances to conductances_dir")
     conductances_dir: str = Field("conductances", description="Folder of exported conductances (one .npy per array)")
     # --- parasitics solver ---------------------------------------------------
-    Verr_th: float = Field(2e-4, gt=0, lt=1, description="xbarsim: parasitic solver convergence (fraction of V_D)")
-    parasitics_max_iter: int = Field(200, ge=1, le=100000, description="xbarsim: parasitic solver iteration bound")
+    Verr_th: float = Field(
+        2e-4, gt=0, lt=1, description="xbarsim: parasitic solver convergence threshold on the node voltage error "
+        "[fraction of V_D, the full-scale input voltage]")
+    parasitics_max_iter: int = Field(
+        200, ge=1, le=100000, description="xbarsim: parasitic solver iteration bound [iterations]")
     # --- performance ---------------------------------------------------------
-    x_par: int = Field(1, ge=1)
-    y_par: int = Field(1, ge=1)
-    memory_budget_mb: float = Field(512.0, gt=0, description="xbarsim: memory for one chunk of batched MVMs")
+    x_par: int = Field(
+        1, ge=1, description="CrossSim convolution parallelism along x; accepted, no effect (xbarsim batches "
+        "every sliding window in one MVM) [copies]")
+    y_par: int = Field(
+        1, ge=1, description="CrossSim convolution parallelism along y; accepted, no effect (xbarsim batches "
+        "every sliding window in one MVM) [copies]")
+    memory_budget_mb: float = Field(512.0, gt=0, description="xbarsim: memory for one chunk of batched MVMs [MiB]")
     precision: Literal["auto", "float32", "float64"] = Field(
-        "auto", description="xbarsim: float32 when an ADC of <= 16 bits bounds the result, else float64"
-    )
+        "auto", description="xbarsim: arithmetic: auto (float32 when an ADC of <= 16 bits bounds the result, else"
+        " float64), float32 or float64")
     # --- witin ---------------------------------------------------------------
     witin_mode: Literal["chip", "arrays"] = Field(
-        "chip", description="xbarsim: witin layers with the chip's exact semantics or on conductance arrays"
-    )
+        "chip", description="xbarsim: witin layers with the chip's exact integer semantics (chip) or mapped onto "
+        "conductance arrays (arrays)")
     # --- per layer -----------------------------------------------------------
-    layers: dict[str, LayerOverrides] = Field(default_factory=dict)
+    layers: dict[str, LayerOverrides] = Field(
+        default_factory=dict, description="Per-layer overrides: [layers.<layer name>] tables of any per-layer "
+        "parameter")
 
     # where the config came from, for error messages (not a parameter)
     source: str = Field("<dict>", exclude=True)

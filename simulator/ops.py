@@ -67,7 +67,16 @@ def windows(x, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, xp):
 
 
 def im2col(x, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, xp):
-    """(N*Ho*Wo, kh*kw*C) matrix of sliding windows (row order kh, kw, C = Keras kernel order) and (Ho, Wo)."""
+    """(N*Ho*Wo, kh*kw*C) matrix of sliding windows (row order kh, kw, C = Keras kernel order) and (Ho, Wo).
+
+    A 1x1 kernel needs no window copies: the (strided) pixels themselves, a
+    free reshape of a C-contiguous input at stride 1. Callers must not write
+    into the result.
+    """
+    if kh == 1 and kw == 1:
+        v = x[:, ::sh, ::sw, :] if (sh, sw) != (1, 1) else x
+        N, Ho, Wo, C = v.shape
+        return xp.ascontiguousarray(v).reshape(N * Ho * Wo, C), (Ho, Wo)
     win = windows(x, kh, kw, sh, sw, dh, dw, xp)
     N, Ho, Wo = win.shape[:3]
     return win.reshape(N * Ho * Wo, -1), (Ho, Wo)

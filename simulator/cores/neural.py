@@ -440,11 +440,11 @@ class NeuralCore:
 
     def _forward(self, X, prequantized: bool = False, row0: int = 0):
         xp = self.xp
-        y = self._analog_output(X, prequantized, row0)
+        y = self._analog_output(X, prequantized, row0)  # a fresh array: scaled in place below
         if self.drift_scale is not None:
-            y = y * self.drift_scale
+            y *= self.drift_scale
         if self.bias is not None:
-            y = y + self.bias
+            y += self.bias
         if self.observer is not None:
             self.observer.layer(X, y)
         return y
@@ -464,4 +464,5 @@ class NeuralCore:
                 y[:, cs] += part
             else:
                 y = part if y is None else y + part
-        return y * (self.Wmax * self.x_scale)
+        y *= self.Wmax * self.x_scale  # WrapperCore.mvm returns a new array (its own products), safe in place
+        return y

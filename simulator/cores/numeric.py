@@ -159,6 +159,15 @@ class NumericCore:
             if self.sigma_neg is not None:
                 var = var + self.sigma_neg**2
             self.var_eff = var.astype(dtype)
+        #: var_eff when every column has the same variances (noise independent of G): one column, broadcast,
+        #: so the output variance costs a matrix-vector product, not a second matrix-matrix product
+        self._var_col = None
+        if self.var_eff is not None and bool(self.xp.all(self.var_eff == self.var_eff[:, :1])):
+            self._var_col = self.xp.ascontiguousarray(self.var_eff[:, :1])
+
+    def output_variance(self, x2):
+        """Read-noise variance of every column output for squared inputs ``x2`` (M, R): (M, C) or (M, 1)."""
+        return x2 @ (self._var_col if self._var_col is not None else self.var_eff)
 
     # ------------------------------------------------------------------ shape
     @property
@@ -298,7 +307,7 @@ class NumericCore:
             return I
         I = x @ self.G_eff
         if self.var_eff is not None:  # both planes' noise in one draw, from its own stream ("eff")
-            I += xp.sqrt((x * x) @ self.var_eff) * self._normal("eff", row0, I.shape, I.dtype, bit)
+            I += xp.sqrt(self.output_variance(x * x)) * self._normal("eff", row0, I.shape, I.dtype, bit)
         return I
 
     # ------------------------------------------------------------------- MVM
@@ -371,7 +380,7 @@ class NumericCore:
                 sz = slicing.slice_size
                 for k in range(slicing.n_steps):
                     w += (4.0 ** (sz * k)) * (xp.floor(mag / 2 ** (sz * k)) % 2**sz) ** 2
-                I += xp.sqrt((w * scale * scale) @ self.var_eff) * self._normal("acc", row0, I.shape, I.dtype)
+                I += xp.sqrt(self.output_variance(w * scale * scale)) * self._normal("acc", row0, I.shape, I.dtype)
             if self.observer is not None:
                 self.observer.adc(I, self.adc)
             return self.adc(I, xp)

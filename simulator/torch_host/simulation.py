@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import traceback
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,8 @@ def _to_numpy_tree(obj):
     return obj
 
 
+log = logging.getLogger("xbarsim.torch")
+
 _OUR_CODE = tuple(str(Path(__file__).resolve().parents[2] / d) for d in ("simulator", "devices", "adc_calibration"))
 
 
@@ -75,6 +78,9 @@ class TorchSimulation(Simulation):
         self._ideal_mode = False
         self._record: dict[str, list] | None = None
         self._calls: dict[str, int] = {}  # calls of each layer in the current forward
+        #: 2-D convolutions return channels_last tensors (no NHWC -> NCHW copy); off for a model that
+        #: cannot take them (e.g. ``.view`` on a conv output), found on its first failing forward
+        self._channels_last = True
         self.device = torch.device("cuda") if self.backend.name == "cupy" and torch.cuda.is_available() else torch.device("cpu")
         self.model = self._simulated_copy()
 
@@ -144,9 +150,11 @@ class TorchSimulation(Simulation):
         X = X[:, :, None, :] if one_d else X
         with self._call_offset(layer.name):
             Y = self._apply(layer, [xp.ascontiguousarray(X.transpose(0, 2, 3, 1))], self._ideal_mode)
-        Y = xp.ascontiguousarray(Y.transpose(0, 3, 1, 2))
-        Y = Y[:, :, 0, :] if one_d else Y
-        out = from_xp(Y, x)
+        if one_d or not self._channels_last:
+            Y = xp.ascontiguousarray(Y.transpose(0, 3, 1, 2))
+            out = from_xp(Y[:, :, 0, :] if one_d else Y, x)
+        else:  # NHWC memory as an N C H W tensor in torch's channels_last format: no transpose copy
+            out = from_xp(Y, x).permute(0, 3, 1, 2)
         return out.squeeze(0) if unbatched else out
 
     def run_gru(self, module, x, hx):
@@ -242,7 +250,16 @@ class TorchSimulation(Simulation):
             self.dtype = self.xp.dtype("float64")
         try:
             with torch.no_grad(), _mha_fastpath_off():
-                out = self.model(*args, **kwargs)
+                try:
+                    out = self.model(*args, **kwargs)
+                except Exception as exc:  # noqa: BLE001
+                    if not self._channels_last or isinstance(exc, XbarsimError) or _raised_in_our_code(exc):
+                        raise
+                    self._channels_last = False  # the model needs contiguous NCHW conv outputs: retry with them
+                    log.info("model %r: channels_last conv outputs failed (%s); using contiguous NCHW",
+                             self.network.name, exc.__class__.__name__)
+                    self._calls = {}
+                    out = self.model(*args, **kwargs)
         except XbarsimError:
             raise
         except Exception as exc:  # noqa: BLE001 - the user's model rejected the input

@@ -209,9 +209,13 @@ class TorchSimulation(Simulation):
         self._offset = offset
         return self._torch_forward(x, ideal=False)
 
-    def ideal_forward(self, x):
-        """The same torch model with exact float64 MVMs: the floating-point reference."""
-        return self._torch_forward(x, ideal=True)
+    def ideal_forward(self, x, dtype: str = "float64"):
+        """The same torch model with exact MVMs in ``dtype`` (float64; float32 for timing): the reference."""
+        saved, self._ideal_dtype = self._ideal_dtype, str(np.dtype(dtype))
+        try:
+            return self._torch_forward(x, ideal=True)
+        finally:
+            self._ideal_dtype = saved
 
     def _torch_forward(self, x, ideal: bool):
         args, kwargs, as_numpy = self._inputs(x)
@@ -247,7 +251,7 @@ class TorchSimulation(Simulation):
         saved = self.dtype
         self._ideal_mode = ideal
         if ideal:
-            self.dtype = self.xp.dtype("float64")
+            self.dtype = self.xp.dtype(self._ideal_dtype)
         try:
             with torch.no_grad(), _mha_fastpath_off():
                 try:

@@ -115,8 +115,28 @@ class Layer:
         return self.type in MVM_LAYER_TYPES
 
 
+class LayerLookup:
+    """Access by layer name for anything with a ``layers`` list (Network, the torch host's TorchNetwork)."""
+
+    layers: list
+
+    def __getitem__(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+    @property
+    def mvm_layers(self) -> list[Layer]:
+        return [layer for layer in self.layers if layer.is_mvm]
+
+
 @dataclass
-class Network:
+class Network(LayerLookup):
     """A model: layers in topological order plus its input convention."""
 
     name: str
@@ -133,20 +153,6 @@ class Network:
         self.validate()
 
     # ------------------------------------------------------------------ access
-    def __getitem__(self, name: str) -> Layer:
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise KeyError(name)
-
-    @property
-    def layer_names(self) -> list[str]:
-        return [layer.name for layer in self.layers]
-
-    @property
-    def mvm_layers(self) -> list[Layer]:
-        return [layer for layer in self.layers if layer.is_mvm]
-
     def consumers(self, name: str) -> list[Layer]:
         """Layers that take ``name`` as an input."""
         return [layer for layer in self.layers if name in layer.inputs]

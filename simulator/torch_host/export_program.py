@@ -95,25 +95,38 @@ def _module_for(name: str, node, weight, bias):
     return mod.eval()
 
 
-def _install(gm, path_hint: str, mod) -> str:
-    """Put ``mod`` at the module path its weight came from (or a fresh one) and return that path."""
+def _place(gm, path: str, mod, owned: set[str]) -> bool:
+    """Put ``mod`` at ``path``: a new path, or a plain container of the program holding only ``owned`` tensors."""
     torch = torch_module()
-    path = path_hint[: -len(".weight")] if path_hint.endswith(".weight") else path_hint + "_mvm"
     try:
         existing = gm.get_submodule(path)
     except AttributeError:
-        existing = None
-    own = {k for k, _ in existing.named_parameters(recurse=False)} | {k for k, _ in existing.named_buffers(recurse=False)} \
-        if existing is not None else set()
-    plain = existing is not None and type(existing) is torch.nn.Module and next(existing.children(), None) is None
-    if existing is not None and not (plain and own <= {"weight", "bias"}):
-        path = path_hint.replace(".", "_") + "_mvm"
-    if existing is not None and path == path_hint[: -len(".weight")]:
-        parent, _, leaf = path.rpartition(".")
-        gm.get_submodule(parent)._modules[leaf] = mod
-    else:
         gm.add_submodule(path, mod)
+        return True
+    own = {k for k, _ in existing.named_parameters(recurse=False)} | {k for k, _ in existing.named_buffers(recurse=False)}
+    if type(existing) is not torch.nn.Module or next(existing.children(), None) is not None or not own <= owned:
+        return False
+    parent, _, leaf = path.rpartition(".")
+    gm.get_submodule(parent)._modules[leaf] = mod
+    return True
+
+
+def _install(gm, weight_target: str, mod) -> str:
+    """Put ``mod`` at the module path its weight came from (or a fresh one) and return that path."""
+    if weight_target.endswith(".weight") and _place(gm, weight_target[: -len(".weight")], mod, {"weight", "bias"}):
+        return weight_target[: -len(".weight")]
+    path = weight_target.replace(".", "_") + "_mvm"
+    gm.add_submodule(path, mod)
     return path
+
+
+def _call_instead(gm, node, path: str, x) -> None:
+    """Replace ``node`` by a call of the module at ``path`` on ``x``."""
+    with gm.graph.inserting_before(node):
+        new = gm.graph.call_module(path, (x,))
+    new.meta = dict(node.meta)
+    node.replace_all_uses_with(new)
+    gm.graph.erase_node(node)
 
 
 def _buffer(gm, node):
@@ -144,23 +157,9 @@ def _restore_batch_norm(gm, node) -> bool:
     if w is not None:
         mod.weight, mod.bias = w, b
     path = mean.target[: -len(".running_mean")] if mean.target.endswith(".running_mean") else mean.target + "_bn"
-    try:
-        existing = gm.get_submodule(path)
-        plain = type(existing) is torch.nn.Module and next(existing.children(), None) is None
-    except AttributeError:
-        existing, plain = None, False
-    if existing is not None and not plain:
+    if not _place(gm, path, mod, {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}):
         return False
-    if existing is not None:
-        parent, _, leaf = path.rpartition(".")
-        gm.get_submodule(parent)._modules[leaf] = mod
-    else:
-        gm.add_submodule(path, mod)
-    with gm.graph.inserting_before(node):
-        new = gm.graph.call_module(path, (x,))
-    new.meta = dict(node.meta)
-    node.replace_all_uses_with(new)
-    gm.graph.erase_node(node)
+    _call_instead(gm, node, path, x)
     return True
 
 
@@ -189,11 +188,7 @@ def restore_modules(gm, where: str) -> int:
         if key not in installed:
             mod = _module_for(op, node, weight, bias)
             installed[key] = _install(gm, node.args[1].target, mod)
-        with gm.graph.inserting_before(node):
-            new = gm.graph.call_module(installed[key], (node.args[0],))
-        new.meta = dict(node.meta)
-        node.replace_all_uses_with(new)
-        gm.graph.erase_node(node)
+        _call_instead(gm, node, installed[key], node.args[0])
         count += 1
     gm.graph.eliminate_dead_code()
     gm.recompile()

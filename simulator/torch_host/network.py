@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from simulator.errors import ModelError
-from simulator.network import Layer
+from simulator.network import Layer, LayerLookup
 
 log = logging.getLogger("xbarsim.torch")
 
@@ -68,20 +68,11 @@ def mvm_kind(mod) -> str | None:
     cls = type(mod).__name__
     if cls in CIM_CLASSES:
         return "witin"
-    if isinstance(mod, nn.MultiheadAttention):
-        return "mha"
-    if isinstance(mod, nn.Linear):
-        return "linear"
-    if isinstance(mod, nn.Conv1d):
-        return "conv1d"
-    if isinstance(mod, nn.Conv2d):
-        return "conv2d"
-    if isinstance(mod, nn.ConvTranspose1d):
-        return "conv_transpose1d"
-    if isinstance(mod, nn.ConvTranspose2d):
-        return "conv_transpose2d"
-    if isinstance(mod, nn.GRUCell):
-        return "gru_cell"
+    for klass, kind in ((nn.MultiheadAttention, "mha"), (nn.Linear, "linear"), (nn.Conv1d, "conv1d"),
+                        (nn.Conv2d, "conv2d"), (nn.ConvTranspose1d, "conv_transpose1d"),
+                        (nn.ConvTranspose2d, "conv_transpose2d"), (nn.GRUCell, "gru_cell")):
+        if isinstance(mod, klass):
+            return kind
     if cls == "Conv1D" and type(mod).__module__.startswith("transformers") and hasattr(mod, "nf"):
         return "gpt2_conv1d"
     return None
@@ -329,7 +320,7 @@ def _digital_summary(module, sites: list[AnalogSite]) -> list[tuple[str, str]]:
 
 # ------------------------------------------------------------------ the network
 @dataclass
-class TorchNetwork:
+class TorchNetwork(LayerLookup):
     """A torch module with its example input and the analog layers found in it.
 
     Duck-types :class:`~simulator.network.Network` where the simulator needs
@@ -362,20 +353,6 @@ class TorchNetwork:
                 cached.append(_bn_layer(bn, self.batch_norms[bn], src))
             self.__dict__["_layers"] = cached
         return cached
-
-    @property
-    def mvm_layers(self) -> list[Layer]:
-        return [layer for layer in self.layers if layer.is_mvm]
-
-    @property
-    def layer_names(self) -> list[str]:
-        return [layer.name for layer in self.layers]
-
-    def __getitem__(self, name: str) -> Layer:
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise KeyError(name)
 
     @property
     def input_layout(self) -> str | None:

@@ -39,7 +39,17 @@ def _summary(cls: type[DeviceModel]) -> str:
     return doc[0].replace("``", "") if doc else cls.__name__
 
 
-def _sigma_panel(ax, model: DeviceModel, kind: str, params: DeviceParams) -> None:
+def zero_sigma_hint(kind: str, params: DeviceParams) -> str:
+    """Why a sigma-vs-G panel is flat at zero, and how to get a curve (``kind``: "error" or "noise")."""
+    key = "alpha_error" if kind == "error" else "alpha_noise"
+    what = "programming error" if kind == "error" else "read noise"
+    if getattr(params, key) == 0:
+        return (f"{what}: sigma = 0 at every G because {key} = 0; set it to see the curve, "
+                f"e.g. --{key.replace('_', '-')} 0.05")
+    return f"{what}: sigma = 0 at every G with these parameters (see --param for the model's coefficients)"
+
+
+def _sigma_panel(ax, model: DeviceModel, kind: str, params: DeviceParams, notes: list[str] | None = None) -> None:
     G = np.linspace(params.Gmin, 1.0, 401)
     if kind == "error":
         sigma = model.programming_sigma(G, np)
@@ -53,6 +63,12 @@ def _sigma_panel(ax, model: DeviceModel, kind: str, params: DeviceParams) -> Non
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(bottom=0.0)
     ax.grid(alpha=0.3)
+    if not np.any(np.asarray(sigma) != 0):  # a flat zero line says nothing by itself
+        hint = zero_sigma_hint(kind, params)
+        ax.text(0.5, 0.5, textwrap.fill(hint, 40), transform=ax.transAxes, ha="center", va="center", fontsize="small",
+                bbox=dict(boxstyle="round", facecolor="lightyellow", edgecolor="0.6"))
+        if notes is not None:
+            notes.append(hint)
 
 
 def _drift_panel(ax, model: DeviceModel, params: DeviceParams) -> None:
@@ -84,8 +100,11 @@ def _drift_panel(ax, model: DeviceModel, params: DeviceParams) -> None:
     ax.legend(fontsize="small")
 
 
-def plot_device(name: str, params: DeviceParams, path, extra_paths=None) -> Path:
-    """Save a PNG of the characteristics of device model ``name`` to ``path``; return the path."""
+def plot_device(name: str, params: DeviceParams, path, extra_paths=None, notes: list[str] | None = None) -> Path:
+    """Save a PNG of the characteristics of device model ``name`` to ``path``; return the path.
+
+    ``notes``, when given, receives one line per panel that is flat at zero, saying why (also written on the panel).
+    """
     classes = model_classes(name, extra_paths)
     kinds = [k for k in KINDS if k in classes]
     fig = Figure(figsize=(5.5 * len(kinds), 4.2), layout="constrained")
@@ -97,7 +116,7 @@ def plot_device(name: str, params: DeviceParams, path, extra_paths=None) -> Path
             if kind == "drift":
                 _drift_panel(ax, model, params)
             else:
-                _sigma_panel(ax, model, kind, params)
+                _sigma_panel(ax, model, kind, params, notes)
         except NotImplementedError:
             ax.set_axis_off()
             ax.text(0.5, 0.5, f"{name}: no {kind} characteristic to plot", ha="center", va="center")

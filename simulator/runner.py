@@ -38,6 +38,8 @@ class Result:
     ideal_topk: dict[int, float] = field(default_factory=dict)
     #: the same graph's floating-point forward pass in float32 (s/image); None where the host has no float32 pass
     float32_seconds_per_image: float | None = None
+    #: what the ideal accuracy is the accuracy of (printed next to it)
+    reference: str = "floating point, no analog effects"
 
     @property
     def times(self) -> list[float]:
@@ -97,7 +99,7 @@ class Result:
                 if k != 1:
                     sim = np.mean([r[f"top{k}"] for r in rows])
                     lines.append(f"  top-{k} accuracy       {100 * sim:7.2f} %  (ideal {100 * v:.2f} %)")
-        lines.append(f"  ideal accuracy       {100 * self.ideal_accuracy:7.2f} %  (floating point, no analog effects)")
+        lines.append(f"  ideal accuracy       {100 * self.ideal_accuracy:7.2f} %  ({self.reference})")
         if len(seeds) > 1 or self.mean != self.ideal_accuracy:
             drop = 100 * (self.ideal_accuracy - self.accuracies)
             spread = f" +- {float(drop.std(ddof=1)):.2f}" if len(drop) > 1 else ""
@@ -323,6 +325,9 @@ def run(
         config=cfg, model_name=net.name, rows=rows, ideal_accuracy=ideal_topk[1],
         seconds_per_image=total_time / max(len(indices) * len(cfg.drift_times) * n, 1), ideal_seconds_per_image=ideal_time,
         n_images=n, ideal_topk=ideal_topk, float32_seconds_per_image=float32_time,
+        reference=("float network: no chip quantization, no noise"
+                   if any((getattr(layer, "attrs", None) or {}).get("witin") for layer in getattr(net, "layers", []))
+                   else Result.reference),
     )
 
 

@@ -153,7 +153,8 @@ def run_sweep(
         _store.atomic_write(store.summary_path, summary.to_csv(index=False))
         note, plot_path = None, None
         if plot:
-            note = plot_summary(summary, spec, store.plot_path, title=folder_name, nruns=nruns)
+            note = plot_summary(summary, spec, store.plot_path, title=folder_name, nruns=nruns,
+                                witin=_has_witin_layers(base))
             plot_path = None if note else store.plot_path
         return SweepResult(store.folder, results, summary, plot_path, npoints, nruns, len(complete), note)
     finally:
@@ -162,6 +163,14 @@ def run_sweep(
         if own_executor:
             executor.close()
         store.unlock()
+
+
+def _has_witin_layers(cfg: Config) -> bool:
+    """Whether the model of ``cfg`` has witin chip layers (its reference accuracy is then the float network's)."""
+    from simulator.network import load_model_for
+
+    layers = getattr(load_model_for(cfg), "layers", [])
+    return any(getattr(layer, "attrs", {}).get("witin") for layer in layers)
 
 
 def _rows(point: int, values: Mapping[str, Any], payloads: Mapping[int, dict], nruns: int, seed: int) -> list[dict]:

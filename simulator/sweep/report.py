@@ -14,6 +14,11 @@ _NOT_METRICS = {"point", "run", "seed", "ideal_accuracy", "seconds_per_image"}
 #: most facets drawn for sweeps of more than two parameters
 MAX_FACETS = 12
 
+#: legend label of the reference accuracy line
+FLOAT_LABEL = "ideal (floating point)"
+#: the same for witin networks: the reference is the float network, not the noise-free chip
+WITIN_FLOAT_LABEL = "float network (no chip quantization, no noise)"
+
 
 def summarize(results, spec: SweepSpec, point_vals: Sequence[dict[str, Any]]):
     """One row per point: swept values, runs, mean/std/min/max accuracy (+ other metrics' means)."""
@@ -65,26 +70,41 @@ def _numeric(values: Sequence[Any]) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
 
 
-def plot_summary(summary, spec: SweepSpec, path: "str | Path", *, title: str = "", nruns: int = 1) -> Optional[str]:
-    """Save a PNG of accuracy vs the swept parameter(s); return a note when no plot is drawn.
+def plot_summary(summary, spec: SweepSpec, path: "str | Path", *, title: str = "", nruns: int = 1,
+                 witin: bool = False) -> Optional[str]:
+    """Save a PNG of accuracy vs the swept parameter(s) (:func:`summary_figure`); return a note when none is drawn."""
+    fig = summary_figure(summary, spec, title=title, nruns=nruns, witin=witin)
+    if isinstance(fig, str):
+        return fig
+    fig.savefig(str(path), dpi=110)
+    return None
 
-    One parameter (or zipped parameters): line plot with std error bars (log x
-    for a log range). Two: heat map of the mean with ``mean±std`` labels.
-    More: one heat map of the first two per value of the others (up to
-    :data:`MAX_FACETS` facets), else no plot.
+
+def summary_figure(summary, spec: SweepSpec, *, title: str = "", nruns: int = 1, witin: bool = False):
+    """The Matplotlib figure of accuracy vs the swept parameter(s), or a note (str) saying why there is none.
+
+    One parameter: line plot with std error bars (log x for a log range);
+    zipped parameters: the same, with the other parameters' values on a
+    second x axis on top. Two: heat map of the mean with ``mean±std`` labels
+    (the mean alone at one run per point). More: one heat map of the first
+    two per value of the others (up to :data:`MAX_FACETS` facets), else no
+    plot. ``witin``: the network has witin chip layers, so the reference line
+    is labelled as the float network and a noise_level = 0 point as the
+    noise-free chip.
     """
     if summary is None or not len(summary):
-        return "no finished points to plot"
+        return "no finished points to plot"  # a note, not a figure
     # the Agg canvas directly: no pyplot state, no dependence on the user's backend
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     names = spec.names
-    sub = f"{title}  ({nruns} run{'s' if nruns != 1 else ''} per point, error bars: std)" if title else ""
+    spread = f"{nruns} runs per point, error bars: std" if nruns > 1 else "1 run per point: no spread"
+    sub = f"{title}  ({spread})" if title else ""
     if len(names) == 1 or spec.zip:
-        fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+        fig = Figure(figsize=(6.4, 4.4 + (0.4 if spec.zip and len(names) > 1 else 0)), layout="constrained")
         ax = fig.add_subplot()
-        _line(ax, summary, spec)
+        _line(ax, summary, spec, witin=witin)
         if sub:
             ax.set_title(sub, fontsize=9)
     else:
@@ -108,7 +128,7 @@ def plot_summary(summary, spec: SweepSpec, path: "str | Path", *, title: str = "
             part = summary
             for n, v in zip(others, combo):
                 part = part[part[n] == v]
-            im = _heat(ax, part, names[0], names[1], vmin, vmax)
+            im = _heat(ax, part, names[0], names[1], vmin, vmax, show_std=nruns > 1)
             if others:
                 ax.set_title(", ".join(f"{n}={v}" for n, v in zip(others, combo)), fontsize=9)
         if im is not None:
@@ -116,8 +136,7 @@ def plot_summary(summary, spec: SweepSpec, path: "str | Path", *, title: str = "
         if sub:
             fig.suptitle(sub, fontsize=9)
     FigureCanvasAgg(fig)
-    fig.savefig(str(path), dpi=110)
-    return None
+    return fig
 
 
 def _unique(col) -> list:
@@ -128,31 +147,45 @@ def _unique(col) -> list:
     return seen
 
 
-def _line(ax, summary, spec: SweepSpec) -> None:
+def _line(ax, summary, spec: SweepSpec, *, witin: bool = False) -> None:
     names = spec.names
     first = spec.params[0]
     xs = list(summary[names[0]])
     numeric = _numeric(xs) and (len(names) == 1 or len(set(xs)) == len(xs))
     if numeric:
         x = xs
-        label = names[0] if len(names) == 1 else f"{names[0]}  (zipped with {', '.join(names[1:])})"
+        label = names[0]
     else:
         x = list(range(len(summary)))
         ticks = [", ".join(str(summary[n].iloc[i]) for n in names) for i in range(len(summary))]
         ax.set_xticks(x, ticks, rotation=30 if max(len(t) for t in ticks) > 6 else 0, ha="right" if max(len(t) for t in ticks) > 6 else "center")
         label = ", ".join(names)
-    ax.errorbar(x, summary["mean"], yerr=summary["std"], marker="o", capsize=3, label="analog (mean ± std)")
+    runs = summary["runs"] if "runs" in summary else [1] * len(summary)
+    several = any(int(r) > 1 for r in runs)
+    ax.errorbar(x, summary["mean"], yerr=summary["std"] if several else None, marker="o", capsize=3,
+                label=("chip" if witin else "analog") + (" (mean ± std)" if several else " (one run per point)"))
     if "ideal_accuracy" in summary and summary["ideal_accuracy"].notna().any():
-        ax.plot(x, summary["ideal_accuracy"], ls="--", color="0.5", label="ideal (floating point)")
+        ax.plot(x, summary["ideal_accuracy"], ls="--", color="0.5", label=WITIN_FLOAT_LABEL if witin else FLOAT_LABEL)
+    if witin and "noise_level" in names:
+        for i, level in enumerate(summary["noise_level"]):
+            if level == 0:
+                ax.annotate("noise-free chip", (x[i], summary["mean"].iloc[i]), textcoords="offset points",
+                            xytext=(6, -12), fontsize=8)
     if numeric and first.scale == "log" and all(v > 0 for v in x):
         ax.set_xscale("log")
+    if numeric and len(names) > 1:  # zipped: the other parameters' values on a second axis, point by point
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(x, [" / ".join(str(summary[n].iloc[i]) for n in names[1:]) for i in range(len(summary))],
+                       fontsize=8)
+        top.minorticks_off()
+        top.set_xlabel(" / ".join(names[1:]) + f"  (zipped with {names[0]})", fontsize=9)
     ax.set_xlabel(label)
     ax.set_ylabel("accuracy")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
 
 
-def _heat(ax, part, yname: str, xname: str, vmin: float, vmax: float):
+def _heat(ax, part, yname: str, xname: str, vmin: float, vmax: float, show_std: bool = True):
     import numpy as np
 
     ys, xs = _unique(part[yname]), _unique(part[xname])
@@ -172,7 +205,8 @@ def _heat(ax, part, yname: str, xname: str, vmin: float, vmax: float):
             for j in range(len(xs)):
                 if np.isfinite(grid[i, j]):
                     ax.text(
-                        j, i, f"{grid[i, j]:.3f}\n±{err[i, j]:.3f}", ha="center", va="center", fontsize=7,
+                        j, i, f"{grid[i, j]:.3f}\n±{err[i, j]:.3f}" if show_std else f"{grid[i, j]:.3f}",
+                        ha="center", va="center", fontsize=7,
                         color="black" if grid[i, j] > mid else "white",
                     )
     return im

@@ -71,5 +71,8 @@ def plot(name, out, on_off_ratio, alpha_error, proportional_error, alpha_noise, 
         extra=_parse_params(param),
     )
     path = Path(out) if out else Path(f"device_{name}.png")
-    written = plot_device(name, params, path, extra_paths=list(device_path))
+    notes: list[str] = []
+    written = plot_device(name, params, path, extra_paths=list(device_path), notes=notes)
     click.echo(f"wrote {written}")
+    for note in notes:
+        click.echo(f"note: {note}")

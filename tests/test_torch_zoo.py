@@ -104,7 +104,7 @@ def test_torchvision_architecture(name):
     assert analog == count_mvm_modules(model)
     x2 = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(2))
     ref = float64_forward(model, x2).numpy()
-    ideal = Simulation(net, {"analog": False, "grouped_conv": "per_group"}, seed=0).ideal_forward(x2.numpy())
+    ideal = Simulation(net, {}, seed=0, cores=False).ideal_forward(x2.numpy())
     assert relative(ideal, ref) <= 1e-5
     y = Simulation(net, EIGHT_BIT, seed=0).forward(x2.numpy())
     assert y.shape == ref.shape and np.all(np.isfinite(y))

@@ -72,8 +72,8 @@ def _raised_in_our_code(exc: BaseException) -> bool:
 class TorchSimulation(Simulation):
     """A torch model whose MVM modules run on programmed analog arrays."""
 
-    def __init__(self, network, config=None, seed: int | None = None, *, calibration=None) -> None:
-        super().__init__(network, config, seed, calibration=calibration)
+    def __init__(self, network, config=None, seed: int | None = None, *, calibration=None, cores: bool = True) -> None:
+        super().__init__(network, config, seed, calibration=calibration, cores=cores)
         self._by_name = {layer.name: layer for layer in self.layers}
         self._ideal_mode = False
         self._record: dict[str, list] | None = None

@@ -358,6 +358,18 @@ def test_unmapped_rnn_is_refused_not_run_digitally():
         from_torch(R(), torch.zeros(3, 1, 4))
 
 
+def test_non_finite_or_negative_variance_parameters_refused():
+    m = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3)).eval()
+    with torch.no_grad():
+        m[0].weight[1, 2] = float("inf")
+    with pytest.raises(ModelError, match=r"0.weight holds 1 NaN or infinite"):
+        from_torch(m, torch.zeros(2, 4))
+    m = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3)).eval()
+    m[1].running_var[0] = -1.0
+    with pytest.raises(ModelError, match="1.running_var has negative"):
+        from_torch(m, torch.zeros(2, 4))
+
+
 def test_non_finite_input_refused():
     net = from_torch(nn.Sequential(nn.Linear(4, 2)), torch.zeros(2, 4))
     x = np.zeros((2, 4), dtype=np.float32)

@@ -397,6 +397,20 @@ def _as_args(example_input) -> tuple[tuple, dict]:
     return (example_input,), {}
 
 
+def _check_finite(module, where: str) -> None:
+    """Refuse NaN / inf in any floating parameter or buffer (weights, biases, batch-norm statistics)."""
+    torch = torch_module()
+    tensors = list(module.named_parameters()) + list(module.named_buffers())
+    for qual, t in tensors:
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            n = int((~torch.isfinite(t)).sum())
+            raise ModelError(f"{where}: {qual} holds {n} NaN or infinite value(s); a chip cannot be programmed with them")
+    for qual, mod in module.named_modules():
+        var = getattr(mod, "running_var", None)
+        if isinstance(var, torch.Tensor) and bool((var < 0).any()):
+            raise ModelError(f"{where}: {qual}.running_var has negative entries (a variance must be >= 0)")
+
+
 def from_torch(module, example_input, name: str | None = None, *, check: bool = True,
                source: str | None = None) -> TorchNetwork:
     """Wrap ``module`` for simulation: its MVM modules become analog layers, the rest runs in torch.
@@ -414,6 +428,7 @@ def from_torch(module, example_input, name: str | None = None, *, check: bool = 
         raise ModelError(f"from_torch expects a torch.nn.Module, got {type(module).__name__}")
     where = name or source or type(module).__name__
     set_eval(module)
+    _check_finite(module, where)
     args, kwargs = _as_args(example_input)
     sites, folds, bns, unused, _ = _discover(module, args, kwargs, where)
     if not sites:

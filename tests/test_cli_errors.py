@@ -131,7 +131,6 @@ def test_dac_bits_without_range(tmp_path):
 
 
 def test_gpu_without_cupy(tmp_path):
-    pytest.importorskip("numpy")
     try:
         import cupy  # noqa: F401
         pytest.skip("CuPy is installed here")

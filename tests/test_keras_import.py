@@ -22,17 +22,6 @@ MODELS = Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "cro
 RESNETS = {"ResNet14": "resnet14v1_cifar10.h5", "ResNet20": "resnet20v1_cifar10.h5", "ResNet56": "resnet56v1_cifar10.h5"}
 MVM_COUNTS = {"ResNet14": 16, "ResNet20": 22, "ResNet56": 58}
 
-try:  # the executor is written separately; comparisons with it skip until it exists
-    from simulator import Simulation as _Simulation  # noqa: F401
-    from simulator import load_config as _load_config  # noqa: F401
-
-    HAVE_EXECUTOR = True
-except Exception:  # pragma: no cover - depends on the checkout
-    HAVE_EXECUTOR = False
-
-needs_executor = pytest.mark.skipif(not HAVE_EXECUTOR, reason="executor not available")
-
-
 def _resnet_path(name: str) -> Path:
     path = MODELS / RESNETS[name]
     if not path.exists():
@@ -263,13 +252,12 @@ def test_reference_forward_matches_torch():
     ref = reference_forward(net, x)
     np.testing.assert_allclose(ref, acts["dense_1"].numpy(), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(ref.sum(-1), 1.0, rtol=1e-9)
-    if HAVE_EXECUTOR:  # load_model recognises the Keras file by content; our executor against torch directly
-        via_loader = load_model(_resnet_path("ResNet20"))
-        assert via_loader.metadata["source_format"] == "keras_h5" and via_loader.layer_names == net.layer_names
-        np.testing.assert_allclose(executor_forward(via_loader, x), acts["dense_1"].numpy(), rtol=1e-6, atol=1e-9)
+    # load_model recognises the Keras file by content; our executor against torch directly
+    via_loader = load_model(_resnet_path("ResNet20"))
+    assert via_loader.metadata["source_format"] == "keras_h5" and via_loader.layer_names == net.layer_names
+    np.testing.assert_allclose(executor_forward(via_loader, x), acts["dense_1"].numpy(), rtol=1e-6, atol=1e-9)
 
 
-@needs_executor
 @pytest.mark.parametrize("name", sorted(RESNETS))
 def test_resnet_ideal_forward_matches_reference(name):
     net = load_keras_h5(_resnet_path(name))
@@ -426,8 +414,7 @@ def test_small_sequential(tmp_path):
     x = rng.random((3, 9, 9, 2)).astype(np.float32)
     ref = reference_forward(net, x)
     assert ref.shape == (3, 5)
-    if HAVE_EXECUTOR:
-        np.testing.assert_allclose(executor_forward(net, x), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(executor_forward(net, x), ref, rtol=1e-5, atol=1e-6)
     # keeping Dropout when it is not ignored
     kept = load_keras_h5(path, ignored_layer_types=())
     assert kept["drop"].type == "Dropout" and kept["pool"].inputs == ["drop"]
@@ -449,8 +436,7 @@ def test_small_functional_with_skip(tmp_path):
     ref = reference_forward(net, x)
     assert ref.shape == (2, 4)
     np.testing.assert_allclose(ref.sum(-1), 1.0)
-    if HAVE_EXECUTOR:
-        np.testing.assert_allclose(executor_forward(net, x), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(executor_forward(net, x), ref, rtol=1e-5, atol=1e-6)
 
 
 def test_weights_only_file_with_separate_architecture(tmp_path):

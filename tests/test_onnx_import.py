@@ -282,8 +282,6 @@ def test_convert_command_onnx_and_torch(tmp_path):
     torch.save(seq.state_dict(), tmp_path / "sd.pt")
     res = runner.invoke(cli, ["convert", str(tmp_path / "sd.pt"), str(tmp_path / "sd.h5"), "--input-shape", "1,1,8,8"])
     assert res.exit_code == 2 and "state_dict" in res.output
-    if importlib.util.find_spec("simulator.io.torch_import") is None:
-        pytest.skip("simulator.io.torch_import not available")
     res = runner.invoke(cli, ["convert", str(pt), str(tmp_path / "seq.h5"), "--input-shape", "1,8,8"])
     assert res.exit_code == 0, res.output
     check(load_model(tmp_path / "seq.h5"), seq, x)

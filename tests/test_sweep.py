@@ -2,8 +2,7 @@
 
 Most tests use a deterministic fake runner defined at module level (so that it
 pickles into local worker processes and Dask workers); the end-to-end tests at
-the bottom use the real ``simulator.run`` on the bundled digits model and skip
-while the runner is not available.
+the bottom use the real ``simulator.run`` on the bundled digits model.
 """
 from __future__ import annotations
 
@@ -442,12 +441,8 @@ def test_cli_sweep_with_fake_runner(tmp_path):
 # ---------------------------------------------------------------- with the real runner
 @pytest.fixture(scope="module")
 def real_runner():
-    try:
-        import simulator.runner as runner_module
+    import simulator.runner as runner_module
 
-        runner_module.run({**BASE, "ntest": 5, "Nruns": 1, "seed": 0}, runs=[0])
-    except ImportError as exc:
-        pytest.skip(f"runner not available yet ({exc})")
     return runner_module.run
 
 

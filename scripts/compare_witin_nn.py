@@ -233,6 +233,7 @@ def compare_noise(levels, calls: int, seed: int):
 def compare_networks(names, epochs: int, calls: int, runs: int, levels, seed: int):
     """Whole trained networks (scripts/witin_networks.py) imported with from_torch and run by Simulation.
 
+    io_max is recorded on the float network (``witin_networks.quantized(record_float=True)``).
     Prints, per network: mismatching outputs at noise level 0 on the 540 test
     digits; per noise level, the ratio of the per-element output std (``calls``
     forward calls on 64 digits) and, for classifiers, the mean and std of the
@@ -250,7 +251,7 @@ def compare_networks(names, epochs: int, calls: int, runs: int, levels, seed: in
     y_np = yte.numpy()
     for name in names:
         state = W.train_float(WN, name, seed=seed, epochs=epochs)
-        clean = W.quantized(WN, name, state)
+        clean = W.quantized(WN, name, state, record_float=True)
         model = from_torch(clean, xte[:8], name=name)
         with torch.no_grad():
             ref = clean(xte).numpy()

@@ -224,14 +224,24 @@ def record_io_max(net, x, rounds: int = 3) -> None:
                     o.io_max.data.fill_(v)
 
 
-def quantized(wn, name: str, state: dict, noise_level: int = 0, io_from=None):
+def quantized(wn, name: str, state: dict, noise_level: int = 0, io_from=None, record_float: bool = False):
     """The quantization-mode network with the float weights ``state`` and recorded io_max.
 
     ``io_from``: a quantized network whose io_max values are copied (so that
-    noisy copies use the noise-free calibration); else recorded on the training images.
+    noisy copies use the noise-free calibration); else recorded on the training
+    images, on the quantized network itself (:func:`record_io_max`) or, with
+    ``record_float``, once on the float network (no feedback of the
+    quantization into the ranges: a 12-bit PN convolution, whose output
+    witin_nn clips to int8 steps, otherwise shrinks its own io_max round after round).
     """
     net = build(wn, name, quant=True, noise_level=noise_level)
     net.load_state_dict(state, strict=False)
+    if io_from is None and record_float:
+        ref = build(wn, name, quant=False)
+        ref.load_state_dict(state, strict=False)
+        xtr, _, _, _ = digits()
+        record_io_max(ref, xtr, rounds=1)
+        io_from = ref
     if io_from is not None:
         src = dict(io_from.named_parameters())
         for n, p in net.named_parameters():

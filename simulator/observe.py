@@ -327,12 +327,14 @@ def neural_cores(sim) -> Iterator[tuple[str, str, Any]]:
     """``(layer name, core name, NeuralCore)`` for every analog NeuralCore of a simulation, in ``sim.cores`` order.
 
     Works for any host whose ``cores`` maps layer names to a NeuralCore or a
-    tuple of them (GRU cells); digital layers and witin chip layers are skipped.
+    tuple of them (GRU cells), also when a wrapper holds it as ``.core`` (witin
+    layers on arrays); digital layers and witin chip layers are skipped.
     """
     from simulator.cores.neural import NeuralCore
 
     for layer_name, cores in sim.cores.items():
         for core in cores if isinstance(cores, tuple) else (cores,):
+            core = core if isinstance(core, NeuralCore) else getattr(core, "core", None)
             if isinstance(core, NeuralCore):
                 yield layer_name, core.name, core
 

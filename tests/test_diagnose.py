@@ -250,7 +250,7 @@ def test_only_this_layer_nonideal_equals_a_config_written_by_hand():
 
 
 def test_current_limit_clipping_matches_a_direct_count():
-    """BALANCED one-sided, G_min = 0: plane currents x @ max(w, 0) and x @ max(-w, 0), w = W / max|W| (manual 6.1, 8.4)."""
+    """BALANCED one-sided, G_min = 0: plane currents x @ max(w, 0), x @ max(-w, 0), w = W / max|W| (manual 6.1, 8.4)."""
     net = simulator.load_model("digits_cnn")
     kernel = next(l for l in net.layers if l.name == "conv1").weights["kernel"].astype(np.float64)
     cfg0 = dict(model_name="digits_cnn", seed=0, ntest=40, fold_batchnorm=False, precision="float64")

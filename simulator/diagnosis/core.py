@@ -25,8 +25,9 @@ Steps (one chip: seed ``config.seed``, else 0; the test images selected by
 3. **Sensitivity.** Accuracy when only this layer is non-ideal (every
    non-ideality of every other MVM layer switched off by ``[layers.<name>]``
    overrides; a layer whose settings cannot be undone that way runs exact
-   digital, ``analog = false``) and when only this layer is ideal. These runs are independent: they go to the sweep executors (local
-   processes or a Dask cluster), with a progress bar.
+   digital, ``analog = false``) and when only this layer is ideal. These
+   runs are independent: they go to the sweep executors (local processes or
+   a Dask cluster), with a progress bar.
 
 Errors whose relative RMS is below ``256 * eps`` of the simulation's float
 type are reported as 0 (SNR inf): that is the resolution of the arithmetic.
@@ -271,6 +272,7 @@ class LayerDiagnosis:
     adc: dict[str, Any]
     dac: dict[str, Any]
     icol_clipped: float
+    floor_error: float = 0.0  # relative RMS error with every cause off (mappings that fix a quantization)
     acc_only_nonideal: float = float("nan")
     acc_only_ideal: float = float("nan")
     observation: Any = field(default=None, repr=False)
@@ -382,6 +384,7 @@ class DiagnoseReport:
                 r[f"adc_{k}"] = d.adc.get(k, float("nan"))
             for k in ("bits", "clipped_low", "clipped_high", "levels_used_fraction", "effective_bits"):
                 r[f"dac_{k}"] = d.dac.get(k, float("nan"))
+            r["error_with_every_cause_off"] = d.floor_error
             r["icol_clipped"] = d.icol_clipped
             r["accuracy_only_this_nonideal"] = d.acc_only_nonideal
             r["accuracy_only_this_ideal"] = d.acc_only_ideal
@@ -435,24 +438,28 @@ def hint_for(d: LayerDiagnosis, cfg: Config) -> str:
     if cause is None:
         return ""
     name = d.core
+    calibrate = "calibrate its ADC range (xbarsim calibrate) or widen it"
     if cause == "adc":
         lo, hi = d.adc.get("clipped_low", 0.0), d.adc.get("clipped_high", 0.0)
         used, bits = d.adc.get("levels_used_fraction", float("nan")), d.adc.get("bits", 0)
         if hi == hi and hi >= 0.01 and hi >= lo:
-            return f"{100 * hi:.0f} % of ADC outputs clipped high: calibrate its ADC range (xbarsim calibrate) or widen it"
+            return f"{100 * hi:.0f} % of ADC outputs clipped high: {calibrate}"
         if lo == lo and lo >= 0.01 and not d.activation_after:
-            return f"{100 * lo:.0f} % of ADC outputs clipped low: calibrate its ADC range (xbarsim calibrate) or widen it"
+            return f"{100 * lo:.0f} % of ADC outputs clipped low: {calibrate}"
         if used == used and used < 0.25:
-            return (f"uses {100 * used:.0f} % of its {bits}-bit ADC levels ({d.adc.get('effective_bits', 0):.1f} effective "
-                    f"bits): narrow its ADC range (adc_range_option = 'calibrated', xbarsim calibrate)")
+            enob = d.adc.get("effective_bits", 0)
+            return (f"uses {100 * used:.0f} % of its {bits}-bit ADC levels ({enob:.1f} effective bits): "
+                    "narrow its ADC range (adc_range_option = 'calibrated', xbarsim calibrate)")
         return f"the {bits}-bit ADC's resolution: more adc_bits (layers.{name}.adc_bits)"
     if cause == "dac":
         clip = d.dac.get("clipped_low", 0.0) + d.dac.get("clipped_high", 0.0)
         used, bits = d.dac.get("levels_used_fraction", float("nan")), d.dac.get("bits", 0)
         if clip == clip and clip >= 0.01:
-            return f"{100 * clip:.0f} % of its inputs clipped by the DAC range: calibrate it (xbarsim calibrate --what dac)"
+            return (f"{100 * clip:.0f} % of its inputs clipped by the DAC range: calibrate it "
+                    "(xbarsim calibrate --what dac)")
         if used == used and used < 0.25:
-            return f"uses {100 * used:.0f} % of its {bits}-bit DAC levels: narrow its input range (xbarsim calibrate --what dac)"
+            return (f"uses {100 * used:.0f} % of its {bits}-bit DAC levels: narrow its input range "
+                    "(xbarsim calibrate --what dac)")
         return f"the {bits}-bit DAC's resolution: more dac_bits (layers.{name}.dac_bits)"
     if cause == "icol":
         return (f"{100 * d.icol_clipped:.0f} % of column currents clipped at Icol_max: fewer rows per array (NrowsMax) "
@@ -587,6 +594,12 @@ def diagnose(
         mse = _cause_errors(cfg, simulation, seed, cause_sets, cores, rec, post, notes, bar)
         prereq = _prerequisites(cfg, all_layers)
         diags = [_layer_diagnosis(l, c, rec[c], post, mse, prereq) for l, c, _ in cores]
+        floors = [f"{d.core} {d.floor_error:.2g}" for d in diags if d.floor_error > 0]
+        if floors:
+            notes.append("note: with every cause switched off these layers still differ from their ideal output "
+                         f"(relative RMS error: {', '.join(floors)}), because their mapping fixes a quantization "
+                         "(witin layers on arrays keep witin's quantization); each cause's error is counted above "
+                         "that floor")
         if sensitivity and sel_layers:
             if runner is None and user_factory is not None:
                 runner = functools.partial(accuracy_run, simulation=user_factory)  # must pickle for workers
@@ -705,6 +718,8 @@ def _quantizer_use(use) -> dict[str, Any]:
 def _layer_diagnosis(lname: str, cname: str, obs, post, mse, prereq) -> LayerDiagnosis:
     """One core's whole error, its first-order cause split and its ADC/DAC/Icol use."""
     rel = _rel(obs.sum_err2, obs.sum_ref2, _floor(obs.dtype))
+    r0 = mse.get(frozenset(), {}).get(cname)
+    floor_error = _rel(r0[0], r0[1], _floor(r0[2])) if r0 is not None else 0.0
     cause_mse, cause_err = {}, {}
     for c in CAUSES:
         base = frozenset(prereq.get(c, set()))
@@ -713,9 +728,9 @@ def _layer_diagnosis(lname: str, cname: str, obs, post, mse, prereq) -> LayerDia
             cause_err[c] = float("nan")
             continue
         m, ref, dt = r
-        if base:  # the increase over the prerequisites alone
-            rb = mse.get(base, {}).get(cname)
-            m = max(0.0, m - (rb[0] if rb is not None else 0.0))
+        rb = mse.get(base, {}).get(cname)  # the increase over the prerequisites (or every cause off) alone
+        if rb is not None and (base or floor_error > 0):
+            m = max(0.0, m - rb[0])
         cause_err[c] = e = _rel(m, ref, _floor(dt))
         cause_mse[c] = 0.0 if e == 0 else m
     total = sum(cause_mse.values())
@@ -723,14 +738,15 @@ def _layer_diagnosis(lname: str, cname: str, obs, post, mse, prereq) -> LayerDia
     return LayerDiagnosis(
         layer=lname, core=cname, mvms=obs.rows, activation_after=cname in post, relative_rms_error=rel,
         snr_db=snr_db(rel), cause_error=cause_err, cause_share=share, adc=_quantizer_use(obs.adc),
-        dac=_quantizer_use(obs.dac), icol_clipped=obs.icol_clipped_fraction, observation=obs,
+        dac=_quantizer_use(obs.dac), icol_clipped=obs.icol_clipped_fraction, floor_error=floor_error,
+        observation=obs,
     )
 
 
 def _cause_sets(cfg: Config, layers: list[str]) -> list[frozenset]:
-    """Every cause alone (with its prerequisites), and each prerequisite set on its own."""
+    """Every cause off (the floor), every cause alone (with its prerequisites), each prerequisite set alone."""
     prereq = _prerequisites(cfg, layers)
-    sets = []
+    sets = [frozenset()]
     for c in CAUSES:
         pre = prereq.get(c, set())
         sets.append(frozenset({c} | pre))

@@ -142,7 +142,8 @@ def _img(path: Path | None, alt: str) -> str:
     if path is None:
         return ""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+    alt = html.escape(alt)
+    return f'<figure><img alt="{alt}" src="data:image/png;base64,{data}"><figcaption>{alt}</figcaption></figure>'
 
 
 def write_report(report: "DiagnoseReport", folder: Path, plots: bool = True) -> dict[str, Path]:
@@ -162,7 +163,8 @@ def write_report(report: "DiagnoseReport", folder: Path, plots: bool = True) -> 
         cfg = report.config
         body = [
             f"<h1>xbarsim diagnose: {html.escape(report.model_name)}</h1>",
-            f"<p>config <code>{html.escape(str(cfg.source))}</code>, {report.n_images} test images, seed {report.seed}</p>",
+            f"<p>config <code>{html.escape(str(cfg.source))}</code>, {report.n_images} test images, "
+            f"seed {report.seed}</p>",
             "<h2>Summary</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in report.summary()) + "</ul>",
         ]
         if report.notes:
@@ -174,7 +176,8 @@ def write_report(report: "DiagnoseReport", folder: Path, plots: bool = True) -> 
         body.append(_img(figs.get("adc"), "ADC input histograms with the ADC range marked"))
         body.append(_img(figs.get("sensitivity"), "Accuracy with only one layer non-ideal / only one layer ideal"))
         body.append("<h2>Config</h2><pre>" + html.escape(cfg.to_toml()) + "</pre>")
-        style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;font-size:11px}"
+        style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}"
+                 "table{border-collapse:collapse;font-size:11px}"
                  "td,th{padding:2px 6px;border-bottom:1px solid #ddd}img{max-width:100%}")
         page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>xbarsim diagnose</title>"
                 f"<style>{style}</style></head><body>{''.join(body)}</body></html>")

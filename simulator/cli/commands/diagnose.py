@@ -19,7 +19,8 @@ import click
               help="Local worker processes for the sensitivity runs (default: one per CPU; 1 = this process).")
 @click.option("--scheduler", metavar="ADDRESS", default=None, help="Run the sensitivity runs on a Dask cluster.")
 @click.option("--scheduler-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of the chip (default: the config's, else 0).")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Seed of the chip (default: the config's, else 0).")
 @click.option("--no-sensitivity", is_flag=True, help="Skip the per-layer accuracy runs.")
 @click.option("--no-plots", is_flag=True, help="Write the CSV and HTML page without PNG plots.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")

@@ -265,3 +265,14 @@ def test_current_limit_clipping_matches_a_direct_count():
     d = rep.layers[0]
     assert d.icol_clipped == pytest.approx(expected, abs=1e-12)
     assert d.main_cause == "icol" and "Icol_max" in rep.hint(d)
+
+
+def test_witin_layers_on_arrays_count_causes_above_their_fixed_quantization():
+    """witin layers on arrays keep witin's input/output quantization with every cause off: a floor, not a cause."""
+    rep = diagnose("configs/witin_arrays_sonos.toml", ntest=30, sensitivity=False)
+    assert rep.layers
+    for d in rep.layers:
+        assert d.floor_error > 0
+        assert d.cause_error["parasitics"] == 0.0 and d.cause_error["icol"] == 0.0
+        assert d.main_cause == "programming"
+    assert any("every cause switched off" in n for n in rep.notes)

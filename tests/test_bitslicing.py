@@ -158,9 +158,13 @@ def test_input_slicing_with_programming_error_is_unchanged():
     for per_bit in (True, False):
         y = fwd(net, {**base, "input_bitslicing": True, "ADC_per_ibit": per_bit}, x, seed=3)
         assert rel(y, ref) < 1e-12
-    # weight slices with a device model: runs, and errors stay of the expected size
+    # weight slices with a device model: runs, and errors stay of the expected size. Against the ideal output
+    # (not another noisy run): proportional 5 % errors give a largest relative output error of 1-2 alpha_error
+    # over these 320 outputs (0.035-0.064 for seeds 3-9, sliced or not); 2 alpha_error = 0.1 bounds it, where
+    # the former rel(y, ref) < 0.2 passed an error four times too large
+    ideal = simulator.Simulation(net, base).ideal_forward(x)
     y = fwd(net, {**base, "weight_bits": 9, "Nslices": 4}, x, seed=3)
-    assert np.all(np.isfinite(y)) and rel(y, ref) < 0.2
+    assert np.all(np.isfinite(y)) and 0.2 * 0.05 < rel(y, ideal) < 2 * 0.05
 
 
 # ---------------------------------------------------- manual worked examples

@@ -402,7 +402,9 @@ def test_noise_std_matches_model(level):
     clean = (xq @ nw + 40 * 128).astype(np.float64) / g
     assert np.all(np.abs(clean) + 5 * np.sqrt(var) < 2047), "test setup must not saturate"
     ratio = out.std(axis=0) / np.sqrt(var)
-    assert np.all(np.abs(ratio - 1) < 0.15), ratio
+    # 3000 samples: the std estimate has a relative standard error 1/sqrt(2*3000) = 1.3 %; 0.06 is 4.6 of them
+    # (largest of the 54 seeded deviations: 3.6 %), where 0.15 would have passed a model off by 15 %
+    assert np.all(np.abs(ratio - 1) < 0.06), ratio
     assert np.all(np.abs(out.mean(axis=0) - clean) < 4 * np.sqrt(var / out.shape[0]) + 0.5)
 
 

@@ -123,7 +123,7 @@ class HardwareParams(BaseModel):
         "(PCM_Joshi, SONOS, ...); see t_drift (manual 7.3)")
     device_params: dict[str, Any] = Field(
         default_factory=dict, description="xbarsim: extra coefficients of the device model, by name (units as the"
-        " model documents them; `xbarsim device show NAME`)")
+        " model's docstring gives them, e.g. pcm_Gmax_uS in uS; models: `xbarsim device list`)")
     device_data: Optional[str] = Field(
         None, description="xbarsim: CSV of measured conductances (empirical error and drift model, "
         "devices/empirical.py; path relative to the config file)")

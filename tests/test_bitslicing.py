@@ -378,3 +378,39 @@ def test_max_and_granular_ranges_per_slice():
     assert all(q.lo == 0.0 for q in core.adc_quantizers)
     np.testing.assert_allclose(fwd(net, {**off, "adc_bits": 5, "adc_range_option": "granular"}, x), fwd(net, off, x),
                                atol=1e-12 * np.abs(fwd(net, off, x)).max())
+
+
+def test_programming_error_on_weight_slices_matches_hand_calculation():
+    """4 slices of 2 bits (9-bit BALANCED weights, G_min = 0), 5 % state-proportional programming error.
+
+    By hand: |w| -> code q = round(255 |w| / max|w|) with base-4 digits s_k; slice k holds G = s_k / 3 and
+    weighs 3 * 4**k * max|w| / 255. Its error is 0.05 G z, except at G = G_max = 1 (s_k = 3) where the
+    programmed value is clipped to 1: error 0.05 min(z, 0), mean -0.05/sqrt(2 pi), variance
+    0.05**2 (1/2 - 1/(2 pi)). The output error of input x is sum_i x_i sign(w_i) sum_k (slice error), so its
+    std and mean over programmings follow; 300 programmings give a 4 % standard error on each std.
+    """
+    import math
+
+    rng = np.random.default_rng(5)
+    W = rng.normal(size=(30, 8))
+    net = dense_net(W, rng.normal(size=8))
+    x = rng.uniform(-1, 1, size=(4, 30))
+    cfg = {"weight_bits": 9, "Nslices": 4, "On_off_ratio": 0, "dac_bits": 0, "digital_bias": True,
+           "error_model": "alpha", "alpha_error": 0.05, "proportional_error": True, "precision": "float64"}
+    clean = simulator.Simulation(net, {**cfg, "error_model": "none"}).forward(x)
+    err = np.stack([simulator.Simulation(net, cfg, seed=s).forward(x) for s in range(300)]) - clean
+    unit = np.abs(W).max() / 255
+    q = np.round(np.abs(W) / np.abs(W).max() * 255)
+    var_w = np.zeros_like(W)
+    mean_w = np.zeros_like(W)
+    for k in range(4):
+        s = (q // 4**k) % 4
+        scale = 3 * 4**k * unit
+        var_w += scale**2 * np.where(s == 3, 0.05**2 * (0.5 - 1 / (2 * math.pi)), (0.05 * s / 3) ** 2)
+        mean_w += scale * np.where(s == 3, -0.05 / math.sqrt(2 * math.pi), 0.0)
+    std_hand = np.sqrt((x**2) @ var_w)
+    ratio = err.std(axis=0) / std_hand
+    assert np.all(np.abs(ratio - 1) < 0.15), ratio  # 3.7 standard errors of a std from 300 samples
+    assert abs(ratio.mean() - 1) < 0.05, ratio.mean()
+    mean_hand = x @ (mean_w * np.sign(W))
+    assert np.all(np.abs(err.mean(axis=0) - mean_hand) < 4.5 * std_hand / math.sqrt(300))

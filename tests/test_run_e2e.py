@@ -36,7 +36,8 @@ def test_default_run_cli():
     assert "simulated accuracy" in res.output and "ideal accuracy" in res.output and "ms" in res.output
 
 
-@pytest.mark.parametrize("name", ["digits_balanced_8bit", "digits_offset", "digits_noisy", "digits_bitsliced"])
+@pytest.mark.parametrize("name", ["digits_balanced_8bit", "digits_offset", "digits_noisy", "digits_bitsliced",
+                                  "digits_crosssim3_arrays"])
 def test_example_configs_run(name, tmp_path):
     out = tmp_path / "runs.csv"
     res = CliRunner().invoke(cli, ["run", str(CONFIGS / f"{name}.toml"), "--no-progress", "--set", "ntest=80",

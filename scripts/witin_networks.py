@@ -184,11 +184,14 @@ def train_float(wn, name: str, seed: int = 0, epochs: int = 30):
     return {k: v for k, v in net.state_dict().items() if not k.endswith("io_max")}
 
 
-def record_io_max(net, x, rounds: int = 3) -> None:
+def record_io_max(net, x, rounds: int = 3, bn_effective_weight: bool = False) -> None:
     """Set every witin layer's io_max to the max |value| its inputs, weights and output take on ``x``.
 
     Starts from io_max = 8 and repeats (each round's scales change the next
     layers' inputs slightly), like the auto-scale update of witin_nn training.
+    ``bn_effective_weight``: a WitinBatchNorm2d's weight io_max is that of the
+    weight it quantizes, ``gamma / sqrt(var + eps)``, instead of ``gamma``
+    (the fixtures were recorded without it).
     """
     import torch
 
@@ -210,6 +213,8 @@ def record_io_max(net, x, rounds: int = 3) -> None:
             r["y"] = max(r.get("y", 0.0), float(out.detach().abs().max()))
             w = getattr(mod, "weight", None)
             if isinstance(w, torch.Tensor):
+                if bn_effective_weight and type(mod).__name__ == "WitinBatchNorm2d":
+                    w = w / torch.sqrt(mod.running_var + mod.eps)
                 r["weight"] = float(w.detach().abs().max())
 
         hs = [m.register_forward_hook(hook) for m in mods]
@@ -240,7 +245,7 @@ def quantized(wn, name: str, state: dict, noise_level: int = 0, io_from=None, re
         ref = build(wn, name, quant=False)
         ref.load_state_dict(state, strict=False)
         xtr, _, _, _ = digits()
-        record_io_max(ref, xtr, rounds=1)
+        record_io_max(ref, xtr, rounds=1, bn_effective_weight=True)
         io_from = ref
     if io_from is not None:
         src = dict(io_from.named_parameters())

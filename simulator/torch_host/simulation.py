@@ -246,14 +246,24 @@ class TorchSimulation(Simulation):
         self._offset = base
         return torch.cat(outs)
 
-    def _call_model(self, args, kwargs, ideal: bool):
-        self._calls: dict[str, int] = {}
+    @contextlib.contextmanager
+    def running(self, ideal: bool):
+        """Stand-ins compute ideally (exact MVMs in ``ideal_forward``'s dtype) or on the arrays while inside."""
+        self._calls = {}
         saved = self.dtype
         self._ideal_mode = ideal
         if ideal:
             self.dtype = self.xp.dtype(self._ideal_dtype)
         try:
             with torch.no_grad(), _mha_fastpath_off():
+                yield
+        finally:
+            self.dtype = saved
+            self._ideal_mode = False
+
+    def _call_model(self, args, kwargs, ideal: bool):
+        try:
+            with self.running(ideal):
                 try:
                     out = self.model(*args, **kwargs)
                 except Exception as exc:  # noqa: BLE001
@@ -273,7 +283,4 @@ class TorchSimulation(Simulation):
             shapes = ", ".join(str(tuple(a.shape)) for a in args if hasattr(a, "shape"))
             raise DataError(f"model {self.network.name!r}: forward failed on input ({shapes}): "
                             f"{exc.__class__.__name__}: {first}") from None
-        finally:
-            self.dtype = saved
-            self._ideal_mode = False
         return out

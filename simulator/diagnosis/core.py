@@ -497,7 +497,7 @@ def accuracy_run(cfg, runs=None, progress=False, network=None, simulation=None):
     import time
 
     from simulator.calibration_io import calibration_for
-    from simulator.network import load_model
+    from simulator.network import load_model_for
     from simulator.runner import Result, _correct, load_test_dataset
     from simulator.simulation import Simulation
 
@@ -508,7 +508,7 @@ def accuracy_run(cfg, runs=None, progress=False, network=None, simulation=None):
     if simulation is not None:
         sim = simulation(cfg, seed)
     else:
-        net = network if network is not None else load_model(cfg.model_name)
+        net = network if network is not None else load_model_for(cfg)
         sim = Simulation(net, cfg, seed=seed, calibration=calibration_for(net, cfg))
     hits = n = 0
     for x, y in load_test_dataset(cfg).iter_batches(layout=_input_layout(sim)):
@@ -630,9 +630,9 @@ def _diagnose_config(config, ntest: Optional[int], seed: Optional[int]) -> tuple
 
 
 def _load_network(cfg: Config):
-    from simulator.network import load_model
+    from simulator.network import load_model_for
 
-    return load_model(cfg.model_name)
+    return load_model_for(cfg)
 
 
 def _default_simulation(net, cfg, seed: int):

@@ -76,11 +76,10 @@ def check_outputs(cfg, out, plots, raw_dir, force: bool, what: str = "both") -> 
     """Before profiling: the calibration file, plot and raw-dump folders can be written; no silent overwrite."""
     from adc_calibration.calibrate import calibration_target
     from simulator.errors import OutputError
-    from simulator.models import resolve_model_path
-    from simulator.network import load_model
+    from simulator.network import load_model_for
     from simulator.validation import check_output_dir, check_output_file
 
-    name = "" if (out or cfg.calibration_file) else load_model(resolve_model_path(cfg.model_name)).name
+    name = "" if (out or cfg.calibration_file) else load_model_for(cfg).name
     target = calibration_target(cfg, name, out)
     check_output_file(target, "calibration file", OutputError, create_parents=True)
     if target.exists() and not force:

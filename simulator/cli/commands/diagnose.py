@@ -40,7 +40,7 @@ def command(config, ntest, layers, out, samples, workers, scheduler, scheduler_t
     """
     from simulator.cli.commands.run import load_with_overrides
     from simulator.diagnosis import active_causes, diagnose
-    from simulator.network import load_model
+    from simulator.network import load_model_for
 
     cfg = load_with_overrides(config, sets)
     names = [n.strip() for item in layers for n in item.split(",") if n.strip()] if layers else None
@@ -48,7 +48,7 @@ def command(config, ntest, layers, out, samples, workers, scheduler, scheduler_t
         from simulator.errors import ConfigError
 
         raise ConfigError("--layers: no layer name given")
-    net = load_model(cfg.model_name)
+    net = load_model_for(cfg)
     analog = [l.name for l in net.layers if l.is_mvm and cfg.for_layer(l.name).analog]
     if names:
         bad = [n for n in names if n not in analog and n.split("/")[0] not in analog]

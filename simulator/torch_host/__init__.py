@@ -12,13 +12,14 @@ digital.
 
 * :func:`from_torch` wraps a module and an example input as a
   :class:`TorchNetwork` (after checking that the module runs);
-* :func:`load_torch_export` reads a ``torch.export.save`` file (``.pt2``);
+* :func:`load_torch_export` reads a ``torch.export.save`` file (``.pt2``; recognised by
+  :mod:`simulator.io.loader` from its content);
 * ``simulator.Simulation(torch_network, config, seed)`` programs the arrays
   and returns a :class:`TorchSimulation`.
 
 torch is an optional dependency (``pip install 'xbarsim[torch]'``).
 """
 from simulator.torch_host.network import TorchNetwork, from_torch, load_state_dict_model
-from simulator.torch_host.export_program import is_torch_export, load_torch_export
+from simulator.torch_host.export_program import load_torch_export
 
-__all__ = ["TorchNetwork", "from_torch", "load_torch_export", "is_torch_export", "load_state_dict_model"]
+__all__ = ["TorchNetwork", "from_torch", "load_torch_export", "load_state_dict_model"]

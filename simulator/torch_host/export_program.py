@@ -18,7 +18,6 @@ that size (the last chunk padded), since its graph is specialized to it.
 from __future__ import annotations
 
 import logging
-import zipfile
 from pathlib import Path
 
 from simulator.errors import ModelError
@@ -26,18 +25,6 @@ from simulator.torch_host.network import TorchNetwork, from_torch, torch_module
 
 #: products of a constant weight that we cannot map back to a module
 _UNMAPPED_PRODUCTS = ("mm", "addmm", "matmul", "bmm", "baddbmm", "einsum", "conv3d", "conv_transpose3d")
-
-
-def is_torch_export(path) -> bool:
-    """Whether ``path`` is a ``torch.export.save`` archive (a zip with ``archive_format`` and a model graph)."""
-    try:
-        if not zipfile.is_zipfile(path):
-            return False
-        with zipfile.ZipFile(path) as z:
-            names = z.namelist()
-    except (OSError, zipfile.BadZipFile):
-        return False
-    return any(n.endswith("archive_format") for n in names) and any("/models/" in n for n in names)
 
 
 def _param(gm, node):

@@ -166,3 +166,24 @@ def test_readme_api_example_runs():
         os.chdir(cwd)
     assert env["x"].shape == (100, 8, 8, 1) and env["y"].shape == (100, 10)
     assert (env["y_ref"].argmax(1) == env["labels"]).mean() > 0.9
+
+
+def test_float32_reference_skipped_for_weights_beyond_float32(recwarn):
+    """A model float32 cannot hold (weights 1e300) has no float32 pass: the timing falls back to float64,
+    without overflow warnings or a time computed from inf/NaN."""
+    import warnings
+
+    from simulator.network import Layer, Network
+
+    layers = [Layer("input", "Input"),
+              Layer("fc", "Dense", ["input"], {"units": 3}, {"kernel": np.full((4, 3), 1e300), "bias": np.zeros(3)})]
+    net = Network("big", layers, ["fc"], "NHWC", (4,))
+
+    class Data:
+        def iter_batches(self, layout=None):
+            yield np.linspace(0, 1, 20, dtype=np.float32).reshape(5, 4), np.zeros(5, np.int64)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = simulator.run({"seed": 0}, network=net, dataset=Data())
+    assert res.float32_seconds_per_image is None and "float64 forward pass" in res.timing()

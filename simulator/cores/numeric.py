@@ -162,12 +162,29 @@ class NumericCore:
         #: var_eff when every column has the same variances (noise independent of G): one column, broadcast,
         #: so the output variance costs a matrix-vector product, not a second matrix-matrix product
         self._var_col = None
+        self._var_all = None  # one variance for every cell: output variance = v * sum_i x_i**2
         if self.var_eff is not None and bool(self.xp.all(self.var_eff == self.var_eff[:, :1])):
             self._var_col = self.xp.ascontiguousarray(self.var_eff[:, :1])
+            if bool(self.xp.all(self._var_col == self._var_col[0, 0])):
+                self._var_all = float(self._var_col[0, 0])
 
     def output_variance(self, x2):
         """Read-noise variance of every column output for squared inputs ``x2`` (M, R): (M, C) or (M, 1)."""
         return x2 @ (self._var_col if self._var_col is not None else self.var_eff)
+
+    def _add_read_noise(self, I, x, row0: int, tag: str, bit=None):
+        """``I += sqrt(x**2 @ var) * N(0, 1)`` in place (output-equivalent read noise, DESIGN performance rules)."""
+        xp = self.xp
+        if self._var_all is not None:  # one pass over x, no (M, R) temporary
+            std = xp.einsum("ij,ij->i", x, x)[:, None]
+            std *= self._var_all
+        else:
+            std = self.output_variance(x * x)
+        xp.sqrt(std, out=std)
+        z = self._normal(tag, row0, I.shape, I.dtype, bit)
+        z *= std
+        I += z
+        return I
 
     # ------------------------------------------------------------------ shape
     @property
@@ -307,7 +324,7 @@ class NumericCore:
             return I
         I = x @ self.G_eff
         if self.var_eff is not None:  # both planes' noise in one draw, from its own stream ("eff")
-            I += xp.sqrt(self.output_variance(x * x)) * self._normal("eff", row0, I.shape, I.dtype, bit)
+            self._add_read_noise(I, x, row0, "eff", bit)
         return I
 
     # ------------------------------------------------------------------- MVM

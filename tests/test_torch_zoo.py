@@ -111,8 +111,13 @@ def test_torchvision_architecture(name):
     assert not np.array_equal(y, ideal)  # the 8-bit chip is not the float model
 
 
+def _transformers():
+    _zoo()  # transformers imports torchvision: through the compatibility shim first
+    return pytest.importorskip("transformers")
+
+
 def _bert():
-    transformers = pytest.importorskip("transformers")
+    transformers = _transformers()
     cfg = transformers.BertConfig(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                   intermediate_size=64, max_position_embeddings=32, num_labels=3)
     torch.manual_seed(0)
@@ -120,7 +125,7 @@ def _bert():
 
 
 def _gpt2():
-    transformers = pytest.importorskip("transformers")
+    transformers = _transformers()
     cfg = transformers.GPT2Config(vocab_size=97, n_embd=32, n_layer=2, n_head=4, n_positions=32)
     torch.manual_seed(0)
     return transformers.GPT2LMHeadModel(cfg).eval()

@@ -126,7 +126,8 @@ def _bert():
 
 def _gpt2():
     transformers = _transformers()
-    cfg = transformers.GPT2Config(vocab_size=97, n_embd=32, n_layer=2, n_head=4, n_positions=32)
+    cfg = transformers.GPT2Config(vocab_size=97, n_embd=32, n_layer=2, n_head=4, n_positions=32, bos_token_id=0,
+                                  eos_token_id=0)
     torch.manual_seed(0)
     return transformers.GPT2LMHeadModel(cfg).eval()
 

@@ -459,10 +459,9 @@ class NeuralCore:
         for (rs, cs), wrapper in zip(self.blocks, self.wrappers):
             xs = x[:, rs]
             x_sum = x_hw[:, rs].sum(axis=1, keepdims=True) if need_sum else None
-            part = wrapper.mvm(xs, x_sum, self.slicing, row0)
+            part = wrapper.mvm(xs, x_sum, self.slicing, row0, scale=self.Wmax * self.x_scale)
             if len(self.col_slices) > 1:
                 y[:, cs] += part
             else:
                 y = part if y is None else y + part
-        y *= self.Wmax * self.x_scale  # WrapperCore.mvm returns a new array (its own products), safe in place
-        return y
+        return y  # in algorithmic units: the wrappers applied W_max * x_scale with their slice gains

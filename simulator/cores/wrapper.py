@@ -73,12 +73,13 @@ class WrapperCore:
     def n_rows(self) -> int:
         return self.cores[0].n_rows
 
-    def mvm(self, x, x_sum, slicing: InputSlicing, row0: int = 0):
-        """``w . x`` (M, C) from inputs ``x`` (voltages or DAC codes, see NumericCore.mvm).
+    def mvm(self, x, x_sum, slicing: InputSlicing, row0: int = 0, scale: float = 1.0):
+        """``scale * (w . x)`` (M, C) from inputs ``x`` (voltages or DAC codes, see NumericCore.mvm).
 
         ``x_sum`` is ``sum(x_hw)`` over this partition's rows, shape (M, 1),
         used by the digital offset subtraction; ``row0`` is the global MVM row
-        of ``x[0]`` (keys the read noise).
+        of ``x[0]`` (keys the read noise); ``scale`` (the caller's units, e.g.
+        ``W_max * x_scale``) rides on the slice gains, saving a pass over the output.
         """
         Gmin = self.opt.Gmin
         inv = 1.0 / (1.0 - Gmin)
@@ -92,8 +93,8 @@ class WrapperCore:
                 d = out - Gmin * x_sum if Gmin else out
             else:
                 d = out
-            term = d * (gain * inv)
+            term = d * (gain * inv * scale)
             y = term if y is None else y + term
         if self.style == "OFFSET" and not self.analog_offset:
-            y = y - enc.offset * x_sum
+            y = y - (enc.offset * scale) * x_sum
         return y

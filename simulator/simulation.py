@@ -540,20 +540,8 @@ class Simulation:
                 W, b = w["kernel"], w.get("bias")
             elif t == "Conv2D":
                 W, b = ops.conv_matrix(np.asarray(w["kernel"]), int(layer.config.get("groups", 1)), np), w.get("bias")
-            elif t == "DepthwiseConv2D":  # structured: no (kh*kw*C, C*mult) block-diagonal matrix
-                K = self.xp.asarray(w["depthwise_kernel"], dtype=self._ideal_dtype)
-                kh, kw, C, mult = K.shape
-                K = K.reshape(kh * kw, C, mult)
-                b = w.get("bias") if layer.config.get("use_bias", True) else None
-                bd = None if b is None else self.xp.asarray(b, dtype=self._ideal_dtype)
-                xp = self.xp
-
-                def depthwise(X, row0=None, K=K, bd=bd):
-                    y = xp.einsum("mkc,kcq->mcq", X.reshape(X.shape[0], kh * kw, C), K).reshape(X.shape[0], C * mult)
-                    return y + bd if bd is not None else y
-
-                cache[name] = depthwise
-                return depthwise
+            elif t == "DepthwiseConv2D":  # (_apply computes ideal depthwise convs with ops.depthwise_conv)
+                W, b = ops.depthwise_matrix(np.asarray(w["depthwise_kernel"]), np), w.get("bias")
             elif t == "Conv2DTranspose":
                 k = np.asarray(w["kernel"])[::-1, ::-1].transpose(0, 1, 3, 2)
                 W, b = k.reshape(-1, k.shape[-1]), w.get("bias")

@@ -55,7 +55,8 @@ def _torch():
 
 
 def _np(t) -> np.ndarray:
-    return t.detach().cpu().numpy().astype(np.float32, copy=True)
+    """A tensor as a float32 NumPy array (a copy: imported weights never alias the model's tensors)."""
+    return t.detach().cpu().float().numpy().copy()
 
 
 def _pair(v) -> list[int]:

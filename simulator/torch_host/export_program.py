@@ -27,16 +27,21 @@ from simulator.torch_host.network import TorchNetwork, from_torch, torch_module
 _UNMAPPED_PRODUCTS = ("mm", "addmm", "matmul", "bmm", "baddbmm", "einsum", "conv3d", "conv_transpose3d")
 
 
-def _param(gm, node):
-    """The parameter a get_attr node reads; None for no node; False for anything else."""
+def _attr(gm, node, getter: str):
+    """The parameter (``getter = "get_parameter"``) or buffer a get_attr node reads; None for no node; False
+    for any other node or attribute."""
     if node is None:
         return None
     if getattr(node, "op", None) != "get_attr":
         return False
     try:
-        return gm.get_parameter(node.target)
+        return getattr(gm, getter)(node.target)
     except AttributeError:
         return False
+
+
+def _param(gm, node):
+    return _attr(gm, node, "get_parameter")
 
 
 def _ints(v, n: int) -> tuple[int, ...]:
@@ -116,15 +121,6 @@ def _call_instead(gm, node, path: str, x) -> None:
     gm.graph.erase_node(node)
 
 
-def _buffer(gm, node):
-    if getattr(node, "op", None) != "get_attr":
-        return None
-    try:
-        return gm.get_buffer(node.target)
-    except AttributeError:
-        return None
-
-
 def _restore_batch_norm(gm, node) -> bool:
     """``aten.batch_norm`` in inference form with parameter/buffer statistics -> an ``nn.BatchNorm1d/2d`` call.
 
@@ -134,9 +130,9 @@ def _restore_batch_norm(gm, node) -> bool:
     a = list(node.args) + [None] * 9
     x, weight, bias, mean, var, training, eps = a[0], a[1], a[2], a[3], a[4], a[5], a[7]
     val = x.meta.get("val") if hasattr(x, "meta") else None
-    rm, rv = _buffer(gm, mean), _buffer(gm, var)
+    rm, rv = _attr(gm, mean, "get_buffer"), _attr(gm, var, "get_buffer")
     w, b = _param(gm, weight), _param(gm, bias)
-    if training or rm is None or rv is None or w is False or b is False or val is None or val.dim() not in (2, 3, 4):
+    if training or not isinstance(rm, torch.Tensor) or not isinstance(rv, torch.Tensor) or w is False or b is False or val is None or val.dim() not in (2, 3, 4):
         return False
     klass = torch.nn.BatchNorm2d if val.dim() == 4 else torch.nn.BatchNorm1d
     mod = klass(rm.shape[0], eps=float(eps), affine=w is not None).eval()

@@ -51,14 +51,6 @@ def from_xp(a, like):
     return t.to(device=like.device, dtype=like.dtype)
 
 
-def _nchw_to_nhwc(a, xp):
-    return xp.ascontiguousarray(a.transpose(0, 2, 3, 1))
-
-
-def _nhwc_to_nchw(a, xp):
-    return xp.ascontiguousarray(a.transpose(0, 3, 1, 2))
-
-
 class _HostRef:
     """Holds the host without registering it as a submodule (no cycles in named_modules)."""
 
@@ -98,7 +90,7 @@ class AnalogMVM(nn.Module):
         if self.layer_type == "GRUCell":
             out = host.run_gru(self, x, rest[0] if rest else kwargs.get("hx"))
         elif self.layer_type == "Dense":
-            out = host.run_dense(self.layer_name, x, self.site_name)
+            out = host.run_dense(self.layer_name, x)
         elif self.layer_type == "Conv2DTranspose":
             output_size = rest[0] if rest else kwargs.get("output_size")
             out = host.run_conv(self, x, self._output_padding(x, output_size))
@@ -106,7 +98,6 @@ class AnalogMVM(nn.Module):
             if self.padding_mode != "zeros":
                 x = F.pad(x, self._mode_pad, mode=self.padding_mode)
             out = host.run_conv(self, x, None)
-        host.note(self.site_name, out)
         return out
 
     def _output_padding(self, x, output_size):
@@ -154,8 +145,8 @@ class AnalogMultiheadAttention(nn.Module):
         host = self._ref.host
         if self.packed:
             E = self.embed_dim
-            return host.run_dense(self.names[0], x, self.site_name)[..., which * E:(which + 1) * E]
-        return host.run_dense(self.names[which], x, self.site_name)
+            return host.run_dense(self.names[0], x)[..., which * E:(which + 1) * E]
+        return host.run_dense(self.names[which], x)
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights: bool = True, attn_mask=None,
                 average_attn_weights: bool = True, is_causal: bool = False):
@@ -168,7 +159,7 @@ class AnalogMultiheadAttention(nn.Module):
             query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
         host = self._ref.host
         if self.packed and query is key and key is value:
-            qkv = host.run_dense(self.names[0], query, self.site_name)
+            qkv = host.run_dense(self.names[0], query)
             q, k, v = qkv.chunk(3, dim=-1)
         else:
             q, k, v = self._project(query, 0), self._project(key, 1), self._project(value, 2)
@@ -190,13 +181,12 @@ class AnalogMultiheadAttention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
             weights = None
         out = out.transpose(1, 2).reshape(N, L, E)
-        out = host.run_dense(self.names[-1], out, self.site_name)
+        out = host.run_dense(self.names[-1], out)
         if not self.batch_first:
             out = out.transpose(0, 1)
         if unbatched:
             out = out.squeeze(1)
             weights = weights.squeeze(0) if weights is not None else None
-        host.note(self.site_name, out)
         return out, weights
 
     def _mask(self, attn_mask, key_padding_mask, is_causal, N, L, S, dtype, device):

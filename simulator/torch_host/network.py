@@ -21,6 +21,7 @@ Nothing here modifies the user's module: simulations deep-copy it.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from simulator.errors import ModelError
+from simulator.io.torch_import import _np
+from simulator.io.torch_import import _torch as torch_module
 from simulator.network import Layer, LayerLookup
 
 log = logging.getLogger("xbarsim.torch")
@@ -35,14 +38,6 @@ log = logging.getLogger("xbarsim.torch")
 #: torch modules whose weights live in fused kernels we do not map (refused, not silently digital)
 UNMAPPED_MVM = ("RNN", "LSTM", "GRU", "LSTMCell", "RNNCell", "Conv3d", "ConvTranspose3d", "Bilinear",
                 "LazyLinear", "LazyConv1d", "LazyConv2d", "LazyConv3d")
-
-
-def torch_module():
-    try:
-        import torch
-    except ImportError:
-        raise ModelError("torch models need PyTorch: install the extra with pip install 'xbarsim[torch]'") from None
-    return torch
 
 
 @dataclass
@@ -96,11 +91,6 @@ def _unmapped(mod) -> str | None:
 
 
 # ------------------------------------------------------------------ weights -> Layer
-def _np(t) -> np.ndarray:
-    """A parameter as a float32 NumPy array (a copy: the simulator never aliases the model's tensors)."""
-    return t.detach().cpu().float().numpy().copy()
-
-
 def _dense(name: str, kernel: np.ndarray, bias) -> Layer:
     weights = {"kernel": np.ascontiguousarray(kernel)}
     if bias is not None:
@@ -224,7 +214,7 @@ def run_module(module, args: tuple, kwargs: dict, where: str):
 
 
 def _discover(module, args, kwargs, where: str):
-    """(sites in first-call order, BN -> producing site, unused site names, digital leaf modules)."""
+    """(sites in first-call order, BN -> the site it may fold into, those BN modules, names never called)."""
     torch = torch_module()
     nn = torch.nn
     candidates: dict[int, tuple[str, Any, str]] = {}
@@ -278,19 +268,19 @@ def _discover(module, args, kwargs, where: str):
     handles = [m.register_forward_hook(site_hook(k)) for k, (_, m, _) in candidates.items()]
     handles += [m.register_forward_hook(bn_hook(k)) for k, (_, m) in bns.items()]
     try:
-        out = run_module(module, args, kwargs, where)
+        run_module(module, args, kwargs, where)
     finally:
         for h in handles:
             h.remove()
     sites = []
+    site_name: dict[int, str] = {}
     for key in order:
         qual, mod, kind = candidates[key]
         rec = info[key]
         rank = len(rec["in"]) if rec["in"] else 2
-        name = qual or type(mod).__name__
+        name = site_name[key] = qual or type(mod).__name__
         sites.append(AnalogSite(name, kind, type(mod).__name__, site_layers(name, mod, kind, rank), rec["calls"],
                                 rec["in"], rec["out"], qual))
-    by_key = {key: candidates[key][0] or type(candidates[key][1]).__name__ for key in order}
     folds = {}
     for bn_key, (bn_qual, bn_mod) in bns.items():
         src = bn_source.get(bn_qual)
@@ -298,9 +288,9 @@ def _discover(module, args, kwargs, where: str):
             continue
         if isinstance(bn_mod, nn.BatchNorm1d) and len(info[src]["out"]) != 2 and candidates[src][2] != "conv1d":
             continue
-        folds[bn_qual] = by_key[src]
+        folds[bn_qual] = site_name[src]
     unused = [qual for key, (qual, _, _) in candidates.items() if key not in info]
-    return sites, folds, {q: m for q, m in bns.values()}, unused, out
+    return sites, folds, {q: m for q, m in bns.values()}, unused
 
 
 def _digital_summary(module, sites: list[AnalogSite]) -> list[tuple[str, str]]:
@@ -343,16 +333,11 @@ class TorchNetwork(LayerLookup):
     is_torch = True
     outputs: tuple = ()
 
-    @property
+    @functools.cached_property
     def layers(self) -> list[Layer]:
         """Every analog MVM layer, then the batch norms that may fold into them (graph order)."""
-        cached = self.__dict__.get("_layers")
-        if cached is None:
-            cached = [layer for site in self.sites for layer in site.layers]
-            for bn, src in self.folds.items():
-                cached.append(_bn_layer(bn, self.batch_norms[bn], src))
-            self.__dict__["_layers"] = cached
-        return cached
+        layers = [layer for site in self.sites for layer in site.layers]
+        return layers + [_bn_layer(bn, self.batch_norms[bn], src) for bn, src in self.folds.items()]
 
     @property
     def input_layout(self) -> str | None:
@@ -366,12 +351,6 @@ class TorchNetwork(LayerLookup):
     def input_shape(self) -> tuple[int, ...]:
         x = self.example_args[0] if self.example_args else None
         return tuple(int(s) for s in x.shape[1:]) if x is not None and hasattr(x, "shape") else ()
-
-    def site_of(self, layer_name: str) -> AnalogSite:
-        for site in self.sites:
-            if any(layer.name == layer_name for layer in site.layers):
-                return site
-        raise KeyError(layer_name)
 
     def summary(self) -> str:
         lines = [f"torch model {self.name}: {len(self.sites)} analog module(s), {len(self.digital)} digital leaf module(s)"]
@@ -430,7 +409,7 @@ def from_torch(module, example_input, name: str | None = None, *, check: bool = 
     set_eval(module)
     _check_finite(module, where)
     args, kwargs = _as_args(example_input)
-    sites, folds, bns, unused, _ = _discover(module, args, kwargs, where)
+    sites, folds, bns, unused = _discover(module, args, kwargs, where)
     if not sites:
         raise ModelError(f"{where}: the forward pass calls no MVM module (Linear, Conv, MultiheadAttention, ...); "
                          "nothing would run on analog arrays")

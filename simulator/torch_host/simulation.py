@@ -76,7 +76,6 @@ class TorchSimulation(Simulation):
         super().__init__(network, config, seed, calibration=calibration, cores=cores)
         self._by_name = {layer.name: layer for layer in self.layers}
         self._ideal_mode = False
-        self._record: dict[str, list] | None = None
         self._calls: dict[str, int] = {}  # calls of each layer in the current forward
         #: 2-D convolutions return channels_last tensors (no NHWC -> NCHW copy); off for a model that
         #: cannot take them (e.g. ``.view`` on a conv output), found on its first failing forward
@@ -111,11 +110,6 @@ class TorchSimulation(Simulation):
         return {s.name: tuple(s.output_shape[1:]) for s in self.network.sites}
 
     # ------------------------------------------------------------ layers (called by the stand-ins)
-    def note(self, site: str, out) -> None:
-        """Record a stand-in's output while the import self-check traces the model."""
-        if self._record is not None:
-            self._record.setdefault(site, []).append(out.detach().clone())
-
     @contextlib.contextmanager
     def _call_offset(self, layer_name: str):
         """Read noise keys: the k-th call of a layer in one forward (shared weights, loops) reads as images
@@ -129,7 +123,7 @@ class TorchSimulation(Simulation):
         finally:
             self._offset = saved
 
-    def run_dense(self, layer_name: str, x, site: str):
+    def run_dense(self, layer_name: str, x):
         """A dense layer on ``x`` of shape (..., features)."""
         with self._call_offset(layer_name):
             y = self._apply(self._by_name[layer_name], [to_xp(x, self.xp)], self._ideal_mode)
@@ -177,23 +171,20 @@ class TorchSimulation(Simulation):
         seq = tuple(x) if isinstance(x, (tuple, list)) else (x,)
         examples = list(net.example_args) + [None] * len(seq)
         args = tuple(self._tensor(v, examples[i], f"input {i}") for i, v in enumerate(seq))
-        return args, dict(net.example_kwargs) if not net.example_args else {}, any(isinstance(v, np.ndarray) for v in seq)
+        return args, {}, any(isinstance(v, np.ndarray) for v in seq)
 
     def _tensor(self, value, example, what: str):
+        """An input as a tensor on the model's device (arrays take the matching example input's dtype)."""
         if isinstance(value, np.ndarray):
-            if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-                raise DataError(f"model {self.network.name!r}: {what} holds NaN or infinite values")
-            t = torch.from_numpy(np.ascontiguousarray(value))
-            if example is not None and isinstance(example, torch.Tensor):
-                t = t.to(example.dtype)
-            elif t.dtype == torch.float64:
-                t = t.float()
-            return t.to(self.device)
-        if isinstance(value, torch.Tensor):
-            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-                raise DataError(f"model {self.network.name!r}: {what} holds NaN or infinite values")
-            return value.to(self.device)
-        return value
+            value = torch.from_numpy(np.ascontiguousarray(value))
+            cast = example.dtype if isinstance(example, torch.Tensor) else torch.float32 if value.dtype == torch.float64 else None
+        elif isinstance(value, torch.Tensor):
+            cast = None
+        else:
+            return value
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):  # checked before any cast
+            raise DataError(f"model {self.network.name!r}: {what} holds NaN or infinite values")
+        return (value if cast is None else value.to(cast)).to(self.device)
 
     def forward(self, x, image_offset: int | None = None):
         """Simulated outputs (the model's output structure; arrays in -> arrays out).

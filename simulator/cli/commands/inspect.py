@@ -65,7 +65,12 @@ def weight_report(W: np.ndarray, hw) -> str:
             f"({mse_l / mse_u if mse_u else float('nan'):.2f}x)\n      Lloyd levels: {shown}")
 
 
+def _has_bias(layer) -> bool:
+    return bool(layer.config.get("use_bias", True)) and ("bias" in layer.weights or "bias_ih" in layer.weights)
+
+
 def _arrays_line(core: str, rows: int, has_bias: bool, hw, cols: int | None = None) -> tuple[str, int]:
+    """One core's array count line for ``inspect`` and the number of arrays."""
     parts, slices, pol, n = array_count(rows, has_bias, hw, cols)
     return (f"      {core}: {parts} partition(s) x {slices} slice(s) x {pol} polarity = {n} arrays"
             + (" (+ unit column)" if hw.style == "OFFSET" and not hw.digital_offset else "")), n
@@ -91,7 +96,7 @@ def torch_report(net, cfg=None) -> str:
                 lines.append("      digital (analog = false)")
                 continue
             for core, (r, c) in mats:
-                text, n = _arrays_line(core, r, "bias" in layer.weights, hw, c)
+                text, n = _arrays_line(core, r, _has_bias(layer), hw, c)
                 total += n
                 lines.append(text)
     if net.folds and (cfg is None or cfg.fold_batchnorm):
@@ -149,11 +154,9 @@ def command(model: str, config: str | None, weights: bool, sets: tuple[str, ...]
                 click.echo("      digital (analog = false)")
                 continue
             for core, (r, c) in mats:
-                has_bias = (layer.config.get("use_bias", True) and ("bias" in layer.weights or "bias_ih" in layer.weights))
-                parts, slices, pol, n = array_count(r, has_bias, hw, c)
+                text, n = _arrays_line(core, r, _has_bias(layer), hw, c)
                 total_arrays += n
-                click.echo(f"      {core}: {parts} partition(s) x {slices} slice(s) x {pol} polarity = {n} arrays"
-                           + (" (+ unit column)" if hw.style == "OFFSET" and not hw.digital_offset else ""))
+                click.echo(text)
         if weights and mats and cfg is not None:
             for key in ("kernel", "depthwise_kernel", "weight_ih", "weight_hh"):
                 if key in layer.weights:

@@ -24,7 +24,7 @@ import os
 import math
 import sys
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Union
+from typing import Annotated, Any, Literal, Mapping, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
@@ -280,7 +280,7 @@ class Config(HardwareParams):
         "file (torch.save(model.state_dict(), path))")
     module_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="xbarsim: keyword arguments of the module class (with module)")
-    input_shape: Optional[list[int]] = Field(
+    input_shape: Optional[list[Annotated[int, Field(ge=1)]]] = Field(
         None, description="xbarsim: the torch model's input shape without the batch axis, in its own layout (e.g."
         " [3, 32, 32]); needed with module [elements per axis]")
     dataset_path: Optional[str] = Field(

@@ -447,3 +447,28 @@ def test_qualified_names_with_dots_in_overrides_and_sweeps():
     assert config_value(cfg, "layers.features.3.conv.adc_bits") == 4
     with pytest.raises(XbarsimError, match="layers.<layer name>.<key>"):
         check_name("layers.adc_bits")
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"input_shape": [1, -8, 8]}, "input_shape.1 = -8"),
+    ({"input_shape": [1, True, 8]}, "input_shape"),
+    ({"grouped_conv": "diagonal"}, "grouped_conv = 'diagonal'"),
+])
+def test_torch_config_fields_bad_values_one_line(tmp_path, bad, message):
+    from simulator.config import load_config
+
+    with pytest.raises(XbarsimError, match=message):
+        load_config(bad)
+
+
+def test_bad_module_spec_and_per_group_calibrated_refused(tmp_path):
+    m = nn.Sequential(nn.Conv2d(2, 2, 3, groups=2), nn.Flatten(), nn.Linear(8, 2)).eval()
+    torch.save(m.state_dict(), tmp_path / "m.pt")
+    base = {"model_name": str(tmp_path / "m.pt"), "input_shape": [2, 4, 4], "task": "digits", "ntest": 5}
+    for spec, message in (("no_such_pkg:Net", "cannot import it"), ("torch.nn", "expected 'package.module:Class'")):
+        with pytest.raises(ModelError, match=message):
+            simulator.run({**base, "module": spec})
+    net = from_torch(m, torch.randn(2, 2, 4, 4))
+    with pytest.raises(XbarsimError, match="grouped_conv = 'per_group' does not take calibrated"):
+        Simulation(net, {"grouped_conv": "per_group", "adc_bits": 8, "adc_range_option": "calibrated",
+                         "adc_range": [-1.0, 1.0]}, seed=0)

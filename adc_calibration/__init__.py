@@ -4,12 +4,13 @@
   (:class:`StreamingHistogram`, :class:`ReservoirSample`, :class:`ProfileStore`).
 - :mod:`~adc_calibration.optimizers`: range optimizers (:func:`optimize_range`,
   :func:`sliced_range_exponents`, :func:`activation_range`, :func:`get_optimizer`).
-- :mod:`~adc_calibration.files`: calibration files keyed by network and hardware
-  (:class:`HardwareKey`, :func:`save_calibration`, :func:`load_calibration`).
+- :mod:`simulator.calibration_file` (re-exported here): calibration files keyed by
+  network and hardware (:class:`HardwareKey`, :func:`save_calibration`,
+  :func:`load_calibration`); it lives below the executor, which reads it.
 - :mod:`~adc_calibration.plots`: histogram plots with the chosen limits.
 """
 from adc_calibration.collectors import ProfileStore, ReservoirSample, StreamingHistogram
-from adc_calibration.files import (
+from simulator.calibration_file import (
     Calibration,
     HardwareKey,
     default_path,

@@ -24,24 +24,14 @@
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from adc_calibration.files import (
-    HardwareKey,
-    _attr,
-    check_dac_range,
-    default_path,
-    load_calibration,
-    save_calibration,
-)
 from adc_calibration.optimizers import (
     OPTIMIZERS,
     activation_range,
@@ -52,11 +42,12 @@ from adc_calibration.optimizers import (
     sliced_range_exponents,
 )
 from adc_calibration.profiling import profile
+from simulator.calibration_file import HardwareKey, default_path, load_calibration, save_calibration
 from simulator.errors import CalibrationError
 
 log = logging.getLogger("xbarsim.calibration")
 
-__all__ = ["calibrate", "calibration_target", "calibrate_cli_args", "DEFAULT_PCT", "DEFAULT_NBITS"]
+__all__ = ["calibrate", "calibration_target", "DEFAULT_PCT", "DEFAULT_NBITS"]
 
 #: percentile of bit-sliced layers when neither the config nor the caller sets pct
 DEFAULT_PCT = 99.99
@@ -95,14 +86,7 @@ def _existing(path: Path, network_name: str, key: HardwareKey):
     if not path.is_file():
         return None
     try:
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            adc_layers = [str(_attr(ds.attrs.get("layer", n))) for n, ds in f.get("adc", {}).items()]
-            dac = {str(_attr(ds.attrs.get("layer", n))): ds[()] for n, ds in f.get("dac", {}).items()}
-        cal = load_calibration(path, network_name, key, adc_layers)  # checks network and key
-        cal.dac_ranges = {layer: check_dac_range(v, layer, f"{path}: ") for layer, v in dac.items()}
-        return cal
+        return load_calibration(path, network_name, key)  # every range it holds; checks network and key
     except (CalibrationError, OSError, KeyError) as exc:
         log.info("not reusing %s: %s", path, exc)
         return None
@@ -153,16 +137,11 @@ def calibrate(
         Extra JSON-able entries stored in the file (e.g. the command line).
     """
     from simulator.config import load_config
-    from simulator.network import load_model, load_model_for
+    from simulator.network import load_model_for
 
-    if what not in ("adc", "dac", "both"):
-        raise CalibrationError(f"what must be 'adc', 'dac' or 'both', got {what!r}")
-    if nbits is not None and not 1 <= int(nbits) <= 32:
-        raise CalibrationError(f"nbits must be between 1 and 32, got {nbits}")
+    _check_arguments(what, nbits, pct)
     cfg = load_config(config)
     if pct is not None:
-        if not 50 < float(pct) <= 100:
-            raise CalibrationError(f"pct must be in (50, 100], got {pct}")
         cfg = cfg.with_overrides({"pct": float(pct)})
     opt = get_optimizer(optimizer)
     net = network if network is not None else load_model_for(cfg)
@@ -176,64 +155,15 @@ def calibrate(
     rows: dict[str, dict[str, Any]] = {}
     store_d = store_a = None
     kw = dict(ntest=ntest, raw_dir=raw_dir, progress=progress, network=net)
-
-    # ---- activations ------------------------------------------------------
     if what in ("dac", "both"):
         kw_d = dict(kw, raw_dir=Path(raw_dir) / "activations") if raw_dir is not None and what == "both" else kw
         store_d = profile(cfg, what="dac", **kw_d)
-        dac_ranges = {}
-        for name, h in store_d.activations.items():
-            if h.empty:
-                raise CalibrationError(f"layer {name!r}: no activations were profiled")
-            hw = cfg.for_layer(name.split("/")[0])
-            nb = int(nbits) if nbits is not None else (hw.dac_bits or DEFAULT_NBITS)
-            nonneg = h.min >= 0
-            if getattr(opt, "__wrapped__", None) is optimize_range:
-                lo, hi = activation_range(h, nb, after_relu=nonneg)
-            else:
-                lo, hi = _call_optimizer(opt, optimizer, h, nb, min_fixed=0.0 if nonneg else None)
-                if nonneg:
-                    lo = 0.0
-                    if not hi > 0:
-                        hi = h.max if h.max > 0 else 1.0
-            dac_ranges[name] = (float(lo), float(hi))
-            li = store_d.layer_info.get(name)
-            rows.setdefault(name, {}).update(
-                dac=(lo, hi), dac_nbits=nb, act_min=h.min, act_max=h.max,
-                after_relu=None if li is None else li.input_after_relu,
-            )
-
-    # ---- ADC inputs ---------------------------------------------------------
+        dac_ranges = _activation_ranges(cfg, store_d, opt, optimizer, nbits, rows)
     if what in ("adc", "both"):
         if raw_dir is not None and store_d is not None:
             kw["raw_dir"] = Path(raw_dir) / "adc"  # one dump (and index.json) per pass
         store_a = profile(cfg, what="adc", relu_aware=relu_aware, dac_ranges=dac_ranges or None, **kw)
-        for name, li in store_a.layer_info.items():
-            hw = cfg.for_layer(li.layer)
-            nb = int(nbits) if nbits is not None else (hw.adc_bits or DEFAULT_NBITS)
-            if not store_a.slices(name):
-                raise CalibrationError(f"layer {name!r}: no ADC inputs were profiled")
-            row = rows.setdefault(name, {})
-            if li.sliced:
-                hists = store_a.slice_histograms(name)
-                for i, h in enumerate(hists):
-                    if h.empty:
-                        raise CalibrationError(f"layer {name!r}, slice {i}: no ADC inputs were profiled")
-                exps = sliced_range_exponents(hists, li.y_max, use_pct, li.signed)
-                adc_ranges[name] = np.asarray(exps, dtype=np.int64)
-                row.update(adc_exponents=exps, adc_pct=use_pct, adc_nbits=nb,
-                           adc_min=min(h.min for h in hists), adc_max=max(h.max for h in hists))
-            else:
-                h = store_a.adc_histogram(name, None)
-                if h.empty:  # ReLU-aware profiling dropped everything: the ReLU zeroes all outputs
-                    log.warning("layer %r: every profiled ADC input is below -bias (its ReLU outputs are all 0)", name)
-                    lo, hi = 0.0, 1.0
-                else:
-                    lo, hi = _call_optimizer(opt, optimizer, h, nb, relu_aware=li.relu_aware)
-                adc_ranges[name] = np.array([lo, hi], dtype=np.float64)
-                row.update(adc=(lo, hi), adc_nbits=nb, adc_min=h.min, adc_max=h.max)
-            row.update(relu_aware=li.relu_aware, relu_note=li.relu_note, n_slices=li.n_slices,
-                       partitions=li.n_partitions)
+        adc_ranges.update(_adc_ranges(cfg, store_a, opt, optimizer, nbits, use_pct, rows))
 
     if what == "dac" and not adc_ranges:
         log.info("%s holds activation ranges only; run with --what adc (or both) before using "
@@ -253,8 +183,74 @@ def calibrate(
 
     if plots_dir is not None:
         _plots(plots_dir, store_a, store_d, adc_ranges, dac_ranges)
-    table = _table(path, net.name, key, rows, n_images, what)
-    return path, table
+    return path, _table(path, net.name, key, rows, n_images, what)
+
+
+def _check_arguments(what: str, nbits: Optional[int], pct: Optional[float]) -> None:
+    if what not in ("adc", "dac", "both"):
+        raise CalibrationError(f"what must be 'adc', 'dac' or 'both', got {what!r}")
+    if nbits is not None and not 1 <= int(nbits) <= 32:
+        raise CalibrationError(f"nbits must be between 1 and 32, got {nbits}")
+    if pct is not None and not 50 < float(pct) <= 100:
+        raise CalibrationError(f"pct must be in (50, 100], got {pct}")
+
+
+def _activation_ranges(cfg, store_d, opt, optimizer, nbits: Optional[int], rows: dict) -> dict[str, tuple[float, float]]:
+    """``(lo, hi)`` per core from the profiled activations (lo = 0 for non-negative ones); fills ``rows``."""
+    dac_ranges = {}
+    for name, h in store_d.activations.items():
+        if h.empty:
+            raise CalibrationError(f"layer {name!r}: no activations were profiled")
+        hw = cfg.for_layer(name.split("/")[0])
+        nb = int(nbits) if nbits is not None else (hw.dac_bits or DEFAULT_NBITS)
+        nonneg = h.min >= 0
+        if getattr(opt, "__wrapped__", None) is optimize_range:
+            lo, hi = activation_range(h, nb, after_relu=nonneg)
+        else:
+            lo, hi = _call_optimizer(opt, optimizer, h, nb, min_fixed=0.0 if nonneg else None)
+            if nonneg:
+                lo = 0.0
+                if not hi > 0:
+                    hi = h.max if h.max > 0 else 1.0
+        dac_ranges[name] = (float(lo), float(hi))
+        li = store_d.layer_info.get(name)
+        rows.setdefault(name, {}).update(
+            dac=(lo, hi), dac_nbits=nb, act_min=h.min, act_max=h.max,
+            after_relu=None if li is None else li.input_after_relu,
+        )
+    return dac_ranges
+
+
+def _adc_ranges(cfg, store_a, opt, optimizer, nbits: Optional[int], use_pct: float, rows: dict) -> dict[str, np.ndarray]:
+    """Per core: ``(lo, hi)`` (unsliced, algorithmic units) or exponents ``C_i`` (bit-sliced); fills ``rows``."""
+    adc_ranges = {}
+    for name, li in store_a.layer_info.items():
+        hw = cfg.for_layer(li.layer)
+        nb = int(nbits) if nbits is not None else (hw.adc_bits or DEFAULT_NBITS)
+        if not store_a.slices(name):
+            raise CalibrationError(f"layer {name!r}: no ADC inputs were profiled")
+        row = rows.setdefault(name, {})
+        if li.sliced:
+            hists = store_a.slice_histograms(name)
+            for i, h in enumerate(hists):
+                if h.empty:
+                    raise CalibrationError(f"layer {name!r}, slice {i}: no ADC inputs were profiled")
+            exps = sliced_range_exponents(hists, li.y_max, use_pct, li.signed)
+            adc_ranges[name] = np.asarray(exps, dtype=np.int64)
+            row.update(adc_exponents=exps, adc_pct=use_pct, adc_nbits=nb,
+                       adc_min=min(h.min for h in hists), adc_max=max(h.max for h in hists))
+        else:
+            h = store_a.adc_histogram(name, None)
+            if h.empty:  # ReLU-aware profiling dropped everything: the ReLU zeroes all outputs
+                log.warning("layer %r: every profiled ADC input is below -bias (its ReLU outputs are all 0)", name)
+                lo, hi = 0.0, 1.0
+            else:
+                lo, hi = _call_optimizer(opt, optimizer, h, nb, relu_aware=li.relu_aware)
+            adc_ranges[name] = np.array([lo, hi], dtype=np.float64)
+            row.update(adc=(lo, hi), adc_nbits=nb, adc_min=h.min, adc_max=h.max)
+        row.update(relu_aware=li.relu_aware, relu_note=li.relu_note, n_slices=li.n_slices,
+                   partitions=li.n_partitions)
+    return adc_ranges
 
 
 def _plots(plots_dir, store_a, store_d, adc_ranges, dac_ranges) -> list[Path]:
@@ -303,63 +299,3 @@ def _table(path: Path, network: str, key: HardwareKey, rows: dict, n_images: int
     lines += notes  # only when ReLU-aware profiling was asked for
     lines.append(f"wrote {path}")
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------
-# the command that reproduces a config's calibration file
-# ---------------------------------------------------------------------------
-_BARE = re.compile(r"[A-Za-z0-9_./-]+")
-
-
-def _toml_value(v: Any) -> str:
-    if v is None:
-        return "none"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        from simulator.config import parse_value
-
-        return v if _BARE.fullmatch(v) and parse_value(v) == v else json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items()) + "}"
-    return json.dumps(str(v))
-
-
-def calibrate_cli_args(cfg) -> tuple[Optional[str], list[str]]:
-    """``(config_path, args)`` of the ``xbarsim calibrate`` command for ``cfg``.
-
-    ``config_path`` is the file the config was read from (None for dicts and
-    defaults); ``args`` are shell-quoted ``--set KEY=VALUE`` pairs for every
-    value that differs from that file (from the defaults without a file), so
-    the command rebuilds exactly ``cfg`` and so writes the file it loads.
-    """
-    import shlex
-
-    from simulator.config import Config, load_config
-    from simulator.errors import XbarsimError
-
-    src = getattr(cfg, "source", None)
-    base, path = None, None
-    if src and not str(src).startswith("<") and Path(src).is_file():
-        try:
-            base, path = load_config(src), str(src)
-        except XbarsimError:
-            base = None
-    if base is None:
-        base = Config()
-    cur, ref = cfg.to_dict(), base.to_dict()
-    args = []
-    for k, v in cur.items():
-        if k == "layers" or ref.get(k) == v:
-            continue
-        args.append(f"{k}={_toml_value(v)}")
-    for layer, ov in cur.get("layers", {}).items():
-        rov = ref.get("layers", {}).get(layer, {})
-        for k, v in ov.items():
-            if rov.get(k) != v:
-                args.append(f"layers.{layer}.{k}={_toml_value(v)}")
-    return path, [f"--set {shlex.quote(a)}" for a in args]

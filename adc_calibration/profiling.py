@@ -350,11 +350,11 @@ def profile(
 def _fill_missing_dac_ranges(net, pcfg, store: ProfileStore):
     """For the ADC pass of ``what="both"``: the config's activation ranges, and for cores that have
     none (dac_bits > 0 but no dac_range, calibrated or recorded range) the profiled (min, max)."""
-    from simulator.calibration_io import _core_names, calibration_for
+    from simulator.calibration_io import calibration_for, core_names
 
     calib = calibration_for(net, pcfg) or {"adc": {}, "dac": {}}
     by_name = {l.name: l for l in net.layers}
-    for name in _core_names(net, pcfg):
+    for name in core_names(net, pcfg):
         layer = name.split("/")[0]
         hw = pcfg.for_layer(layer)
         if hw.dac_bits == 0 or hw.dac_range is not None or name in calib["dac"] or layer in calib["dac"]:

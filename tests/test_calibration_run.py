@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from adc_calibration.calibrate import calibrate
-from adc_calibration.files import HardwareKey, default_path, load_calibration
+from simulator.calibration_file import HardwareKey, default_path, load_calibration
 from adc_calibration.profiling import profile, profiling_config
 from simulator.cli import cli
 from simulator.config import load_config

@@ -1,4 +1,8 @@
-"""Calibration files: calibrated ADC and activation (DAC) ranges (manual 9.3.1, 9.5).
+"""The calibration file format: calibrated ADC and activation (DAC) ranges (manual 9.3.1, 9.5).
+
+A leaf module (NumPy, h5py and :mod:`simulator.errors` only): ``xbarsim
+calibrate`` (:mod:`adc_calibration.calibrate`) writes these files and the
+executor reads them through :mod:`simulator.calibration_io`.
 
 One HDF5 file per network and hardware key. The key holds the hardware
 parameters that change the ADC input distributions (manual 9.3.1): Nslices,
@@ -292,6 +296,17 @@ def _calibrate_hint(path: Path, network_name: str, key: HardwareKey, config_path
     return f"`{cmd}`"
 
 
+def _file_key(attrs: Mapping[str, Any]) -> HardwareKey:
+    """The hardware key stored in a file's root attributes."""
+    return HardwareKey(**{fl.name: attrs.get(fl.name) for fl in fields(HardwareKey) if fl.name in attrs})
+
+
+def _key_diffs(fkey: HardwareKey, key: HardwareKey, there: str) -> list[str]:
+    """One phrase per parameter in which a file's key differs from the config's."""
+    return [f"{fl.name} = {getattr(fkey, fl.name)!r} {there} but {getattr(key, fl.name)!r} in the config"
+            for fl in fields(HardwareKey) if getattr(fkey, fl.name) != getattr(key, fl.name)]
+
+
 def _other_keys(path: Path, network_name: str, key: HardwareKey) -> str:
     """For a missing file: which parameters differ in the files made for this network next to it ('' if none)."""
     folder = path.parent
@@ -306,11 +321,10 @@ def _other_keys(path: Path, network_name: str, key: HardwareKey) -> str:
                 attrs = {k: _attr(v) for k, v in f.attrs.items()}
             if attrs.get("format") != FORMAT or str(attrs.get("network_name")) != str(network_name):
                 continue
-            okey = HardwareKey(**{fl.name: attrs.get(fl.name) for fl in fields(HardwareKey) if fl.name in attrs})
+            okey = _file_key(attrs)
         except (OSError, TypeError, ValueError):
             continue
-        diffs = [f"{fl.name} = {getattr(okey, fl.name)!r} there but {getattr(key, fl.name)!r} in the config"
-                 for fl in fields(HardwareKey) if getattr(okey, fl.name) != getattr(key, fl.name)]
+        diffs = _key_diffs(okey, key, "there")
         if diffs:
             found.append((len(diffs), other, diffs))
     if not found:
@@ -319,11 +333,56 @@ def _other_keys(path: Path, network_name: str, key: HardwareKey) -> str:
     return f" (the file for the nearest hardware, {other}, differs: {'; '.join(diffs)})"
 
 
+def _read_entries(path: Path, where: str) -> tuple[dict, dict, dict, dict]:
+    """``(attrs, adc, kinds, dac)`` of a calibration file: its root attributes and raw entries by layer."""
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise CalibrationError(f"{where}cannot be read as HDF5 ({str(exc).splitlines()[0]})") from None
+    with f:
+        attrs = {k: _attr(v) for k, v in f.attrs.items()}
+        adc: dict[str, np.ndarray] = {}
+        kinds: dict[str, Optional[str]] = {}
+        dac: dict[str, Any] = {}
+        if attrs.get("format") == FORMAT:
+            for name, ds in f.get("adc", {}).items():
+                layer = str(_attr(ds.attrs.get("layer", name)))
+                adc[layer] = ds[()]
+                kinds[layer] = _attr(ds.attrs.get("kind")) if "kind" in ds.attrs else None
+            for name, ds in f.get("dac", {}).items():
+                dac[str(_attr(ds.attrs.get("layer", name)))] = ds[()]
+    return attrs, adc, kinds, dac
+
+
+def _check_header(attrs: Mapping[str, Any], where: str, network_name: str, key: HardwareKey, rerun: str) -> dict:
+    """Check format, version, network and hardware key of a file's attributes; returns its meta dict."""
+    if attrs.get("format") != FORMAT:
+        raise CalibrationError(f"{where}not an xbarsim calibration file (no format = {FORMAT!r} attribute)")
+    if int(attrs.get("version", 0)) > VERSION:
+        raise CalibrationError(f"{where}format version {attrs.get('version')} is newer than this xbarsim reads ({VERSION})")
+    fname = str(attrs.get("network_name"))
+    if fname != str(network_name):
+        raise CalibrationError(f"{where}made for network {fname!r}, but the config runs {network_name!r}; run {rerun}")
+    try:
+        fkey = _file_key(attrs)
+    except (TypeError, ValueError) as exc:
+        raise CalibrationError(f"{where}bad hardware key attributes ({exc})") from None
+    diffs = _key_diffs(fkey, key, "in the file")
+    if diffs:
+        raise CalibrationError(f"{where}hardware key mismatch: {'; '.join(diffs)}; run {rerun} for this hardware")
+    try:
+        return json.loads(attrs.get("meta", "{}"))
+    except json.JSONDecodeError:
+        return {}
+
+
 def load_calibration(
     path: os.PathLike | str,
     network_name: str,
     key: HardwareKey,
-    layers: Sequence[str],
+    layers: Optional[Sequence[str]] = None,
     *,
     config_path: Optional[str] = None,
     root: Optional[os.PathLike | str] = None,
@@ -340,12 +399,11 @@ def load_calibration(
     (naming each differing parameter with both values), lacks an ADC range for
     one of ``layers`` (or an activation range, with ``require_dac``), or holds
     a range of the wrong shape, a non-finite value or ``lo >= hi``.
+    ``layers=None`` loads every ADC and activation range the file holds.
     ``layer_nslices`` gives layers whose number of slices differs from
     ``key.Nslices`` (per-layer overrides). ``cli_args`` completes the
     suggested ``xbarsim calibrate`` command (see :func:`_calibrate_hint`).
     """
-    import h5py
-
     path = Path(path)
     rerun = _calibrate_hint(path, network_name, key, config_path, root, cli_args)
     if not path.is_file():
@@ -353,49 +411,10 @@ def load_calibration(
             f"calibration file {path} does not exist{_other_keys(path, network_name, key)}; run {rerun} to produce it"
         )
     where = f"calibration file {path}: "
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise CalibrationError(f"{where}cannot be read as HDF5 ({str(exc).splitlines()[0]})") from None
-    with f:
-        attrs = {k: _attr(v) for k, v in f.attrs.items()}
-        if attrs.get("format") != FORMAT:
-            raise CalibrationError(f"{where}not an xbarsim calibration file (no format = {FORMAT!r} attribute)")
-        if int(attrs.get("version", 0)) > VERSION:
-            raise CalibrationError(f"{where}format version {attrs.get('version')} is newer than this xbarsim reads ({VERSION})")
-        fname = str(attrs.get("network_name"))
-        if fname != str(network_name):
-            raise CalibrationError(
-                f"{where}made for network {fname!r}, but the config runs {network_name!r}; run {rerun}"
-            )
-        try:
-            fkey = HardwareKey(**{fl.name: attrs.get(fl.name) for fl in fields(HardwareKey) if fl.name in attrs})
-        except (TypeError, ValueError) as exc:
-            raise CalibrationError(f"{where}bad hardware key attributes ({exc})") from None
-        diffs = []
-        for fl in fields(HardwareKey):
-            a, b = getattr(fkey, fl.name), getattr(key, fl.name)
-            if a != b:
-                diffs.append(f"{fl.name} = {a!r} in the file but {b!r} in the config")
-        if diffs:
-            raise CalibrationError(f"{where}hardware key mismatch: {'; '.join(diffs)}; run {rerun} for this hardware")
-        try:
-            meta = json.loads(attrs.get("meta", "{}"))
-        except json.JSONDecodeError:
-            meta = {}
-        adc: dict[str, np.ndarray] = {}
-        kinds: dict[str, Optional[str]] = {}
-        for name, ds in f.get("adc", {}).items():
-            layer = str(_attr(ds.attrs.get("layer", name)))
-            adc[layer] = ds[()]
-            kinds[layer] = _attr(ds.attrs.get("kind")) if "kind" in ds.attrs else None
-        dac: dict[str, Any] = {}
-        for name, ds in f.get("dac", {}).items():
-            layer = str(_attr(ds.attrs.get("layer", name)))
-            dac[layer] = ds[()]
-
+    attrs, adc, kinds, dac = _read_entries(path, where)
+    meta = _check_header(attrs, where, network_name, key, rerun)
     cal = Calibration(network_name=str(network_name), key=key, meta=meta, path=path)
-    for layer in layers:
+    for layer in adc if layers is None else layers:
         if layer not in adc:
             have = ", ".join(sorted(adc)) or "none"
             raise CalibrationError(f"{where}no ADC range for layer {layer!r} (it has: {have}); run {rerun}")
@@ -410,6 +429,8 @@ def load_calibration(
             cal.dac_ranges[layer] = check_dac_range(dac[layer], layer, where)
         elif require_dac:
             raise CalibrationError(f"{where}no activation range for layer {layer!r}; run {rerun}")
+    if layers is None:
+        cal.dac_ranges = {layer: check_dac_range(v, layer, where) for layer, v in dac.items()}
     return cal
 
 

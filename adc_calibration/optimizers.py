@@ -8,7 +8,8 @@ computed from a :class:`~adc_calibration.collectors.StreamingHistogram`
 (bounded memory: the cost does not depend on how many values were profiled).
 
 The quantizer modelled is the simulator's ADC
-(:class:`simulator.circuits.quantizer.UniformQuantizer`): ``2**nbits`` levels
+(:class:`simulator.quantization.uniform.UniformQuantizer`, whose levels
+:func:`~simulator.quantization.uniform.quantizer_levels` lists): ``2**nbits`` levels
 from ``lo`` to ``hi`` when ``lo >= 0``; when ``lo < 0``, ``2**nbits - 1``
 levels ``k * step`` with ``step = (hi - lo) / (2**nbits - 2)`` and one level
 exactly at zero (the grid is shifted by less than half a step; manual 9.3.1,
@@ -29,9 +30,9 @@ import numpy as np
 
 from adc_calibration.collectors import StreamingHistogram
 from simulator.errors import CalibrationError
+from simulator.quantization.uniform import quantizer_levels
 
 __all__ = [
-    "quantizer_levels",
     "expected_error",
     "optimize_range",
     "minmax_range",
@@ -57,24 +58,6 @@ def _as_hist(data: Any) -> StreamingHistogram:
 # ---------------------------------------------------------------------------
 # quantizer model and its expected error
 # ---------------------------------------------------------------------------
-def quantizer_levels(lo: float, hi: float, nbits: int, zero_centred: bool = True) -> np.ndarray:
-    """Levels of the uniform quantizer with range ``(lo, hi)`` and ``nbits`` bits.
-
-    With ``zero_centred`` (the simulator's ADC) a signed range (``lo < 0``)
-    has ``2**nbits - 1`` levels ``k * step``, one of them exactly 0;
-    otherwise ``2**nbits`` levels ``lo + k * step``.
-    """
-    if not hi > lo:
-        raise ValueError(f"quantizer range needs lo < hi, got ({lo}, {hi})")
-    signed = zero_centred and lo < 0
-    n = 2**nbits - 1 if signed else 2**nbits
-    step = (hi - lo) / (n - 1) if n > 1 else hi - lo
-    if signed:
-        kmin = math.floor(lo / step + 0.5)
-        return (kmin + np.arange(n, dtype=np.float64)) * step
-    return lo + np.arange(n, dtype=np.float64) * step
-
-
 class _Density:
     """Piecewise-uniform density of a histogram, for exact expected-error evaluation."""
 

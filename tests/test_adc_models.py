@@ -4,8 +4,9 @@ import math
 import numpy as np
 import pytest
 
+from simulator.circuits import adc_models as am
 from simulator.circuits import converters as cv
-from simulator.circuits.quantizer import UniformQuantizer
+from simulator.quantization.uniform import UniformQuantizer
 from simulator.errors import ConfigError
 
 CIRCUITS = ("ramp", "sar", "pipeline", "cyclic")
@@ -97,7 +98,7 @@ def test_cdac_mismatch_statistics(code_offset):
 
 def test_split_cdac_ideal_weights_and_mismatch():
     bits = 8
-    T = cv.split_cdac_thresholds(bits, np.zeros(bits + 1), 0.0, math.inf)
+    T = am.split_cdac_thresholds(bits, np.zeros(bits + 1), 0.0, math.inf)
     s = np.arange(2**bits) - 2 ** (bits - 1)
     np.testing.assert_allclose(T[1:], s[1:] / 2 ** (bits - 1), atol=1e-15)
     # mismatch: the LSB-array capacitors reach the output attenuated by the bridge, so an error on the largest
@@ -105,7 +106,7 @@ def test_split_cdac_ideal_weights_and_mismatch():
     for idx in (bits // 2 - 1, bits // 2 + 1):
         z = np.zeros(bits + 1)
         z[idx] = 1.0
-        d = cv.split_cdac_thresholds(bits, z, 0.01, math.inf)[1:] - T[1:]
+        d = am.split_cdac_thresholds(bits, z, 0.01, math.inf)[1:] - T[1:]
         assert np.max(np.abs(d)) > 0
     stds = _threshold_std("sar", bits, 0.01, 2 ** (bits - 1) + 2 ** (bits - 2), n=600, split_cdac=True, group_size=1)
     assert 0 < stds < 0.01
@@ -175,8 +176,8 @@ def test_bad_adc_parameters():
 
 
 def test_user_can_register_an_adc():
-    @cv.register_adc
-    class HalfADC(cv.ADCModel):
+    @am.register_adc
+    class HalfADC(am.ADCModel):
         name = "test_half"
         parameters = {"scale": 0.5}
 
@@ -232,7 +233,7 @@ def test_split_cdac_equals_a_charge_conservation_solve():
     ct = cap(1.0, z[L])
     cm = cap(2.0 ** np.arange(M), z[L + 1 : L + 1 + M])
     cb = cap(2.0**L / (2.0**L - 1), z[bits])
-    T = cv.split_cdac_thresholds(bits, z, sigma, math.inf)
+    T = am.split_cdac_thresholds(bits, z, sigma, math.inf)
     for code in (2 ** (bits - 1) + 1, 2 ** (bits - 1) + 5, 2 ** (bits - 1) + 2**L, 2**bits - 1, 3):
         s = code - 2 ** (bits - 1)
         m = abs(s)

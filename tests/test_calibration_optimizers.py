@@ -470,7 +470,7 @@ def test_plot_histograms(tmp_path):
 def test_error_model_matches_simulator_adc():
     """The optimizer's quantizer is the simulator's ADC, and its histogram-based
     error equals the error of quantizing the raw samples."""
-    from simulator.circuits import quantizer
+    from simulator.quantization import uniform as quantizer
 
     rng = np.random.default_rng(10)
     x = rng.laplace(0.5, 3.0, size=300_000)

@@ -5,7 +5,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from simulator.circuits.parasitics import parasitic_mvm
-from simulator.circuits.quantizer import UniformQuantizer
+from simulator.quantization.uniform import UniformQuantizer
 from simulator.config import load_config
 from simulator.cores.neural import NeuralCore
 from simulator.cores.numeric import ArrayOptions

@@ -11,7 +11,7 @@ import pytest
 
 import simulator
 from simulator import ops
-from simulator.circuits.quantizer import UniformQuantizer
+from simulator.quantization.uniform import UniformQuantizer
 from simulator.cores.neural import NeuralCore
 from simulator.cores.numeric import InputSlicing
 from simulator.io.digits import load_digits_split

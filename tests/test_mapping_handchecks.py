@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from simulator.circuits.quantizer import UniformQuantizer
+from simulator.quantization.uniform import UniformQuantizer
 from simulator.cores.mapping import encode, partition_sizes, quantize_normalized, weight_range
 from simulator.cores.neural import NeuralCore
 from simulator.cores.numeric import ArrayOptions

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 
 from simulator.backend import as_streams, backend_of
-from simulator.circuits.quantizer import UniformQuantizer
+from simulator.quantization.uniform import UniformQuantizer
 from simulator.cores.mapping import partition_sizes, slice_columns, weight_range
 from simulator.cores.numeric import ArrayOptions, InputSlicing
 from simulator.cores.wrapper import WrapperCore
@@ -324,7 +324,7 @@ class NeuralCore:
         calibration read-out channel). Returns the mean over rows and columns
         (``"global"``, a scalar) or over rows per column (``"column"``, shape (n_out,)).
         """
-        from simulator.circuits.quantizer import UniformQuantizer
+        from simulator.quantization.uniform import UniformQuantizer
 
         xp = self.xp
         saved = [(c, c.observer, c.adc) for c in self._numeric_cores()]

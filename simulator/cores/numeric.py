@@ -29,7 +29,7 @@ import logging
 from dataclasses import dataclass
 
 from simulator.backend import as_streams, backend_of
-from simulator.circuits.quantizer import UniformQuantizer
+from simulator.quantization.uniform import UniformQuantizer
 
 log = logging.getLogger("xbarsim.cores")
 _said: set[str] = set()

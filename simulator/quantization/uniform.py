@@ -1,29 +1,164 @@
-"""Uniform (equally spaced, symmetric) weight quantization (manual 6.2.1).
+"""Uniform quantization: the one module for equally spaced levels (manual 6.2.1, 9.2, 9.3).
 
-``n`` levels are spread evenly over ``[-wmax, wmax]``::
+Every equally spaced quantizer of the simulator is defined here: the ADCs and
+DACs (:class:`UniformQuantizer`), the integer weight codes of the core
+hierarchy (:func:`quantize_normalized`), the standalone weight quantizer
+(:func:`uniform_levels`, :func:`quantize_uniform`) and the level tables the
+calibration optimizers evaluate (:func:`quantizer_levels`).
 
-    levels[k] = -wmax + k * 2 * wmax / (n - 1),   k = 0 .. n-1
+Conventions shared by all of them
+---------------------------------
+* Units: a quantizer works in the units of its input, whatever they are --
+  column currents in ``G_max * V_full`` for an array's ADC, algorithmic
+  activations for a DAC, normalized weights ``w = W / W_max`` for weight codes.
+  The range ``(lo, hi)`` and the step are in those same units.
+* Rounding: to the nearest level with ``rint`` (ties to the even level index).
+* Clipping: inputs outside the range go to the end levels.
+* ``bits = 0`` is the identity (no quantization).
 
-so both end points are levels and an odd ``n`` has a level exactly at 0 (an
-even ``n`` has none). ``n = 1`` is the single level ``0``. A weight is rounded
-to the nearest level (ties to the even level index, as ``rint`` does) and
-weights outside the range are clipped to the end levels. With ``wmax =
-max|W|`` this is CrossSim's ``weight_percentile = 100`` quantizer; for
-``weight_bits = B`` the BALANCED style uses ``n = 2**B - 1`` and OFFSET uses
-``2**B`` levels (see :mod:`simulator.cores.mapping` for those exact rules).
+Two grids over a range ``(lo, hi)`` with ``bits`` bits:
+
+* zero-centred (``zero_centred=True``, the manual's ADC/DAC, 9.3.1): a signed
+  range (``lo < 0``) has ``2**bits - 1`` levels ``k * step``, ``step = (hi -
+  lo) / (2**bits - 2)``, shifted by less than half a step so that one level
+  sits exactly at zero ("range zero-centering"); an unsigned range
+  (``lo >= 0``) has ``2**bits`` levels ``lo + k * step``, ``step = (hi - lo) /
+  (2**bits - 1)``;
+* plain (``zero_centred=False``, CrossSim's QuantizerADC/DAC): ``2**bits``
+  levels ``lo + k * step`` from ``lo`` to ``hi`` inclusive whatever the sign
+  of ``lo``.
+
+Weight codes (:func:`quantize_normalized`, normalized weights in ``[-1, 1]``):
+BALANCED uses the zero-centred signed grid of ``weight_bits`` bits over
+``[-1, 1]`` (``2**B - 1`` levels, ``W_int = rint(w * (2**(B-1) - 1))``), OFFSET
+the two's-complement grid ``W_int = clip(rint(w * 2**(B-1)), -2**(B-1),
+2**(B-1) - 1)`` (``2**B`` levels). The standalone :func:`quantize_uniform`
+spreads any number ``n`` of levels over ``[-wmax, wmax]`` (both ends are
+levels; odd ``n`` has one at 0).
 """
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy
 
 from simulator.errors import ConfigError
 from simulator.quantization._common import array_module, check_finite_positive, check_n_levels, float_dtype
 
-__all__ = ["uniform_levels", "quantize_uniform"]
+__all__ = [
+    "UniformQuantizer", "quantizer_levels", "symmetric_range", "quantize_normalized", "uniform_levels",
+    "quantize_uniform",
+]
+
+
+@dataclass(frozen=True)
+class UniformQuantizer:
+    """``bits`` bits over ``(lo, hi)`` (input units), zero-centred or plain (module notes)."""
+
+    bits: int
+    lo: float = 0.0
+    hi: float = 1.0
+    zero_centred: bool = True
+
+    def __post_init__(self) -> None:
+        if self.bits > 0 and not self.hi > self.lo:
+            raise ValueError(f"quantizer range must have lo < hi, got ({self.lo}, {self.hi})")
+
+    @property
+    def enabled(self) -> bool:
+        return self.bits > 0
+
+    @property
+    def signed(self) -> bool:
+        """Zero-centred signed grid (``lo < 0``): ``2**bits - 1`` levels ``k * step``, one at 0."""
+        return self.zero_centred and self.lo < 0
+
+    @property
+    def n_levels(self) -> int:
+        return 2**self.bits - 1 if self.signed else 2**self.bits
+
+    @property
+    def step(self) -> float:
+        """Distance between adjacent levels (input units)."""
+        return (self.hi - self.lo) / (self.n_levels - 1) if self.n_levels > 1 else (self.hi - self.lo)
+
+    @property
+    def k_range(self) -> tuple[int, int]:
+        """Integer level indices (kmin, kmax): level k sits at ``k * step`` (signed) or ``lo + k * step``."""
+        if self.signed:
+            kmin = math.floor(self.lo / self.step + 0.5)
+            return kmin, kmin + self.n_levels - 1
+        return 0, self.n_levels - 1
+
+    def levels(self, xp):
+        """All levels, ascending, as a float array of ``xp``."""
+        kmin, kmax = self.k_range
+        k = xp.arange(kmin, kmax + 1, dtype=float)
+        return k * self.step if self.signed else self.lo + k * self.step
+
+    def __call__(self, y, xp, out=None):
+        """Quantize ``y`` (any shape) to the nearest level, clipping at the ends.
+
+        The arithmetic runs in place in one buffer: ``out`` when given (``out=y``
+        overwrites the input), else a single new array. Results are identical to
+        ``clip(rint(y / step), kmin, kmax) * step`` (``+ lo`` when unsigned).
+        """
+        if not self.enabled:
+            return y
+        kmin, kmax = self.k_range
+        step = self.step
+        if self.signed:
+            t = xp.divide(y, step, out=out)
+        else:
+            t = xp.subtract(y, self.lo, out=out)
+            t /= step
+        xp.rint(t, out=t)
+        xp.clip(t, kmin, kmax, out=t)
+        t *= step
+        if not self.signed:
+            t += self.lo
+        return t
+
+
+def quantizer_levels(lo: float, hi: float, nbits: int, zero_centred: bool = True) -> numpy.ndarray:
+    """The levels (NumPy float64, ascending) of ``UniformQuantizer(nbits, lo, hi, zero_centred)``.
+
+    Raises ValueError unless ``lo < hi``.
+    """
+    if not hi > lo:
+        raise ValueError(f"quantizer range needs lo < hi, got ({lo}, {hi})")
+    return UniformQuantizer(int(nbits), lo, hi, zero_centred).levels(numpy)
+
+
+def symmetric_range(lo: float, hi: float) -> tuple[float, float]:
+    """``+-max(|lo|, |hi|)``: the range of a sign-magnitude converter."""
+    r = max(abs(lo), abs(hi))
+    return -r, r
+
+
+def quantize_normalized(w, weight_bits: int, style: str, xp):
+    """Integer weight codes ``W_int`` of normalized weights ``w`` and the divisor ``L``: ``w_q = W_int / L``.
+
+    BALANCED: ``L = 2**(B-1) - 1``, ``W_int = rint(w * L)`` (``w`` in ``[-1, 1]``, so
+    ``2**B - 1`` codes, zero exact). OFFSET: ``L = 2**(B-1)``, ``W_int =
+    clip(rint(w * L), -L, L - 1)`` (``2**B`` codes).
+    """
+    if style == "BALANCED":
+        L = 2 ** (weight_bits - 1) - 1
+        return xp.rint(w * L), L
+    half = 2 ** (weight_bits - 1)
+    return xp.clip(xp.rint(w * half), -half, half - 1), half
 
 
 def uniform_levels(w, n_levels: int, wmax: float, *, xp=None):
-    """The ``n_levels`` equally spaced levels over ``[-wmax, wmax]`` (float64, sorted).
+    """The ``n_levels`` equally spaced levels over ``[-wmax, wmax]`` (float64, sorted, weight units).
 
-    ``w`` only selects the array module (NumPy or CuPy) of the result.
+    ``levels[k] = -wmax + k * 2 * wmax / (n - 1)``; an odd ``n`` has a level
+    exactly at 0, ``n = 1`` is the single level 0. ``w`` only selects the array
+    module (NumPy or CuPy) of the result. With ``wmax = max|W|`` this is
+    CrossSim's ``weight_percentile = 100`` quantizer (BALANCED uses ``n =
+    2**B - 1``, OFFSET ``2**B`` levels: :func:`quantize_normalized`).
     """
     xp = array_module(w, xp)
     n = check_n_levels(n_levels, "uniform_levels")

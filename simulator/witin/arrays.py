@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator import ops
-from simulator.circuits.quantizer import UniformQuantizer
+from simulator.quantization.uniform import UniformQuantizer
 from simulator.witin import quant
 from simulator.witin.chip import WitinChipLayer
 

@@ -465,7 +465,7 @@ def test_direct_general_supply_voltages_match_nodal():
 
 def test_blocked_solvers_equal_one_block(monkeypatch):
     """Blocks of MVMs (cache-sized) give the same currents as one block; blocks converge independently."""
-    import simulator.circuits.parasitics as par
+    import simulator.circuits.parasitic_solvers as par
 
     rng = np.random.default_rng(12)
     G, Gn, X = _realistic(40, 24, 37, rng, "signed")
@@ -491,7 +491,7 @@ def test_blocked_solvers_equal_one_block(monkeypatch):
 @pytest.mark.parametrize("topology", ["A", "B"])
 def test_loop_wire_sums_equal_cumsum_operator(topology):
     """The wire operator of the iteration (loops of slab adds) equals the plain cumsum form, and A's matrix."""
-    from simulator.circuits.parasitics import _Solver, _cell_layout, _input_layout, _wires_small
+    from simulator.circuits.parasitic_solvers import _Solver, _cell_layout, _input_layout, _wires_small
 
     rng = np.random.default_rng(13)
     R, C, M = 6, 5, 3

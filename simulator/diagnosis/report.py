@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from simulator.diagnosis.causes import CAUSES
 from simulator.errors import OutputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from simulator.diagnosis.core import DiagnoseReport
+    from simulator.diagnosis.results import DiagnoseReport
 
 COLORS = {
     "weights": "#4477aa", "programming": "#66ccee", "read_noise": "#228833", "parasitics": "#ccbb44",
@@ -50,7 +51,6 @@ def _save(plt, fig, path: Path) -> Path:
 
 
 def plot_snr(report: "DiagnoseReport", path: Path) -> Path:
-    from simulator.diagnosis.core import CAUSES
 
     plt = _plt()
     ds = report.layers

@@ -137,7 +137,7 @@ def calibrate(
         Extra JSON-able entries stored in the file (e.g. the command line).
     """
     from simulator.config import load_config
-    from simulator.network import load_model_for
+    from simulator.model_files import load_model_for
 
     _check_arguments(what, nbits, pct)
     cfg = load_config(config)
@@ -172,18 +172,23 @@ def calibrate(
     info = {
         "what": what,
         "optimizer": optimizer if isinstance(optimizer, str) else getattr(opt, "__name__", "custom"),
-        "adc_nbits": nbits, "pct": use_pct if key.Nslices > 1 else cfg.pct,
-        "calibration_images": n_images, "model_name": cfg.model_name, "task": cfg.task,
-        "relu_aware": {n: bool(r.get("relu_aware")) for n, r in rows.items() if "relu_aware" in r},
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "config": cfg.to_dict(),
+        "adc_nbits": nbits, "pct": use_pct if key.Nslices > 1 else cfg.pct, "calibration_images": n_images,
     }
-    info.update(meta or {})
-    save_calibration(path, net.name, key, adc_ranges, dac_ranges, info)
+    save_calibration(path, net.name, key, adc_ranges, dac_ranges, _file_meta(cfg, rows, info, meta))
 
     if plots_dir is not None:
         _plots(plots_dir, store_a, store_d, adc_ranges, dac_ranges)
     return path, _table(path, net.name, key, rows, n_images, what)
+
+
+def _file_meta(cfg, rows: dict, info: dict, meta: Optional[dict]) -> dict:
+    """The ``meta`` entries of the file: how it was made (``info``), the config, then the caller's ``meta``."""
+    out = dict(info, model_name=cfg.model_name, task=cfg.task)
+    out["relu_aware"] = {n: bool(r.get("relu_aware")) for n, r in rows.items() if "relu_aware" in r}
+    out["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    out["config"] = cfg.to_dict()
+    out.update(meta or {})
+    return out
 
 
 def _check_arguments(what: str, nbits: Optional[int], pct: Optional[float]) -> None:

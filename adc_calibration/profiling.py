@@ -290,7 +290,7 @@ def profile(
     names to :class:`LayerInfo`, ``n_images`` holds the images profiled.
     """
     from simulator.config import load_config
-    from simulator.network import load_model, load_model_for
+    from simulator.model_files import load_model_for
     from simulator.simulation import Simulation
 
     if what not in ("adc", "dac", "both"):

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from adc_calibration.calibrate import calibrate  # noqa: E402
 from adc_calibration.profiling import profile  # noqa: E402
 from simulator.config import load_config  # noqa: E402
-from simulator.network import load_model  # noqa: E402
+from simulator.model_files import load_model  # noqa: E402
 from simulator.runner import run  # noqa: E402
 
 

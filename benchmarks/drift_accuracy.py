@@ -30,7 +30,7 @@ TIMES = [1 / DAY, 60 / DAY, 3600 / DAY, 1.0, 7.0, 30.0, 365.0]
 def reference_read_cost(cfg: dict, n_images: int) -> str:
     """Extra MVMs of the compensation (one-hot reads: sum of the layers' input sizes, per time and once at
     programming) against the MVMs of one pass over the test images (windows per image summed over layers)."""
-    from simulator.network import load_model
+    from simulator.model_files import load_model
     from simulator.simulation import Simulation
 
     sim = Simulation(load_model(cfg["model_name"]), {**cfg, "t_drift": 0.0, "Nruns": 1})

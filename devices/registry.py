@@ -53,10 +53,8 @@ _NOT_MODELS = ("base", "registry", "stack", "plotting")
 
 def _all_models(extra_paths) -> list[type[DeviceModel]]:
     """Every model class, in discovery order (package, plugin folders, entry points)."""
-    import devices
-
     found: list[type[DeviceModel]] = []
-    for info in pkgutil.iter_modules(devices.__path__):
+    for info in pkgutil.iter_modules([str(Path(__file__).resolve().parent)]):  # this package's own modules
         if info.name in _NOT_MODELS or info.name.startswith("_"):
             continue
         found += _models_in(importlib.import_module(f"devices.{info.name}"))

@@ -20,7 +20,7 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_model": "simulator.network",
+    "load_model": "simulator.model_files",
     "save_model": "simulator.network",
     "Network": "simulator.network",
     "Layer": "simulator.network",

@@ -2,7 +2,9 @@
 
 A :class:`Network` is a directed acyclic graph of :class:`Layer` objects in
 topological order. Every importer (Keras ``.h5``, ONNX, PyTorch, witin) builds
-one; :func:`save_model` / :func:`load_model` store it in one HDF5 file.
+one; :func:`save_model` / :func:`read_xbarsim_h5` store it in one HDF5 file
+(:func:`simulator.load_model` reads any model file, :mod:`simulator.model_files`).
+This module is the data model only: it imports no importer.
 
 Conventions
 -----------
@@ -255,39 +257,6 @@ def save_model(network: Network, path: str | Path) -> Path:
                 for key, arr in layer.weights.items():
                     g.create_dataset(key, data=np.asarray(arr))
     return path
-
-
-def load_model(path: str | Path, *, check: bool = True) -> Network:
-    """Read a model file of any supported format, recognised from its content.
-
-    ``path`` may also be the name of a bundled model (``"digits_cnn"``, ...).
-    Formats: our HDF5 model, Keras HDF5, ONNX, and those registered in
-    :mod:`simulator.io.loader` (``.pt2`` programs by the torch host).
-    ``check`` runs the importer's self-check against the model's own runtime
-    where one exists (ONNX: onnxruntime). Raises :class:`ModelError` naming
-    the file on any problem.
-    """
-    from simulator.io.loader import load_any
-    from simulator.models import resolve_model_path
-
-    return load_any(resolve_model_path(path), check=check)
-
-
-def load_model_for(cfg):
-    """The model a config names: ``model_name`` in any format, or with ``module = "package.module:Class"`` the
-    state_dict file ``model_name`` loaded into that class (``module_kwargs``; example input of ``input_shape``)."""
-    from simulator.models import resolve_model_path
-
-    if getattr(cfg, "module", None):
-        from simulator.errors import ConfigError
-        from simulator.torch_host import load_state_dict_model
-
-        if not cfg.input_shape:
-            raise ConfigError(f"{cfg.source}: module = {cfg.module!r} needs input_shape, the model's input without "
-                              "the batch axis in its own layout (e.g. input_shape = [3, 32, 32])")
-        return load_state_dict_model(resolve_model_path(cfg.model_name), cfg.module, cfg.module_kwargs,
-                                     (2, *cfg.input_shape), check=cfg.check)
-    return load_model(cfg.model_name, check=cfg.check)
 
 
 def read_xbarsim_h5(path: Path) -> Network:

@@ -17,7 +17,8 @@ import numpy as np
 
 from simulator.config import Config, load_config
 from simulator.errors import ConfigError
-from simulator.network import Network, load_model, load_model_for
+from simulator.model_files import load_model_for
+from simulator.network import Network
 from simulator.simulation import Simulation
 from simulator.validation import check_labels
 

@@ -16,7 +16,7 @@ from simulator.calibration_file import HardwareKey, default_path, load_calibrati
 from adc_calibration.profiling import profile, profiling_config
 from simulator.cli import cli
 from simulator.config import load_config
-from simulator.network import load_model
+from simulator.model_files import load_model
 from simulator.runner import run
 from simulator.simulation import Simulation
 

@@ -136,7 +136,7 @@ def test_separate_subtraction_digitizes_each_plane():
 
 
 def test_export_conductances_writes_every_array(tmp_path):
-    from simulator.network import load_model
+    from simulator.model_files import load_model
     from simulator.simulation import Simulation
 
     net = load_model("digits_cnn")
@@ -160,7 +160,7 @@ def test_export_conductances_writes_every_array(tmp_path):
 def test_column_partitions_keep_relu_aware_profiling(tmp_path):
     """Columns are independent dot products: splitting them (NcolsMax) leaves the ReLU-aware ADC inputs unchanged."""
     from adc_calibration.profiling import profile
-    from simulator.network import load_model
+    from simulator.model_files import load_model
 
     net = load_model("digits_cnn")
     base = dict(model_name="digits_cnn", task="digits", seed=0, weight_bits=8, NrowsMax=0, adc_bits=6, dac_bits=6,
@@ -179,7 +179,7 @@ def test_inspect_counts_column_partitions_as_the_simulation_builds_them():
     from click.testing import CliRunner
 
     from simulator.cli import cli
-    from simulator.network import load_model
+    from simulator.model_files import load_model
     from simulator.simulation import Simulation
 
     res = CliRunner().invoke(cli, ["inspect", "digits_cnn", "--set", "NrowsMax=256", "--set", "NcolsMax=16"])

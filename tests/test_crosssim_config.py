@@ -157,7 +157,7 @@ def test_json_preset_runs_on_digits(tmp_path, name):
     layer (+-152, made for another network) gives way to the digits model's per-layer input ranges -- what CrossSim
     takes from its calibrated input limits."""
     from simulator.io.datasets import load_dataset
-    from simulator.network import load_model
+    from simulator.model_files import load_model
     from simulator.simulation import Simulation
 
     cfg = load_config(write_preset(tmp_path / f"{name}.json", name))

@@ -10,7 +10,7 @@ from devices.base import DeviceParams
 from devices.stack import DeviceStack
 from simulator.cli import cli
 from simulator.errors import ConfigError, DeviceModelError
-from simulator.network import load_model
+from simulator.model_files import load_model
 from simulator.runner import run
 from simulator.simulation import Simulation
 

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 
 from simulator.errors import CalibrationError, ModelError
-from simulator.io.keras_h5 import load_crosssim_limits, load_keras_h5
-from simulator.network import load_model, save_model
+from simulator.io.crosssim_limits import load_crosssim_limits
+from simulator.io.keras_h5 import load_keras_h5
+from simulator.model_files import load_model
+from simulator.network import save_model
 
 MODELS = Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "crosssim_cifar10"
 RESNETS = {"ResNet14": "resnet14v1_cifar10.h5", "ResNet20": "resnet20v1_cifar10.h5", "ResNet56": "resnet56v1_cifar10.h5"}

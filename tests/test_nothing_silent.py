@@ -15,7 +15,8 @@ from click.testing import CliRunner
 import simulator
 from simulator.cli import cli
 from simulator.errors import XbarsimError
-from simulator.network import Layer, Network, load_model, save_model
+from simulator.model_files import load_model
+from simulator.network import Layer, Network, save_model
 from simulator.quantization import lloyd_max, quantize_uniform
 from simulator.cores.mapping import weight_range
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from simulator.errors import ModelError
-from simulator.network import load_model, save_model
+from simulator.model_files import load_model
+from simulator.network import save_model
 
 torch = pytest.importorskip("torch", reason="torch not installed (optional extra xbarsim[torch])")
 onnx = pytest.importorskip("onnx", reason="onnx not installed (optional extra xbarsim[onnx])")

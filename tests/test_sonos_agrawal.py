@@ -76,7 +76,7 @@ def test_current_limits_of_the_fit():
 
 def test_runs_in_a_simulation():
     from simulator.io.datasets import load_dataset
-    from simulator.network import load_model
+    from simulator.model_files import load_model
     from simulator.simulation import Simulation
 
     net = load_model("digits_cnn")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulator.network import load_model
+from simulator.model_files import load_model
 from simulator.simulation import Simulation
 from simulator.witin.digital import DigitalOp
 

@@ -1,16 +1,18 @@
 """One loader for every model file: the format is recognised from the file's content.
 
 :func:`load_any` (behind :func:`simulator.load_model` and ``model_name`` in
-configs) reads the first bytes of the file and asks each entry of
+configs, :mod:`simulator.model_files`) reads the first bytes of the file and asks each entry of
 :data:`FORMATS`, in order, whether it recognises them; the first that does
 loads the file. File name suffixes are only a tie-breaker (``.onnx``), never
 required. An unrecognised file raises :class:`ModelError` naming the file and
 the formats accepted.
 
-Adding a format (e.g. ``.pt2`` programs by the torch host)::
+Adding a format, or installing the loader of one recognised here (``.pt2``
+programs: the torch host's loader, installed by :mod:`simulator.model_files`,
+which sits above the torch host)::
 
     from simulator.io.loader import register_format
-    register_format("pt2", load="simulator.torch_host.pt2:load_pt2")
+    register_format("pt2", load=load_torch_export)
 
 ``load`` is a callable ``load(path: Path, *, check: bool) -> model`` or a
 ``"module:function"`` string imported on first use (keeps heavy frameworks
@@ -103,7 +105,7 @@ def _load_keras(path: Path, *, check: bool = True):
 FORMATS: list[ModelFormat] = [
     ModelFormat("xbarsim", "xbarsim HDF5 model (.h5)", _is_xbarsim, _load_xbarsim),
     ModelFormat("keras", "Keras 2 HDF5 model (.h5)", _is_keras, _load_keras),
-    ModelFormat("pt2", "torch.export program (.pt2)", _is_pt2, "simulator.torch_host.export_program:load_torch_export"),
+    ModelFormat("pt2", "torch.export program (.pt2)", _is_pt2, None),  # loader: simulator.model_files
     ModelFormat("onnx", "ONNX model (.onnx)", _is_onnx, "simulator.io.onnx_import:load_onnx"),
 ]
 
@@ -149,7 +151,8 @@ def detect_format(path: Path) -> ModelFormat:
 
 def _resolve(load: Loader, fmt: ModelFormat, path: Path) -> Callable[..., Any]:
     if load is None:
-        raise ModelError(f"{path}: recognised as a {fmt.description}, but no loader for it is installed")
+        raise ModelError(f"{path}: recognised as a {fmt.description}, but no loader for it is installed "
+                         "(load it with simulator.load_model)")
     if callable(load):
         return load
     module, _, func = load.partition(":")

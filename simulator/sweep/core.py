@@ -167,7 +167,7 @@ def run_sweep(
 
 def _has_witin_layers(cfg: Config) -> bool:
     """Whether the model of ``cfg`` has witin chip layers (its reference accuracy is then the float network's)."""
-    from simulator.network import load_model_for
+    from simulator.model_files import load_model_for
 
     layers = getattr(load_model_for(cfg), "layers", [])
     return any(getattr(layer, "attrs", {}).get("witin") for layer in layers)

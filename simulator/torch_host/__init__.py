@@ -19,7 +19,9 @@ digital.
 
 torch is an optional dependency (``pip install 'xbarsim[torch]'``).
 """
-from simulator.torch_host.network import TorchNetwork, from_torch, load_state_dict_model
+from simulator.torch_host.importer import from_torch, load_state_dict_model
+from simulator.torch_host.network import TorchNetwork
 from simulator.torch_host.export_program import load_torch_export
+from simulator.torch_host.simulation import TorchSimulation  # registers the host: every TorchNetwork runs in torch
 
-__all__ = ["TorchNetwork", "from_torch", "load_torch_export", "load_state_dict_model"]
+__all__ = ["TorchNetwork", "TorchSimulation", "from_torch", "load_torch_export", "load_state_dict_model"]

@@ -21,7 +21,8 @@ import logging
 from pathlib import Path
 
 from simulator.errors import ModelError
-from simulator.torch_host.network import TorchNetwork, from_torch, torch_module
+from simulator.torch_host.importer import from_torch
+from simulator.torch_host.network import TorchNetwork, torch_module
 
 #: products of a constant weight that we cannot map back to a module
 _UNMAPPED_PRODUCTS = ("mm", "addmm", "matmul", "bmm", "baddbmm", "einsum", "conv3d", "conv_transpose3d")

@@ -1,8 +1,8 @@
 """A torch model as the simulator sees it: :class:`TorchNetwork`.
 
-:func:`from_torch` runs the module once on the example input (eval mode, no
-gradients) with forward hooks, and records every MVM module that the forward
-pass calls: its qualified name (``features.3.conv``: the name per-layer
+:func:`discover` (run by :func:`~simulator.torch_host.importer.from_torch`)
+runs the module once on the example input (eval mode, no gradients) with
+forward hooks, and records every MVM module that the forward pass calls: its qualified name (``features.3.conv``: the name per-layer
 overrides ``[layers."features.3.conv"]`` and calibration files use), kind,
 input/output shapes and call count. Each becomes one or more
 :class:`~simulator.network.Layer` objects holding its weights in the
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +31,6 @@ from simulator.errors import ModelError
 from simulator.io.torch_import import _np
 from simulator.io.torch_import import _torch as torch_module
 from simulator.network import Layer, LayerLookup
-
-log = logging.getLogger("xbarsim.torch")
 
 #: torch modules whose weights live in fused kernels we do not map (refused, not silently digital)
 UNMAPPED_MVM = ("RNN", "LSTM", "GRU", "LSTMCell", "RNNCell", "Conv3d", "ConvTranspose3d", "Bilinear",
@@ -213,7 +210,7 @@ def run_module(module, args: tuple, kwargs: dict, where: str):
                          f"{exc.__class__.__name__}: {first}") from None
 
 
-def _discover(module, args, kwargs, where: str):
+def discover(module, args, kwargs, where: str):
     """(sites in first-call order, BN -> the site it may fold into, those BN modules, names never called)."""
     torch = torch_module()
     nn = torch.nn
@@ -293,7 +290,7 @@ def _discover(module, args, kwargs, where: str):
     return sites, folds, {q: m for q, m in bns.values()}, unused
 
 
-def _digital_summary(module, sites: list[AnalogSite]) -> list[tuple[str, str]]:
+def digital_summary(module, sites: list[AnalogSite]) -> list[tuple[str, str]]:
     """(qualified name, class) of the leaf modules that run in torch."""
     torch = torch_module()
     analog = {s.name for s in sites}
@@ -358,87 +355,3 @@ class TorchNetwork(LayerLookup):
             lines.append(f"  {s.name:<36} {s.module_class:<22} in {list(s.input_shape)} out {list(s.output_shape)}"
                          + (f" ({s.calls} calls)" if s.calls > 1 else ""))
         return "\n".join(lines)
-
-
-def _as_args(example_input) -> tuple[tuple, dict]:
-    torch = torch_module()
-    if isinstance(example_input, dict):
-        return (), dict(example_input)
-    if isinstance(example_input, (tuple, list)):
-        return tuple(example_input), {}
-    if isinstance(example_input, np.ndarray):
-        example_input = torch.from_numpy(np.ascontiguousarray(example_input))
-        if example_input.dtype == torch.float64:
-            example_input = example_input.float()
-    if not isinstance(example_input, torch.Tensor):
-        raise ModelError(f"from_torch: example_input must be a tensor, an array, a tuple of them or a dict of "
-                         f"keyword arguments, got {type(example_input).__name__}")
-    return (example_input,), {}
-
-
-def _check_finite(module, where: str) -> None:
-    """Refuse NaN / inf in any floating parameter or buffer (weights, biases, batch-norm statistics)."""
-    torch = torch_module()
-    tensors = list(module.named_parameters()) + list(module.named_buffers())
-    for qual, t in tensors:
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            n = int((~torch.isfinite(t)).sum())
-            raise ModelError(f"{where}: {qual} holds {n} NaN or infinite value(s); a chip cannot be programmed with them")
-    for qual, mod in module.named_modules():
-        var = getattr(mod, "running_var", None)
-        if isinstance(var, torch.Tensor) and bool((var < 0).any()):
-            raise ModelError(f"{where}: {qual}.running_var has negative entries (a variance must be >= 0)")
-
-
-def from_torch(module, example_input, name: str | None = None, *, check: bool = True,
-               source: str | None = None) -> TorchNetwork:
-    """Wrap ``module`` for simulation: its MVM modules become analog layers, the rest runs in torch.
-
-    ``example_input``: one batch (a tensor or array; a tuple for several
-    positional inputs; a dict for keyword inputs such as ``input_ids`` and
-    ``attention_mask``). The module is run on it once (eval mode) to find
-    which MVM modules the forward pass calls. With ``check`` (default) the
-    import proves itself: the simulated model's ideal forward must equal the
-    module's own forward on seeded inputs, else ModelError names the first
-    layer that differs.
-    """
-    torch = torch_module()
-    if not isinstance(module, torch.nn.Module):
-        raise ModelError(f"from_torch expects a torch.nn.Module, got {type(module).__name__}")
-    where = name or source or type(module).__name__
-    set_eval(module)
-    _check_finite(module, where)
-    args, kwargs = _as_args(example_input)
-    sites, folds, bns, unused = _discover(module, args, kwargs, where)
-    if not sites:
-        raise ModelError(f"{where}: the forward pass calls no MVM module (Linear, Conv, MultiheadAttention, ...); "
-                         "nothing would run on analog arrays")
-    for qual in unused:
-        log.info("module %r is never called by the forward pass: it is not simulated", qual)
-    net = TorchNetwork(name=where, module=module, example_args=args, example_kwargs=kwargs, sites=sites, folds=folds,
-                       batch_norms={q: bns[q] for q in folds}, unused=unused, digital=_digital_summary(module, sites),
-                       source=source or where, metadata={"source": "torch", "torch_class": type(module).__name__})
-    if check:
-        from simulator.torch_host.selfcheck import check_against_torch
-
-        check_against_torch(net)
-    return net
-
-
-def load_state_dict_model(path, module_spec: str, kwargs: dict | None = None, example_input=None,
-                          check: bool = True) -> TorchNetwork:
-    """Build ``package.module:Class(**kwargs)``, load the state_dict file ``path`` into it, wrap it.
-
-    ``example_input``: a tensor, or a shape (batch axis included) for a zero
-    batch of float32 inputs.
-    """
-    from simulator.io.torch_import import load_state_dict_module
-
-    torch = torch_module()
-    cls_name = str(module_spec).partition(":")[2]
-    model = load_state_dict_module(path, module_spec, kwargs)
-    if example_input is None:
-        raise ModelError(f"{path}: a state_dict model needs input_shape in the config (or an example input)")
-    if not hasattr(example_input, "shape"):
-        example_input = torch.zeros(tuple(int(s) for s in example_input))
-    return from_torch(model, example_input, name=cls_name, check=check, source=str(path))

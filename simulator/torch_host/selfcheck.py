@@ -128,9 +128,9 @@ def _layer_failure(net: TorchNetwork, sim, ref_calls: dict[str, list]) -> str | 
 def check_against_torch(net: TorchNetwork, n_inputs: int = 2, seed: int = 0) -> float:
     """Refuse ``net`` (ModelError) unless every analog layer and the whole model equal torch; returns the worst
     whole-model difference."""
-    from simulator.simulation import Simulation
+    from simulator.torch_host.simulation import TorchSimulation  # imports torch: only when a check runs
 
-    sim = Simulation(net, {}, seed=0, cores=False)  # ideal MVMs only: no arrays are programmed
+    sim = TorchSimulation(net, {}, seed=0, cores=False)  # ideal MVMs only: no arrays are programmed
     where = net.source or net.name
     worst = 0.0
     for args, kwargs in check_inputs(net, n_inputs, seed):

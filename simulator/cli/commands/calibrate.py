@@ -76,7 +76,7 @@ def check_outputs(cfg, out, plots, raw_dir, force: bool, what: str = "both") -> 
     """Before profiling: the calibration file, plot and raw-dump folders can be written; no silent overwrite."""
     from adc_calibration.calibrate import calibration_target
     from simulator.errors import OutputError
-    from simulator.network import load_model_for
+    from simulator.model_files import load_model_for
     from simulator.validation import check_output_dir, check_output_file
 
     name = "" if (out or cfg.calibration_file) else load_model_for(cfg).name

@@ -93,7 +93,7 @@ def convert_model(src: str | Path, fmt: str = "auto", input_shape: tuple[int, ..
         return load_onnx(src, check=check)
     if fmt == "torch":
         return load_torch_module(src, input_shape)
-    from simulator.network import load_model
+    from simulator.model_files import load_model
 
     return load_model(src, check=check)
 
@@ -147,7 +147,8 @@ def command(src: Path, out: Path, fmt: str, input_shape: str | None, ignored: tu
             keep_training_layers: bool, force: bool, module_spec: str | None, module_kwargs: str | None,
             no_check: bool) -> None:
     """Convert the model IN (Keras .h5, .onnx, .pt/.pth, xbarsim) into an xbarsim model file OUT."""
-    from simulator.network import load_model, save_model
+    from simulator.model_files import load_model
+    from simulator.network import save_model
 
     if src.resolve() == out.resolve():
         raise ModelError(f"{out}: OUT must differ from IN")

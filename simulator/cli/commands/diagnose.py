@@ -40,7 +40,7 @@ def command(config, ntest, layers, out, samples, workers, scheduler, scheduler_t
     """
     from simulator.cli.commands.run import load_with_overrides
     from simulator.diagnosis import active_causes, diagnose
-    from simulator.network import load_model_for
+    from simulator.model_files import load_model_for
 
     cfg = load_with_overrides(config, sets)
     names = [n.strip() for item in layers for n in item.split(",") if n.strip()] if layers else None

@@ -126,7 +126,7 @@ def torch_report(net, cfg=None) -> str:
 def command(model: str, config: str | None, weights: bool, sets: tuple[str, ...], no_check: bool) -> None:
     """Print MODEL's layers, shapes, MVM sizes and, with CONFIG, the arrays each layer needs."""
     from simulator.cli.commands.run import load_with_overrides
-    from simulator.network import load_model
+    from simulator.model_files import load_model
     from simulator.simulation import Simulation
 
     net = load_model(model, check=not no_check)

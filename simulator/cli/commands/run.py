@@ -103,7 +103,7 @@ def command(config: str | None, sets: tuple[str, ...], csv_path: str | None, no_
     if csv_path:
         check_writable(csv_path, "--csv")
     click.echo(parameter_summary(cfg))
-    from simulator.network import load_model_for
+    from simulator.model_files import load_model_for
     from simulator.runner import adc_range_warnings
 
     net = load_model_for(cfg)

@@ -302,7 +302,7 @@ class Simulation:
             calib = self.calibration.get("adc", {}).get(name)
         lloyd = None
         if hw.weight_quantizer == "lloyd":
-            from simulator.quantization.integration import lloyd_encoder
+            from simulator.cores.mapping import lloyd_encoder
 
             lloyd = lloyd_encoder(hw, self.config, xp, name, structure=self._weight_structure(layer))
         core = NeuralCore(

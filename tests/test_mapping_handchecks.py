@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from simulator.quantization.uniform import UniformQuantizer
-from simulator.cores.mapping import encode, partition_sizes, quantize_normalized, weight_range
+from simulator.quantization.uniform import UniformQuantizer, quantize_normalized
+from simulator.cores.mapping import encode, partition_sizes, weight_range
 from simulator.cores.neural import NeuralCore
 from simulator.cores.numeric import ArrayOptions
 from simulator.config import load_config

@@ -7,16 +7,18 @@ import pytest
 from devices.base import DeviceParams
 from devices.registry import available_models, get_model
 from simulator.errors import ConfigError, DeviceModelError
-from simulator.quantization import (
-    LloydResult,
+from simulator.cores.mapping import (
     balanced_decode,
     balanced_one_sided,
     balanced_two_sided,
     balanced_unified_reference,
     balanced_weight_scale,
-    lloyd_max,
     offset_decode,
     offset_linear,
+)
+from simulator.quantization import (
+    LloydResult,
+    lloyd_max,
     quantize_lloyd,
     quantize_uniform,
     relative_max_noise,

@@ -218,3 +218,37 @@ def test_unsupported_witin_fields_are_refused_by_name():
             WitinChipLayer(layer, None, np, np.random.default_rng(0))
     ok = Layer("fc", "Dense", ["input"], {"units": 2}, {"kernel": k}, {"witin": {**base, "noise_model": "MBS"}})
     WitinChipLayer(ok, None, np, np.random.default_rng(0))  # noise level 0: the noise model plays no part
+
+
+# ----------------------------------------------- torch.export programs of witin models
+@pytest.mark.parametrize("mode", ["float", "fixed"])
+def test_witin_export_program_is_refused_naming_layers_and_route(mode, tmp_path):
+    """A .pt2 of a witin_nn model (made by make_witin_fixtures.py --only export) holds the witin layers only as
+    ATen ops; importing it would silently simulate float conv/linear layers (float mode) or fail on a computed
+    weight (quantization mode), so it is refused with the layers' names and the state_dict route."""
+    from click.testing import CliRunner
+
+    from simulator.cli import cli
+    from simulator.errors import ModelError
+
+    path = FIX / f"witin_export_{mode}.pt2"
+    with pytest.raises(ModelError) as err:
+        load_model(path)
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg
+    assert "conv (WitinConv2d), fc (WitinLinear) are witin_nn layers" in msg
+    assert "state_dict" in msg and "--module package.module:TinyWitinNet" in msg
+    r = CliRunner().invoke(cli, ["inspect", str(path)])
+    assert r.exit_code == 2 and "witin_nn layers" in r.output and "Traceback" not in r.output
+
+
+def test_witin_export_refusal_without_module_metadata():
+    """Programs whose nodes lost their module metadata are still recognised by the witin auto-scale parameters."""
+    from simulator.errors import ModelError
+    from simulator.torch_host.export_program import refuse_witin
+
+    ep = torch.export.load(str(FIX / "witin_export_fixed.pt2"))
+    for node in ep.graph.nodes:
+        node.meta.pop("nn_module_stack", None)
+    with pytest.raises(ModelError, match=r"conv \(witin layer\), fc \(witin layer\) are witin_nn layers"):
+        refuse_witin(ep, "prog.pt2")

@@ -14,10 +14,18 @@ digital, so it is refused.
 
 A program exported with a static batch size runs any batch in chunks of
 that size (the last chunk padded), since its graph is specialized to it.
+
+Programs of witin_nn models are refused by name (:func:`refuse_witin`): the
+program keeps a witin layer only as ATen ops (a plain ``aten.conv2d`` in float
+mode; ``round`` / ``clip`` around it with the scales as constants in
+quantization mode), not its ``layer_config`` (bit widths, scales, noise,
+hardware), so it cannot become a witin chip layer. witin models are imported
+from their ``state_dict`` and module class instead.
 """
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from simulator.errors import ModelError
@@ -179,6 +187,35 @@ def restore_modules(gm, where: str) -> int:
     return count
 
 
+#: parameters every witin_nn 0.1.3 layer owns (its auto-scale objects), also in programs without module metadata
+_WITIN_PARAM = re.compile(r"^(.*?)\.?autoscale_\w+_obj\.io_max$")
+
+
+def refuse_witin(ep, where: str) -> None:
+    """ModelError naming the witin_nn layers of program ``ep`` and the state_dict route, if it has any."""
+    layers: dict[str, str] = {}
+    root = "Model"
+    for node in ep.graph.nodes:
+        for path, cls in (node.meta.get("nn_module_stack") or {}).values():
+            cls = str(cls)
+            if path == "":
+                root = cls.rsplit(".", 1)[-1]
+            elif cls.startswith("witin_nn.") and not any(path.startswith(p + ".") for p in layers):
+                layers.setdefault(path, cls.rsplit(".", 1)[-1])
+    for name in ep.state_dict:
+        m = _WITIN_PARAM.match(name)
+        if m and not any(m.group(1) == p or m.group(1).startswith(p + ".") for p in layers):
+            layers[m.group(1) or "(root)"] = "witin layer"
+    if not layers:
+        return
+    names = ", ".join(f"{p} ({c})" for p, c in list(layers.items())[:4]) + (f" and {len(layers) - 4} more"
+                                                                           if len(layers) > 4 else "")
+    raise ModelError(f"{where}: {names} are witin_nn layers, which a torch.export program keeps only as ATen ops "
+                     "without their layer_config (bit widths, scales, noise, hardware), so they cannot be simulated "
+                     "as witin chip layers; save model.state_dict() and import it with its class: `xbarsim convert "
+                     f"state.pt model.h5 --module package.module:{root} --input-shape ...` (see docs/witin.md)")
+
+
 def _static_batch(ep) -> int | None:
     for spec in ep.graph_signature.input_specs:
         if spec.kind.name == "USER_INPUT":
@@ -207,6 +244,7 @@ def load_torch_export(path, check: bool = True) -> TorchNetwork:
     example = ep.example_inputs
     if example is None:
         raise ModelError(f"{path}: the program stores no example inputs; save it with torch.export.save from torch >= 2.3")
+    refuse_witin(ep, str(path))
     args, kwargs = example
     gm = ep.module()
     n = restore_modules(gm, str(path))

@@ -153,18 +153,9 @@ def calibrate(
     dac_ranges: dict[str, tuple[float, float]] = dict(old.dac_ranges) if old is not None else {}
     adc_ranges: dict[str, Any] = dict(old.adc_ranges) if old is not None else {}
     rows: dict[str, dict[str, Any]] = {}
-    store_d = store_a = None
     kw = dict(ntest=ntest, raw_dir=raw_dir, progress=progress, network=net)
-    if what in ("dac", "both"):
-        kw_d = dict(kw, raw_dir=Path(raw_dir) / "activations") if raw_dir is not None and what == "both" else kw
-        store_d = profile(cfg, what="dac", **kw_d)
-        dac_ranges = _activation_ranges(cfg, store_d, opt, optimizer, nbits, rows)
-    if what in ("adc", "both"):
-        if raw_dir is not None and store_d is not None:
-            kw["raw_dir"] = Path(raw_dir) / "adc"  # one dump (and index.json) per pass
-        store_a = profile(cfg, what="adc", relu_aware=relu_aware, dac_ranges=dac_ranges or None, **kw)
-        adc_ranges.update(_adc_ranges(cfg, store_a, opt, optimizer, nbits, use_pct, rows))
-
+    store_d, store_a = _profile_passes(cfg, what, (opt, optimizer, nbits), use_pct, kw, relu_aware,
+                                       rows, dac_ranges, adc_ranges)
     if what == "dac" and not adc_ranges:
         log.info("%s holds activation ranges only; run with --what adc (or both) before using "
                  "adc_range_option = 'calibrated'", path)
@@ -179,6 +170,27 @@ def calibrate(
     if plots_dir is not None:
         _plots(plots_dir, store_a, store_d, adc_ranges, dac_ranges)
     return path, _table(path, net.name, key, rows, n_images, what)
+
+
+def _profile_passes(cfg, what: str, optimization: tuple, use_pct: float, kw: dict, relu_aware: Optional[bool],
+                    rows: dict, dac_ranges: dict, adc_ranges: dict):
+    """Profile activations then ADC inputs (as ``what`` asks) and optimize their ranges into ``dac_ranges`` /
+    ``adc_ranges`` (fresh activation ranges replace the old ones); returns the two ProfileStores (None if not run).
+    ``optimization`` is ``(optimizer function, optimizer as given, nbits)``."""
+    opt, optimizer, nbits = optimization
+    raw_dir = kw["raw_dir"]
+    store_d = store_a = None
+    if what in ("dac", "both"):
+        kw_d = dict(kw, raw_dir=Path(raw_dir) / "activations") if raw_dir is not None and what == "both" else kw
+        store_d = profile(cfg, what="dac", **kw_d)
+        dac_ranges.clear()
+        dac_ranges.update(_activation_ranges(cfg, store_d, opt, optimizer, nbits, rows))
+    if what in ("adc", "both"):
+        if raw_dir is not None and store_d is not None:
+            kw = dict(kw, raw_dir=Path(raw_dir) / "adc")  # one dump (and index.json) per pass
+        store_a = profile(cfg, what="adc", relu_aware=relu_aware, dac_ranges=dac_ranges or None, **kw)
+        adc_ranges.update(_adc_ranges(cfg, store_a, opt, optimizer, nbits, use_pct, rows))
+    return store_d, store_a
 
 
 def _file_meta(cfg, rows: dict, info: dict, meta: Optional[dict]) -> dict:

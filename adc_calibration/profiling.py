@@ -291,7 +291,6 @@ def profile(
     """
     from simulator.config import load_config
     from simulator.model_files import load_model_for
-    from simulator.simulation import Simulation
 
     if what not in ("adc", "dac", "both"):
         raise CalibrationError(f"what must be 'adc', 'dac' or 'both', got {what!r}")
@@ -300,8 +299,7 @@ def profile(
     relu = cfg.profile_adc_biased if relu_aware is None else bool(relu_aware)
     if store is None:
         store = ProfileStore(nbins=nbins, raw_dir=raw_dir)
-    info: dict[str, LayerInfo] = getattr(store, "layer_info", {})
-    store.layer_info = info
+    store.layer_info = getattr(store, "layer_info", {})
     store.n_images = getattr(store, "n_images", 0)
     seed = (cfg.seed if cfg.seed is not None else 0) if seed is None else int(seed)
     data = _calibration_dataset(cfg, ntest)
@@ -313,38 +311,48 @@ def profile(
         bar = tqdm(total=len(passes) * data.n, unit="img", dynamic_ncols=True, leave=False, desc="profiling")
     try:
         for p in passes:
-            pcfg = profiling_config(cfg, p)
-            calib = None
-            if p == "adc" and dac_ranges:
-                calib = {"adc": {}, "dac": {k: tuple(float(v) for v in r) for k, r in dac_ranges.items()}}
-            elif p == "adc" and what == "both":
-                calib = _fill_missing_dac_ranges(net, pcfg, store)
-            sim = Simulation(net, pcfg, seed=seed, calibration=calib)
-            for layer, core in _neural_cores(sim):
-                if p == "dac":
-                    core.set_observer(_DacObserver(store, core.name))
-                    li = info.get(core.name)
-                    after = _input_after_relu(sim.layers, layer.name)
-                    if li is not None:
-                        li.input_after_relu = after
-                    else:
-                        info[core.name] = _layer_info(sim, layer, core, relu=False, input_after_relu=after)
-                    continue
-                li = _layer_info(sim, layer, core, relu=relu)
-                if core.name in info:
-                    li.input_after_relu = info[core.name].input_after_relu
-                info[core.name] = li
-                bias = None
-                if li.relu_aware and core.bias is not None:
-                    bias = core.bias[None, :]
-                core.set_observer(_AdcObserver(store, li, bias))
-            n = _run_pass(sim, data, store, bar)
-            store.n_images = max(store.n_images, n)
-            log.info("profiled %s on %d calibration images", "ADC inputs" if p == "adc" else "activations", n)
+            _profile_pass(p, cfg, net, data, store, seed=seed, relu=relu, dac_ranges=dac_ranges,
+                          fill_dac=what == "both", bar=bar)
     finally:
         if bar is not None:
             bar.close()
     return store
+
+
+def _profile_pass(p: str, cfg, net, data, store: ProfileStore, *, seed: int, relu: bool, dac_ranges, fill_dac: bool,
+                  bar) -> None:
+    """One profiling pass (``p`` = "dac" or "adc") of the calibration images into ``store``."""
+    from simulator.simulation import Simulation
+
+    pcfg = profiling_config(cfg, p)
+    calib = None
+    if p == "adc" and dac_ranges:
+        calib = {"adc": {}, "dac": {k: tuple(float(v) for v in r) for k, r in dac_ranges.items()}}
+    elif p == "adc" and fill_dac:
+        calib = _fill_missing_dac_ranges(net, pcfg, store)
+    sim = Simulation(net, pcfg, seed=seed, calibration=calib)
+    info: dict[str, LayerInfo] = store.layer_info
+    for layer, core in _neural_cores(sim):
+        if p == "dac":
+            core.set_observer(_DacObserver(store, core.name))
+            li = info.get(core.name)
+            after = _input_after_relu(sim.layers, layer.name)
+            if li is not None:
+                li.input_after_relu = after
+            else:
+                info[core.name] = _layer_info(sim, layer, core, relu=False, input_after_relu=after)
+            continue
+        li = _layer_info(sim, layer, core, relu=relu)
+        if core.name in info:
+            li.input_after_relu = info[core.name].input_after_relu
+        info[core.name] = li
+        bias = None
+        if li.relu_aware and core.bias is not None:
+            bias = core.bias[None, :]
+        core.set_observer(_AdcObserver(store, li, bias))
+    n = _run_pass(sim, data, store, bar)
+    store.n_images = max(store.n_images, n)
+    log.info("profiled %s on %d calibration images", "ADC inputs" if p == "adc" else "activations", n)
 
 
 def _fill_missing_dac_ranges(net, pcfg, store: ProfileStore):

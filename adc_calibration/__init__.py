@@ -1,7 +1,8 @@
 """ADC and activation range calibration (CrossSim manual 9.3-9.6).
 
 - :mod:`~adc_calibration.collectors`: bounded-memory profiling statistics
-  (:class:`StreamingHistogram`, :class:`ReservoirSample`, :class:`ProfileStore`).
+  (:class:`StreamingHistogram`, :class:`ReservoirSample`);
+  :mod:`~adc_calibration.profile_store`: :class:`ProfileStore`, every stream of a network.
 - :mod:`~adc_calibration.optimizers`: range optimizers (:func:`optimize_range`,
   :func:`sliced_range_exponents`, :func:`activation_range`, :func:`get_optimizer`).
 - :mod:`simulator.calibration_file` (re-exported here): calibration files keyed by
@@ -9,7 +10,8 @@
   :func:`load_calibration`); it lives below the executor, which reads it.
 - :mod:`~adc_calibration.plots`: histogram plots with the chosen limits.
 """
-from adc_calibration.collectors import ProfileStore, ReservoirSample, StreamingHistogram
+from adc_calibration.collectors import ReservoirSample, StreamingHistogram
+from adc_calibration.profile_store import ProfileStore
 from simulator.calibration_file import (
     Calibration,
     HardwareKey,

@@ -8,7 +8,8 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from adc_calibration.collectors import ProfileStore, StreamingHistogram
+from adc_calibration.collectors import StreamingHistogram
+from adc_calibration.profile_store import ProfileStore
 
 __all__ = ["plot_histograms", "plot_histogram"]
 

@@ -35,7 +35,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
-from adc_calibration.collectors import ProfileStore
+from adc_calibration.profile_store import ProfileStore
 from simulator.errors import CalibrationError
 
 log = logging.getLogger("xbarsim.calibration")

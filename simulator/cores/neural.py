@@ -30,14 +30,23 @@ The same image then gets the same noise whatever batch or chunk it is in.
 """
 from __future__ import annotations
 
-import math
-
 from simulator.backend import as_streams, backend_of
-from simulator.quantization.uniform import UniformQuantizer
-from simulator.cores.mapping import partition_sizes, slice_columns, weight_range
+from simulator.circuits.converters import make_dac
+from simulator.cores.adc_range import AdcRange, LayerUnits
+from simulator.cores.mapping import SliceEncoding, encode, partition_sizes, slice_columns, weight_range
 from simulator.cores.numeric import ArrayOptions, InputSlicing
 from simulator.cores.wrapper import WrapperCore
-from simulator.errors import CalibrationError, ConfigError
+from simulator.errors import ConfigError
+from simulator.quantization.uniform import UniformQuantizer
+
+
+def _slices(sizes: list[int]) -> list[slice]:
+    """Consecutive slices of the given sizes."""
+    out, start = [], 0
+    for n in sizes:
+        out.append(slice(start, start + n))
+        start += n
+    return out
 
 
 #: global MVM row of the first drift-compensation reference read: far beyond any image's rows,
@@ -46,6 +55,8 @@ REFERENCE_ROW0 = 2**48
 
 
 class NeuralCore:
+    """One MVM layer: DAC, bias, row/column partitions of WrapperCores, the layer's ADC range policy."""
+
     def __init__(
         self, name: str, W, bias, hw, *, options: ArrayOptions, devices, xp, rng, dtype,
         input_range: tuple[float, float] | None = None,
@@ -54,6 +65,10 @@ class NeuralCore:
         lloyd=None,
         wmax: float | None = None,
     ) -> None:
+        """``W`` (n_in, n_out) and ``bias`` in algorithmic units; ``hw`` the layer's config;
+        ``input_range`` the DAC range (algorithmic units); ``adc_calibration`` the layer's entry of a
+        calibration file; ``lloyd`` an encoder from :func:`simulator.cores.mapping.lloyd_encoder`;
+        ``wmax`` a fixed weight scale (else from ``weight_percentile``)."""
         self.name, self.hw, self.xp, self.dtype, self.opt = name, hw, xp, dtype, options
         rng = as_streams(rng, backend_of(xp))
         self._next_row = 0  # global row of the next call without row0
@@ -61,14 +76,43 @@ class NeuralCore:
         self.observer = None
         self._W_ideal, self._b_ideal, self._ideal_cache = W, bias, None  # the exact layer, for :meth:`ideal`
         W = xp.asarray(W, dtype=dtype)
-        n_in, n_out = W.shape
-        self.n_in, self.n_out = n_in, n_out
+        self.n_in, self.n_out = W.shape
         self.input_range = tuple(float(v) for v in input_range) if input_range is not None else None
         if input_signed is None:
             input_signed = self.input_range is None or self.input_range[0] < 0
         self.input_signed = input_signed
+        self._set_inputs(hw)
+        W = self._set_bias(W, bias, hw)
+        # W_max: from weight_percentile, or fixed by the caller (witin int8 weights: 127 / scale_weight)
+        self.Wmax = float(wmax) if wmax is not None else weight_range(W, hw.weight_percentile, xp)
+        w = xp.clip(W / self.Wmax, -1.0, 1.0)
+        row_encodings = None
+        if lloyd is not None:  # non-uniform levels: encodings per partition come from the quantizer
+            w, row_encodings = lloyd(w)
+        self.row_slices = _slices(partition_sizes(W.shape[0], hw.NrowsMax))
+        # columns: partitions of at most NcolsMax outputs (CrossSim 3 cols_max), each its own physical arrays
+        self.col_slices = _slices(partition_sizes(W.shape[1], getattr(hw, "NcolsMax", 0)))
+        #: (row slice, column slice) of every wrapper, in the order of :attr:`wrappers`
+        self.blocks = [(rs, cs) for rs in self.row_slices for cs in self.col_slices]
+        encodings = self._encodings(w, row_encodings)
+        first = encodings[0]
+        #: the layer's units (raw array outputs <-> normalized <-> algorithmic) and its ADC policy
+        self.units = LayerUnits(options.Gmin, self.Wmax, self.x_scale, tuple(first.gains), first.device_levels,
+                                self.rows_max, hw.style, self.input_signed)
+        self.adc_range = AdcRange(hw, self.units, adc_calibration, name)
+        split = len(self.col_slices) > 1
+        self.wrappers = [
+            WrapperCore(enc, units=self.units, digital_offset=hw.digital_offset, options=options, devices=devices,
+                        xp=xp, rng=rng, dtype=dtype, adc_range=self.adc_range,
+                        name=f"{name}/part{p}" + (f"c{q}" if split else ""))
+            for enc, (p, q) in zip(encodings, ((p, q) for p in range(len(self.row_slices))
+                                               for q in range(len(self.col_slices))))
+        ]
+        self._set_compensation(hw, devices)
 
-        # ---- inputs: DAC or bit slicing --------------------------------------
+    def _set_inputs(self, hw) -> None:
+        """DAC (``dac_bits`` over the input range) or input bit slicing, and the input full scale ``x_scale``."""
+        name = self.name
         self.dac = UniformQuantizer(0)
         self.slicing = InputSlicing()
         if hw.dac_bits > 0 and self.input_range is None:
@@ -83,7 +127,7 @@ class NeuralCore:
             self.x_scale = 1.0
         if hw.input_bitslicing:
             B = hw.dac_bits
-            if input_signed:
+            if self.input_signed:
                 self.slicing = InputSlicing(True, B - 1, True, float(2 ** (B - 1) - 1), hw.ADC_per_ibit,
                                             hw.input_slice_size)
             else:
@@ -94,58 +138,42 @@ class NeuralCore:
             if dac_type == "generic":
                 self.dac = UniformQuantizer(hw.dac_bits, *self.input_range)
             else:
-                from simulator.circuits.converters import make_dac
-
                 model = make_dac(dac_type, hw.dac_bits, *self.input_range)
-                self.dac = getattr(model, "q", model)  # sign-magnitude: a UniformQuantizer on +-max
+                self.dac = getattr(model, "q", model)  # the model's UniformQuantizer grid
 
-        # ---- bias -------------------------------------------------------------
+    def _set_bias(self, W, bias, hw):
+        """Digital bias (quantized to ``bias_bits``, added after the ADCs) or an analog row; returns the MVM matrix."""
+        xp = self.xp
         self.bias = None
         self.analog_bias = bias is not None and not hw.digital_bias
-        if bias is not None:
-            b = xp.asarray(bias, dtype=dtype)
-            if self.analog_bias:
-                W = xp.concatenate([W, (b / self.x_scale)[None, :]], axis=0)
-            else:
-                if hw.bias_bits > 0:
-                    bmax = float(xp.max(xp.abs(b))) or 1.0
-                    b = UniformQuantizer(hw.bias_bits, -bmax, bmax)(b, xp)
-                self.bias = b
+        if bias is None:
+            return W
+        b = xp.asarray(bias, dtype=self.dtype)
+        if self.analog_bias:
+            return xp.concatenate([W, (b / self.x_scale)[None, :]], axis=0)
+        if hw.bias_bits > 0:
+            bmax = float(xp.max(xp.abs(b))) or 1.0
+            b = UniformQuantizer(hw.bias_bits, -bmax, bmax)(b, xp)
+        self.bias = b
+        return W
 
-        # ---- weights -> partitions of conductance arrays ----------------------
-        # W_max: from weight_percentile, or fixed by the caller (witin int8 weights: 127 / scale_weight)
-        self.Wmax = float(wmax) if wmax is not None else weight_range(W, hw.weight_percentile, xp)
-        w = xp.clip(W / self.Wmax, -1.0, 1.0)
-        encodings = None
-        if lloyd is not None:  # non-uniform levels: encodings per partition come from the quantizer
-            w, encodings = lloyd(w)
-        sizes = partition_sizes(W.shape[0], hw.NrowsMax)
-        self.row_slices = []
-        start = 0
-        for n in sizes:
-            self.row_slices.append(slice(start, start + n))
-            start += n
-        # columns: partitions of at most NcolsMax outputs (CrossSim 3 cols_max), each its own physical arrays
-        self.col_slices = []
-        start = 0
-        for n in partition_sizes(W.shape[1], getattr(hw, "NcolsMax", 0)):
-            self.col_slices.append(slice(start, start + n))
-            start += n
-        #: (row slice, column slice) of every wrapper, in the order of :attr:`wrappers`
-        self.blocks = [(rs, cs) for rs in self.row_slices for cs in self.col_slices]
-        split = len(self.col_slices) > 1
-        self.wrappers = []
+    def _encodings(self, w, row_encodings) -> list[SliceEncoding]:
+        """The conductance encoding of every block of :attr:`blocks` (uniform levels, or the Lloyd encoder's)."""
+        hw, split = self.hw, len(self.col_slices) > 1
+        out = []
         for p, rs in enumerate(self.row_slices):
-            enc_rows = None if encodings is None else encodings(rs)
+            enc_rows = None if row_encodings is None else row_encodings(rs)
             for q, cs in enumerate(self.col_slices):
-                self.wrappers.append(WrapperCore(
-                    w[rs, cs], weight_bits=hw.weight_bits, Nslices=hw.Nslices, style=hw.style,
-                    balanced_style=hw.balanced_style, digital_offset=hw.digital_offset, options=options,
-                    devices=devices, xp=xp, rng=rng, dtype=dtype, name=f"{name}/part{p}" + (f"c{q}" if split else ""),
-                    encoding=None if enc_rows is None else (slice_columns(enc_rows, cs) if split else enc_rows),
-                ))
-        self._set_adcs(adc_calibration)
-        # ---- drift compensation (reference reads at programming and at each time)
+                if enc_rows is not None:
+                    out.append(slice_columns(enc_rows, cs) if split else enc_rows)
+                    continue
+                out.append(encode(w[rs, cs], weight_bits=hw.weight_bits, Nslices=hw.Nslices, style=hw.style,
+                                  balanced_style=hw.balanced_style, xp=self.xp,
+                                  layer=f"{self.name}/part{p}" + (f"c{q}" if split else "")))
+        return out
+
+    def _set_compensation(self, hw, devices) -> None:
+        """Drift compensation: reference reads at programming and at each time."""
         self.compensation = getattr(hw, "drift_compensation", "none")
         self.drift_scale = None  #: digital output factor(s) of the compensation (None: off)
         self._ref0 = None
@@ -163,94 +191,28 @@ class NeuralCore:
 
     @property
     def n_slices(self) -> int:
-        return self.wrappers[0].encoding.n_slices
+        return self.units.n_slices
 
     @property
     def output_signed(self) -> bool:
-        return self.hw.style == "BALANCED" or self.input_signed
+        return self.units.output_signed
 
     def y_max(self) -> float:
         """Largest possible array output (raw current units): every input and weight at full scale."""
-        full = 1.0 - self.opt.Gmin if self.hw.style == "BALANCED" else 1.0
-        return self.rows_max * full
+        return self.units.y_max()
 
     def algorithmic_gain(self) -> float:
-        """Factor from raw ADC-input units to algorithmic units (unsliced layers)."""
-        g0 = self.wrappers[0].encoding.gains[0]
-        return self.Wmax * self.x_scale * g0 / (1.0 - self.opt.Gmin)
+        """Factor from raw ADC-input units of the first slice to algorithmic units (:class:`LayerUnits`)."""
+        return self.units.algorithmic_gain(0)
 
-    def adc_limits(self, calibration=None) -> list[tuple[float, float]]:
-        """ADC (lo, hi) in raw units for every weight slice."""
-        hw = self.hw
-        S = self.n_slices
-        ymax = self.y_max()
-        signed = self.output_signed
-        opt = hw.adc_range_option
-        if opt == "max":
-            if not getattr(hw, "subtract_current_in_xbar", True) and hw.style == "BALANCED":
-                full = self.rows_max  # one device plane alone: up to rows * G_max, signed with signed inputs
-                return [(-full if self.input_signed else 0.0, full)] * S
-            return [(-ymax if signed else 0.0, ymax)] * S
-        if opt == "calibrated" and getattr(hw, "adc_xbar_range", None) is not None:
-            ranges = [tuple(float(v) for v in r) for r in hw.adc_xbar_range]  # array output units, per slice
-            if len(ranges) == 1 and S > 1:
-                ranges = ranges * S
-            if len(ranges) != S:
-                raise CalibrationError(f"layer {self.name!r}: adc_xbar_range has {len(ranges)} ranges, expected "
-                                       f"one per weight slice (Nslices = {S})")
-            return ranges
-        if opt == "granular":
-            levels = self.wrappers[0].encoding.device_levels
-            delta = (1.0 - self.opt.Gmin) / levels
-            B = hw.adc_bits
-            if signed:
-                return [(-(2 ** (B - 1) - 1) * delta, (2 ** (B - 1) - 1) * delta)] * S
-            return [(0.0, (2**B - 1) * delta)] * S
-        # calibrated: inline config values first, then the calibration file
-        exps = hw.adc_exponents
-        rng_alg = hw.adc_range
-        if exps is None and rng_alg is None and calibration is not None:
-            if S > 1 or calibration.get("exponents") is not None:
-                exps = calibration.get("exponents")
-            rng_alg = calibration.get("range")
-        if S > 1 or (exps is not None and rng_alg is None):  # exponents C_i (eqs. 9.1-9.2), also unsliced
-            if exps is None:
-                raise CalibrationError(
-                    f"layer {self.name!r}: adc_range_option = 'calibrated' with Nslices = {S} needs per-slice "
-                    f"exponents C_i (layers.{self.name}.adc_exponents or a calibration file from `xbarsim calibrate`)"
-                )
-            if len(exps) != S:
-                raise CalibrationError(f"layer {self.name!r}: {len(exps)} ADC exponents given, expected Nslices = {S}")
-            return [(-ymax * 2.0**-c if signed else 0.0, ymax * 2.0**-c) for c in exps]
-        if rng_alg is None:
-            raise CalibrationError(
-                f"layer {self.name!r}: adc_range_option = 'calibrated' but no ADC range is given for it "
-                f"(layers.{self.name}.adc_range, calibration_file, or run `xbarsim calibrate`)"
-            )
-        lo, hi = (float(v) for v in rng_alg)
-        if calibration is not None and calibration.get("units") == "normalized" and hw.adc_range is None:
-            lo, hi = lo * self.Wmax * self.x_scale, hi * self.Wmax * self.x_scale  # normalized w.x -> algorithmic
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise CalibrationError(f"layer {self.name!r}: calibrated ADC range ({lo}, {hi}) must be finite with min < max")
-        gain = self.algorithmic_gain()
-        return [(lo / gain, hi / gain)]
+    def adc_limits(self) -> list[tuple[float, float]]:
+        """ADC (lo, hi) in raw units for every weight slice (:class:`~simulator.cores.adc_range.AdcRange`)."""
+        return self.adc_range.limits
 
-    def _set_adcs(self, calibration) -> None:
-        if self.hw.adc_bits == 0:
-            return
-        limits = self.adc_limits(calibration)
-        self.adc_quantizers = [UniformQuantizer(self.hw.adc_bits, lo, hi) for lo, hi in limits]
-        adc_type = getattr(self.hw, "adc_type", "generic")
-        for wrapper in self.wrappers:
-            for core, q in zip(wrapper.cores, self.adc_quantizers):
-                if adc_type == "generic":
-                    core.set_adc(q)
-                    continue
-                from simulator.circuits.converters import make_adc
-
-                # a circuit ADC per array: its mismatches come from the array's own keyed stream
-                core.set_adc(make_adc(adc_type, q.bits, q.lo, q.hi, n_cols=core.n_cols, params=self.hw.adc_params,
-                                      rng=core.streams.generator("adc", core.name), xp=self.xp))
+    @property
+    def adc_quantizers(self) -> list[UniformQuantizer]:
+        """The ADC grid of every weight slice, raw units (empty with ``adc_bits = 0``)."""
+        return self.adc_range.quantizers
 
     # -------------------------------------------------------------- observing
     def set_observer(self, observer) -> None:
@@ -324,8 +286,6 @@ class NeuralCore:
         calibration read-out channel). Returns the mean over rows and columns
         (``"global"``, a scalar) or over rows per column (``"column"``, shape (n_out,)).
         """
-        from simulator.quantization.uniform import UniformQuantizer
-
         xp = self.xp
         saved = [(c, c.observer, c.adc) for c in self._numeric_cores()]
         observer, self.observer = self.observer, None
@@ -439,7 +399,6 @@ class NeuralCore:
         return out
 
     def _forward(self, X, prequantized: bool = False, row0: int = 0):
-        xp = self.xp
         y = self._analog_output(X, prequantized, row0)  # a fresh array: scaled in place below
         if self.drift_scale is not None:
             y *= self.drift_scale
@@ -459,7 +418,7 @@ class NeuralCore:
         for (rs, cs), wrapper in zip(self.blocks, self.wrappers):
             xs = x[:, rs]
             x_sum = x_hw[:, rs].sum(axis=1, keepdims=True) if need_sum else None
-            part = wrapper.mvm(xs, x_sum, self.slicing, row0, scale=self.Wmax * self.x_scale)
+            part = wrapper.mvm(xs, x_sum, self.slicing, row0, scale=self.units.scale)
             if len(self.col_slices) > 1:
                 y[:, cs] += part
             else:

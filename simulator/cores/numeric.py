@@ -80,7 +80,10 @@ class ArrayOptions:
 class NumericCore:
     """One array: conductance planes, device effects, read-out and ADC."""
 
-    def __init__(self, v_pos, v_neg, v_unit, *, options: ArrayOptions, devices, xp, rng, dtype, name: str = "") -> None:
+    def __init__(self, v_pos, v_neg, v_unit, *, options: ArrayOptions, devices, xp, rng, dtype, name: str = "",
+                 adc=None) -> None:
+        """``adc``: the array's ADC in raw column-current units, the same for every column and input bit
+        (a UniformQuantizer or a circuit model from :mod:`simulator.circuits.converters`; None: no ADC)."""
         self.xp, self.dtype, self.opt, self.name = xp, dtype, options, name
         #: keyed random streams (a RandomStreams; a Generator or int seed is turned into one)
         self.streams = as_streams(rng, backend_of(xp))
@@ -109,7 +112,7 @@ class NumericCore:
             self.t_drift = devices.times[0]
             G_pos = devices.at_time(self._states[0], self.t_drift, xp)
             G_neg = None if target_neg is None else devices.at_time(self._states[1], self.t_drift, xp)
-        self.adc = UniformQuantizer(0)
+        self.adc = UniformQuantizer(0) if adc is None else adc
         self._set_conductances(G_pos, G_neg)
         #: optional observer with ``adc(values, quantizer, input_bit)`` (raw ADC inputs (M, C) right
         #: before the ADC; input_bit None, or k per input bit) and ``current_limit(currents, limit)``,
@@ -199,10 +202,6 @@ class NumericCore:
     def needs_bitwise_analog(self) -> bool:
         """Whether input bits must be simulated one by one even when ADC_per_ibit is False."""
         return self.exact_noise or self.separate_planes
-
-    def set_adc(self, quantizer: UniformQuantizer) -> None:
-        """ADC in raw column-current units (same for every column and input bit)."""
-        self.adc = quantizer
 
     # ---------------------------------------------------------------- noise
     def _key(self, tag: str, bit) -> tuple:

@@ -17,7 +17,9 @@ then ``w . x = sum_i gains_i * D_i`` (shift-and-add over slices).
 """
 from __future__ import annotations
 
-from simulator.cores.mapping import SliceEncoding, encode
+from simulator.backend import as_streams, backend_of
+from simulator.cores.adc_range import AdcRange, LayerUnits
+from simulator.cores.mapping import SliceEncoding
 from simulator.cores.numeric import ArrayOptions, InputSlicing, NumericCore
 from simulator.errors import ConfigError
 
@@ -49,25 +51,32 @@ def unit_fractions(enc: SliceEncoding) -> list[float]:
 
 
 class WrapperCore:
+    """The NumericCores of one block of a layer's matrix and the recombination of their outputs."""
+
     def __init__(
-        self, w, *, weight_bits: int, Nslices: int, style: str, balanced_style: str, digital_offset: bool,
-        options: ArrayOptions, devices, xp, rng, dtype, name: str = "", encoding: SliceEncoding | None = None,
+        self, encoding: SliceEncoding, *, units: LayerUnits, digital_offset: bool, options: ArrayOptions, devices,
+        xp, rng, dtype, name: str = "", adc_range: AdcRange | None = None,
     ) -> None:
+        """``encoding``: this block's conductance slices (:mod:`simulator.cores.mapping`); ``units``: the
+        layer's units (the slice gains used to recombine); ``adc_range``: the layer's ADC policy, which
+        gives every array its ADC (None: no ADCs)."""
         self.xp, self.name, self.opt = xp, name, options
-        self.encoding = encoding or encode(
-            w, weight_bits=weight_bits, Nslices=Nslices, style=style, balanced_style=balanced_style, xp=xp, layer=name
-        )
-        enc = self.encoding
-        self.style = style
-        self.analog_offset = style == "OFFSET" and not digital_offset
+        self.encoding = enc = encoding
+        self.style = enc.style
+        #: digitized output of slice i -> normalized ``w . x``: the layer's one gain (LayerUnits.slice_gains)
+        self.slice_gains = units.slice_gains
+        self.analog_offset = self.style == "OFFSET" and not digital_offset
         v_units = unit_fractions(enc) if self.analog_offset else [None] * enc.n_slices
-        self.cores = [
-            NumericCore(
+        streams = as_streams(rng, backend_of(xp))
+        self.cores = []
+        for i in range(enc.n_slices):
+            core_name = f"{name}/slice{i}"
+            n_cols = int(enc.pos[i].shape[1]) + (1 if self.analog_offset else 0)
+            adc = None if adc_range is None else adc_range.converter(i, n_cols, streams, core_name, xp)
+            self.cores.append(NumericCore(
                 enc.pos[i], enc.neg[i] if enc.neg is not None else None, v_units[i],
-                options=options, devices=devices, xp=xp, rng=rng, dtype=dtype, name=f"{name}/slice{i}",
-            )
-            for i in range(enc.n_slices)
-        ]
+                options=options, devices=devices, xp=xp, rng=streams, dtype=dtype, name=core_name, adc=adc,
+            ))
 
     @property
     def n_rows(self) -> int:
@@ -82,10 +91,9 @@ class WrapperCore:
         ``W_max * x_scale``) rides on the slice gains, saving a pass over the output.
         """
         Gmin = self.opt.Gmin
-        inv = 1.0 / (1.0 - Gmin)
         enc = self.encoding
         y = None
-        for gain, core in zip(enc.gains, self.cores):
+        for gain, core in zip(self.slice_gains, self.cores):
             out = core.mvm(x, slicing, row0)
             if self.analog_offset:
                 d = out[:, :-1] - out[:, -1:]
@@ -93,7 +101,7 @@ class WrapperCore:
                 d = out - Gmin * x_sum if Gmin else out
             else:
                 d = out
-            term = d * (gain * inv * scale)
+            term = d * (gain * scale)
             y = term if y is None else y + term
         if self.style == "OFFSET" and not self.analog_offset:
             y = y - (enc.offset * scale) * x_sum

@@ -195,13 +195,7 @@ def optimize_range(
         min_fixed = h.min
     fix_lo = min_fixed is not None
     if h.max == h.min:  # constant data: any range with a level at the value
-        v = h.min
-        lo = float(min_fixed) if fix_lo else min(v, 0.0)
-        hi = max(v, 0.0, lo)
-        if hi <= lo:
-            hi = lo + (abs(lo) if lo != 0 else 1.0)
-        return float(lo), float(hi)
-
+        return _constant_range(h.min, min_fixed)
     dens = _Density(h)
 
     def err(lo: float, hi: float) -> float:
@@ -216,21 +210,46 @@ def optimize_range(
     if hi_c.size == 0:  # all data at or below a fixed lower limit
         span = max(abs(lo), h.max - h.min, 1e-30)
         return float(lo), float(lo + span)
-    hi, best = h.max, err(lo, h.max)
-    i_hi = hi_c.size - 1
-    i_lo = 0
+    lo, hi, best = _coordinate_search(err, lo, h.max, hi_c, lo_c, fix_lo, max_rounds)
+    lo, hi = _refine(err, lo, hi, best, hi_c, lo_c, fix_lo)
+    if zero_centred and lo < 0 and not fix_lo:
+        # a signed range only fixes the levels up to a shift of less than half a
+        # step; report the canonical one whose ends are the outer levels
+        lev = quantizer_levels(lo, hi, nbits, zero_centred)
+        lo, hi = float(lev[0]), float(lev[-1])
+    return float(lo), float(hi)
+
+
+def _constant_range(v: float, min_fixed: Optional[float]) -> tuple[float, float]:
+    """A range for constant data ``v`` with a level at ``v`` (``lo = min_fixed`` when given)."""
+    lo = float(min_fixed) if min_fixed is not None else min(v, 0.0)
+    hi = max(v, 0.0, lo)
+    if hi <= lo:
+        hi = lo + (abs(lo) if lo != 0 else 1.0)
+    return float(lo), float(hi)
+
+
+def _coordinate_search(err: Callable[[float, float], float], lo: float, hi: float, hi_c: np.ndarray,
+                       lo_c: np.ndarray, fix_lo: bool, max_rounds: int) -> tuple[float, float, float]:
+    """Best ``hi`` for the current ``lo``, then best ``lo`` for that ``hi``, until neither changes."""
+    best = err(lo, hi)
     for _ in range(max_rounds):
         prev = (lo, hi)
-        x, e, i = _argmin(lambda c: err(lo, c), hi_c)
+        x, e, _ = _argmin(lambda c: err(lo, c), hi_c)
         if e < best:
-            hi, best, i_hi = x, e, i
+            hi, best = x, e
         if not fix_lo:
-            x, e, i = _argmin(lambda c: err(c, hi), lo_c[lo_c < hi])
+            x, e, _ = _argmin(lambda c: err(c, hi), lo_c[lo_c < hi])
             if e < best:
-                lo, best, i_lo = x, e, i
+                lo, best = x, e
         if (lo, hi) == prev:
             break
-    # refinement on nested fine grids around each limit
+    return lo, hi, best
+
+
+def _refine(err: Callable[[float, float], float], lo: float, hi: float, best: float, hi_c: np.ndarray,
+            lo_c: np.ndarray, fix_lo: bool) -> tuple[float, float]:
+    """Refinement of each limit on nested fine grids between its neighbouring candidates."""
     for _ in range(2):
         hi_c2 = hi_c[hi_c > lo]
         i_hi = int(np.argmin(np.abs(hi_c2 - hi)))
@@ -239,12 +258,7 @@ def optimize_range(
             lo_c2 = lo_c[lo_c < hi]
             i_lo = int(np.argmin(np.abs(lo_c2 - lo)))
             lo, best = _zoom(lambda c: err(c, hi), lo_c2, i_lo, lo, best, lower=-math.inf, upper=hi)
-    if zero_centred and lo < 0 and not fix_lo:
-        # a signed range only fixes the levels up to a shift of less than half a
-        # step; report the canonical one whose ends are the outer levels
-        lev = quantizer_levels(lo, hi, nbits, zero_centred)
-        lo, hi = float(lev[0]), float(lev[-1])
-    return float(lo), float(hi)
+    return lo, hi
 
 
 def minmax_range(hist: HistLike, nbits: int = 0, **_: Any) -> tuple[float, float]:

@@ -70,20 +70,8 @@ def run_sweep(
     finished point; call again with ``resume=True`` to finish it.
     """
     say = echo or (lambda msg: None)
-    if seed is None or int(seed) < 0:
-        raise SweepError(f"--seed must be a non-negative integer, got {seed!r}")
-    seed = int(seed)
-    # ---------------------------------------------------------- validate
-    base = load_config(config)
-    if overrides:
-        bad = [k for k in overrides if k in ("seed",)]
-        if bad:
-            raise SweepError("--set seed=...: the sweep's base seed is set with --seed")
-        base = base.with_overrides(overrides)
-    spec = SweepSpec(as_params(params), zip=zip, max_points=max_points)
-    if len(spec.points) > 1000:
-        say(f"validating {len(spec.points)} sweep points ...")
-    configs = resolve_points(base, spec, seed=seed)
+    base, spec, configs, seed = _validated(config, params, zip=zip, seed=seed, overrides=overrides,
+                                           max_points=max_points, say=say)
     pvals = point_values(configs, spec)
     nruns = base.Nruns
     npoints = len(configs)
@@ -98,35 +86,60 @@ def run_sweep(
     own_executor = executor is None
     if executor is None:
         executor = make_executor(workers, scheduler, timeout=scheduler_timeout)
-    bar = None
     try:
-        # ------------------------------------------------------ run
-        tomls = [
-            f"# sweep {folder_name}, point {k}: {spec.label(k)}\n"
-            f"# run i of this point uses seed {seed} + i\n" + cfg.to_toml()
-            for k, cfg in enumerate(configs)
-        ]
         store.lock()
         # another driver may have written here since the check above
         complete = store.check(desc, resume=resume, npoints=npoints, nruns=nruns)
-        store.open(desc, tomls)
+        store.open(desc, [
+            f"# sweep {folder_name}, point {k}: {spec.label(k)}\n"
+            f"# run i of this point uses seed {seed} + i\n" + cfg.to_toml()
+            for k, cfg in enumerate(configs)
+        ])
         todo = [k for k in range(npoints) if k not in complete]
-        say(
-            f"sweep {folder_name}: {npoints} point(s) x {nruns} run(s)"
+        say(f"sweep {folder_name}: {npoints} point(s) x {nruns} run(s)"
             + (f", {len(complete)} already complete" if complete else "")
-            + f" -> {store.folder}"
-            + (f" [{executor.describe()}]" if todo else "")
-        )
+            + f" -> {store.folder}" + (f" [{executor.describe()}]" if todo else ""))
         for p in spec.params:
             say(f"  {p.name}: {describe_values(p.values)}")
-        labels = {k: f"sweep point {k} ({spec.label(k)})" for k in todo}
-        dicts = {k: configs[k].to_dict() for k in todo}
-        tasks = [Task(k, i, dicts[k], labels[k]) for k in todo for i in range(nruns)]
-        pending: dict[int, dict[int, dict]] = {k: {} for k in todo}
+        bar = None
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=npoints, initial=len(complete), unit="point", desc=folder_name, file=sys.stderr)
+        _run_points(executor, runner, store, spec, configs, pvals, todo, nruns, seed, bar)
+        if own_executor:
+            executor.close()
+        return _report(store, spec, pvals, base, folder_name, plot, npoints, len(complete))
+    finally:
+        if own_executor:
+            executor.close()
+        store.unlock()
+
+
+def _validated(config, params, *, zip: bool, seed, overrides, max_points: int, say):
+    """``(base config, spec, config of every point, seed)``, every point validated."""
+    if seed is None or int(seed) < 0:
+        raise SweepError(f"--seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    base = load_config(config)
+    if overrides:
+        bad = [k for k in overrides if k in ("seed",)]
+        if bad:
+            raise SweepError("--set seed=...: the sweep's base seed is set with --seed")
+        base = base.with_overrides(overrides)
+    spec = SweepSpec(as_params(params), zip=zip, max_points=max_points)
+    if len(spec.points) > 1000:
+        say(f"validating {len(spec.points)} sweep points ...")
+    return base, spec, resolve_points(base, spec, seed=seed), seed
+
+
+def _run_points(executor, runner, store, spec, configs, pvals, todo: list[int], nruns: int, seed: int, bar) -> None:
+    """Run every (point, run) of the points ``todo``; a point's rows are stored once all its runs are in."""
+    try:
+        labels = {k: f"sweep point {k} ({spec.label(k)})" for k in todo}
+        dicts = {k: configs[k].to_dict() for k in todo}
+        tasks = [Task(k, i, dicts[k], labels[k]) for k in todo for i in range(nruns)]
+        pending: dict[int, dict[int, dict]] = {k: {} for k in todo}
         for task, payload in executor.run(tasks, runner):
             got = pending[task.point]
             got[task.run] = payload
@@ -139,30 +152,25 @@ def run_sweep(
                 accs = [float(r["accuracy"]) for r in rows]
                 bar.set_postfix_str(f"{spec.label(task.point)}: acc {sum(accs) / len(accs):.4f}", refresh=False)
                 bar.update(1)
-        if bar is not None:
-            bar.close()
-            bar = None
-        if own_executor:
-            executor.close()
-        # ------------------------------------------------------ report
-        from simulator.sweep.report import plot_summary, summarize
-
-        store.sort_results()
-        results = store.read_frame()
-        summary = summarize(results, spec, pvals)
-        _store.atomic_write(store.summary_path, summary.to_csv(index=False))
-        note, plot_path = None, None
-        if plot:
-            note = plot_summary(summary, spec, store.plot_path, title=folder_name, nruns=nruns,
-                                witin=_has_witin_layers(base))
-            plot_path = None if note else store.plot_path
-        return SweepResult(store.folder, results, summary, plot_path, npoints, nruns, len(complete), note)
     finally:
         if bar is not None:
             bar.close()
-        if own_executor:
-            executor.close()
-        store.unlock()
+
+
+def _report(store, spec, pvals, base: Config, folder_name: str, plot: bool, npoints: int, resumed: int) -> SweepResult:
+    """Sorted results, the summary CSV and (with ``plot``) the plot of a finished sweep."""
+    from simulator.sweep.report import plot_summary, summarize
+
+    store.sort_results()
+    results = store.read_frame()
+    summary = summarize(results, spec, pvals)
+    _store.atomic_write(store.summary_path, summary.to_csv(index=False))
+    note, plot_path = None, None
+    if plot:
+        note = plot_summary(summary, spec, store.plot_path, title=folder_name, nruns=base.Nruns,
+                            witin=_has_witin_layers(base))
+        plot_path = None if note else store.plot_path
+    return SweepResult(store.folder, results, summary, plot_path, npoints, base.Nruns, resumed, note)
 
 
 def _has_witin_layers(cfg: Config) -> bool:

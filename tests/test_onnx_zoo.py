@@ -21,7 +21,7 @@ pytest.importorskip("onnxruntime", reason="onnxruntime not installed (optional e
 
 import simulator  # noqa: E402
 from simulator.errors import ModelError  # noqa: E402
-from simulator.io import loader, onnx_import  # noqa: E402
+from simulator.io import loader, onnx_import, onnx_ops  # noqa: E402
 from torchvision_compat import import_torchvision  # noqa: E402
 
 REL_TOL = 1e-5  # max |ours - torch| relative to max |torch|
@@ -234,7 +234,7 @@ def test_self_check_refuses_a_wrong_translation(exported, monkeypatch):
     def wrong_hardswish(imp, node, a):  # a plausible slip: HardSigmoid's formula without the factor x
         imp.add(node, "Unary", [imp.dyn(node, node.input[0])], {"op": "HardSigmoid", "alpha": 1 / 6, "beta": 0.5})
 
-    monkeypatch.setitem(onnx_import._HANDLERS, "HardSwish", wrong_hardswish)
+    monkeypatch.setitem(onnx_ops.HANDLERS, "HardSwish", wrong_hardswish)
     monkeypatch.setattr(loader, "_CHECKED", set())  # forget that this file passed its check earlier in the session
     with pytest.raises(ModelError) as exc:
         simulator.load_model(path)

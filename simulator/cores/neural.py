@@ -37,7 +37,7 @@ from simulator.cores.mapping import SliceEncoding, encode, partition_sizes, slic
 from simulator.cores.numeric import ArrayOptions, InputSlicing
 from simulator.cores.wrapper import WrapperCore
 from simulator.errors import ConfigError
-from simulator.quantization.uniform import UniformQuantizer
+from simulator.quantization.uniform import UniformQuantizer, integer_codes
 
 
 def _slices(sizes: list[int]) -> list[slice]:
@@ -338,10 +338,7 @@ class NeuralCore:
         X = xp.asarray(X, dtype=self.dtype)
         if self.slicing.enabled:
             L = self.slicing.divisor
-            lo = -L if self.slicing.signed else 0.0
-            t = xp.multiply(X, L / self.x_scale)
-            xp.rint(t, out=t)
-            return xp.clip(t, lo, L, out=t)
+            return integer_codes(X, L / self.x_scale, -L if self.slicing.signed else 0.0, L, xp)
         t = self.dac(X, xp)
         t /= self.x_scale
         return t

@@ -1,8 +1,9 @@
 """Uniform quantization: the one module for equally spaced levels (manual 6.2.1, 9.2, 9.3).
 
 Every equally spaced quantizer of the simulator is defined here: the ADCs and
-DACs (:class:`UniformQuantizer`), the integer weight codes of the core
-hierarchy (:func:`quantize_normalized`), the standalone weight quantizer
+DACs (:class:`UniformQuantizer`), the integer codes of bit-sliced inputs and
+of the core hierarchy's weights (:func:`integer_codes`,
+:func:`quantize_normalized`), the standalone weight quantizer
 (:func:`uniform_levels`, :func:`quantize_uniform`) and the level tables the
 calibration optimizers evaluate (:func:`quantizer_levels`).
 
@@ -47,7 +48,7 @@ from simulator.errors import ConfigError
 from simulator.quantization._common import array_module, check_finite_positive, check_n_levels, float_dtype
 
 __all__ = [
-    "UniformQuantizer", "quantizer_levels", "symmetric_range", "quantize_normalized", "uniform_levels",
+    "UniformQuantizer", "quantizer_levels", "symmetric_range", "integer_codes", "quantize_normalized", "uniform_levels",
     "quantize_uniform",
 ]
 
@@ -137,6 +138,23 @@ def symmetric_range(lo: float, hi: float) -> tuple[float, float]:
     return -r, r
 
 
+def integer_codes(x, per_unit: float, kmin: float | None, kmax: float | None, xp, out=None):
+    """Integer level codes ``clip(rint(x * per_unit), kmin, kmax)`` (float array; a bound None: no clip).
+
+    ``per_unit``: codes per unit of ``x`` (the inverse of the step). The grid
+    of bit-sliced inputs (codes ``-L .. L`` or ``0 .. L`` with ``L = 2**bits - 1``
+    or ``2**(bits-1) - 1``) and of the weight codes (:func:`quantize_normalized`).
+    Runs in one buffer (``out``, else one new array).
+    """
+    t = xp.multiply(x, per_unit, out=out)
+    if out is None and (getattr(t, "ndim", 0) == 0 or t.dtype.kind != "f"):  # scalars, integer inputs
+        t = xp.asarray(t, dtype=xp.float64)
+    xp.rint(t, out=t)
+    if kmin is not None or kmax is not None:
+        xp.clip(t, kmin, kmax, out=t)
+    return t
+
+
 def quantize_normalized(w, weight_bits: int, style: str, xp):
     """Integer weight codes ``W_int`` of normalized weights ``w`` and the divisor ``L``: ``w_q = W_int / L``.
 
@@ -146,9 +164,9 @@ def quantize_normalized(w, weight_bits: int, style: str, xp):
     """
     if style == "BALANCED":
         L = 2 ** (weight_bits - 1) - 1
-        return xp.rint(w * L), L
+        return integer_codes(w, L, None, None, xp), L
     half = 2 ** (weight_bits - 1)
-    return xp.clip(xp.rint(w * half), -half, half - 1), half
+    return integer_codes(w, half, -half, half - 1, xp), half
 
 
 def uniform_levels(w, n_levels: int, wmax: float, *, xp=None):

@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import simulator  # noqa: E402
 from simulator.io.digits import load_digits_split  # noqa: E402
 from simulator.quantization import quantize_uniform  # noqa: E402
-from simulator.simulation import fold_batchnorm  # noqa: E402
+from simulator.executor.graph_passes import fold_batchnorm  # noqa: E402
 
 KERNEL = {"Dense": "kernel", "Conv2D": "kernel", "DepthwiseConv2D": "depthwise_kernel"}
 BASE = {"style": "BALANCED", "balanced_style": "one_sided", "On_off_ratio": 0, "adc_bits": 0, "dac_bits": 0,

@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from simulator.errors import DataError, XbarsimError
+from simulator.executor.hosts import register_host
 from simulator.simulation import Simulation
 from simulator.torch_host.modules import from_xp, make_replacement, nn, to_xp, torch
-from simulator.torch_host.network import set_eval
+from simulator.torch_host.network import TorchNetwork, set_eval
 
 
 @contextlib.contextmanager
@@ -116,17 +117,17 @@ class TorchSimulation(Simulation):
         ``offset + k * 2**32 ...``, so repeated calls draw independent noise; the first call keys as the executor."""
         k = self._calls.get(layer_name, 0)
         self._calls[layer_name] = k + 1
-        saved = self._offset
-        self._offset = saved + k * 2**32
+        saved = self.batch_offset
+        self.batch_offset = saved + k * 2**32
         try:
             yield
         finally:
-            self._offset = saved
+            self.batch_offset = saved
 
     def run_dense(self, layer_name: str, x):
         """A dense layer on ``x`` of shape (..., features)."""
         with self._call_offset(layer_name):
-            y = self._apply(self._by_name[layer_name], [to_xp(x, self.xp)], self._ideal_mode)
+            y = self.apply_layer(self._by_name[layer_name], [to_xp(x, self.xp)], self._ideal_mode)
         return from_xp(y, x)
 
     def run_conv(self, module, x, output_padding):
@@ -143,7 +144,7 @@ class TorchSimulation(Simulation):
         X = to_xp(t, xp)
         X = X[:, :, None, :] if one_d else X
         with self._call_offset(layer.name):
-            Y = self._apply(layer, [xp.ascontiguousarray(X.transpose(0, 2, 3, 1))], self._ideal_mode)
+            Y = self.apply_layer(layer, [xp.ascontiguousarray(X.transpose(0, 2, 3, 1))], self._ideal_mode)
         if one_d or not self._channels_last:
             Y = xp.ascontiguousarray(Y.transpose(0, 3, 1, 2))
             out = from_xp(Y[:, :, 0, :] if one_d else Y, x)
@@ -159,7 +160,7 @@ class TorchSimulation(Simulation):
         if hx is not None:
             ins.append(to_xp(hx.unsqueeze(0) if unbatched else hx, self.xp))
         with self._call_offset(module.layer_name):
-            y = from_xp(self._apply(self._by_name[module.layer_name], ins, self._ideal_mode), x)
+            y = from_xp(self.apply_layer(self._by_name[module.layer_name], ins, self._ideal_mode), x)
         return y.squeeze(0) if unbatched else y
 
     # ------------------------------------------------------------ running
@@ -197,16 +198,16 @@ class TorchSimulation(Simulation):
             raise ValueError(f"image_offset must be >= 0, got {offset}")
         first = x[0] if isinstance(x, (tuple, list)) else next(iter(x.values())) if isinstance(x, dict) else x
         self._images_seen = offset + (len(first) if hasattr(first, "__len__") else 1)
-        self._offset = offset
+        self.batch_offset = offset
         return self._torch_forward(x, ideal=False)
 
     def ideal_forward(self, x, dtype: str = "float64"):
         """The same torch model with exact MVMs in ``dtype`` (float64; float32 for timing): the reference."""
-        saved, self._ideal_dtype = self._ideal_dtype, str(np.dtype(dtype))
+        saved, self.ideal_dtype = self.ideal_dtype, str(np.dtype(dtype))
         try:
             return self._torch_forward(x, ideal=True)
         finally:
-            self._ideal_dtype = saved
+            self.ideal_dtype = saved
 
     def _torch_forward(self, x, ideal: bool):
         args, kwargs, as_numpy = self._inputs(x)
@@ -221,9 +222,9 @@ class TorchSimulation(Simulation):
         """A program specialized to batch B: run chunks of B (the last padded by repeating its first row)."""
         N = int(args[0].shape[0])
         outs = []
-        base = self._offset
+        base = self.batch_offset
         for s in range(0, N, B):
-            self._offset = base + s  # chunk s..s+B holds images base+s.. (read-noise keys)
+            self.batch_offset = base + s  # chunk s..s+B holds images base+s.. (read-noise keys)
             part = []
             for a in args:
                 c = a[s:s + B]
@@ -234,7 +235,7 @@ class TorchSimulation(Simulation):
             if not isinstance(y, torch.Tensor):
                 raise DataError(f"model {self.network.name!r} was exported for batch {B}; run it with batches of {B}")
             outs.append(y[: min(B, N - s)])
-        self._offset = base
+        self.batch_offset = base
         return torch.cat(outs)
 
     @contextlib.contextmanager
@@ -244,7 +245,7 @@ class TorchSimulation(Simulation):
         saved = self.dtype
         self._ideal_mode = ideal
         if ideal:
-            self.dtype = self.xp.dtype(self._ideal_dtype)
+            self.dtype = self.xp.dtype(self.ideal_dtype)
         try:
             with torch.no_grad(), _mha_fastpath_off():
                 yield
@@ -275,3 +276,6 @@ class TorchSimulation(Simulation):
             raise DataError(f"model {self.network.name!r}: forward failed on input ({shapes}): "
                             f"{exc.__class__.__name__}: {first}") from None
         return out
+
+
+register_host(TorchNetwork, TorchSimulation)  # Simulation(torch_network, ...) is a TorchSimulation

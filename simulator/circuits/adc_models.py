@@ -91,16 +91,46 @@ import numpy
 from simulator.errors import ConfigError
 from simulator.quantization.uniform import UniformQuantizer, symmetric_range
 
-__all__ = ["ADCModel", "ADC_MODELS", "register_adc", "midrise_codes", "symmetric_cdac_thresholds",
+__all__ = ["ADCModel", "ADC_MODELS", "register_adc", "Registry", "IdealGrid", "midrise_codes", "symmetric_cdac_thresholds",
            "unsigned_cdac_thresholds", "split_cdac_thresholds"]
 
-ADC_MODELS: dict[str, type] = {}
+class Registry(dict):
+    """Converter models by name (``adc_type`` / ``dac_type``); :meth:`register` is the class decorator."""
+
+    def register(self, cls):
+        """Make ``cls`` selectable by its ``name``; returns it (use as a class decorator)."""
+        self[cls.name] = cls
+        return cls
 
 
-def register_adc(cls):
-    """Class decorator: make an :class:`ADCModel` subclass selectable by ``adc_type = cls.name``."""
-    ADC_MODELS[cls.name] = cls
-    return cls
+#: ADC models by ``adc_type``; ``@register_adc`` adds an :class:`ADCModel` subclass
+ADC_MODELS: Registry = Registry()
+register_adc = ADC_MODELS.register
+
+
+class IdealGrid:
+    """The ideal converters: one :class:`UniformQuantizer` grid ``q`` over ``levels_range(lo, hi)``.
+
+    ``zero_centred``: the quantizer's grid (False: plain, see :mod:`simulator.quantization.uniform`).
+    """
+
+    zero_centred = True
+
+    @staticmethod
+    def levels_range(lo: float, hi: float) -> tuple[float, float]:
+        """The range the quantizer's levels span for the requested range."""
+        return lo, hi
+
+    def _set_grid(self) -> None:
+        self.q = UniformQuantizer(self.bits, *self.levels_range(self.lo, self.hi), zero_centred=self.zero_centred)
+        self.lo, self.hi = self.q.lo, self.q.hi
+
+    signed = property(lambda self: self.q.signed)
+    step = property(lambda self: self.q.step)
+    k_range = property(lambda self: self.q.k_range)
+
+    def __call__(self, y, xp, out=None):
+        return self.q(y, xp, out=out)
 
 
 class ADCModel:
@@ -285,28 +315,14 @@ def split_cdac_thresholds(bits: int, z, sigma: float, gain: float):
 
 # ------------------------------------------------------------- ADC models
 @register_adc
-class GenericADC(ADCModel):
+class GenericADC(IdealGrid, ADCModel):
     """The manual's ADC (:class:`UniformQuantizer`): zero-centred signed levels, 2**bits unsigned ones."""
 
     name = "generic"
-    zero_centred = True  #: the quantizer's grid (False: plain, see simulator.quantization.uniform)
 
     def __init__(self, bits, lo, hi, **kw) -> None:
         super().__init__(bits, lo, hi, **kw)
-        self.q = UniformQuantizer(self.bits, *self.levels_range(self.lo, self.hi), zero_centred=self.zero_centred)
-        self.lo, self.hi = self.q.lo, self.q.hi
-
-    @staticmethod
-    def levels_range(lo: float, hi: float) -> tuple[float, float]:
-        """The range the quantizer's levels span for the requested range."""
-        return lo, hi
-
-    signed = property(lambda self: self.q.signed)
-    step = property(lambda self: self.q.step)
-    k_range = property(lambda self: self.q.k_range)
-
-    def __call__(self, y, xp, out=None):
-        return self.q(y, xp, out=out)
+        self._set_grid()
 
 
 @register_adc

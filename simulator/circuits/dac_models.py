@@ -17,17 +17,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from simulator.quantization.uniform import UniformQuantizer, symmetric_range
+from simulator.circuits.adc_models import IdealGrid, Registry
+from simulator.quantization.uniform import symmetric_range
 
 __all__ = ["DACModel", "DAC_MODELS", "register_dac"]
 
-DAC_MODELS: dict[str, type] = {}
-
-
-def register_dac(cls):
-    """Class decorator: make a :class:`DACModel` subclass selectable by ``dac_type = cls.name``."""
-    DAC_MODELS[cls.name] = cls
-    return cls
+#: DAC models by ``dac_type``; ``@register_dac`` adds a :class:`DACModel` subclass
+DAC_MODELS: Registry = Registry()
+register_dac = DAC_MODELS.register
 
 
 class DACModel:
@@ -47,28 +44,19 @@ class DACModel:
 
 
 @register_dac
-class GenericDAC(DACModel):
-    """The manual's DAC (:class:`UniformQuantizer` over the input range)."""
+class GenericDAC(IdealGrid, DACModel):
+    """The manual's DAC (:class:`~simulator.quantization.uniform.UniformQuantizer` over the input range)."""
 
     name = "generic"
 
-    zero_centred = True  #: the quantizer's grid (False: plain, see simulator.quantization.uniform)
-
     def __init__(self, bits, lo=0.0, hi=1.0) -> None:
         super().__init__(bits, lo, hi)
-        self.q = UniformQuantizer(self.bits, *self.levels_range(self.lo, self.hi), zero_centred=self.zero_centred)
-
-    @staticmethod
-    def levels_range(lo: float, hi: float) -> tuple[float, float]:
-        return lo, hi
-
-    def __call__(self, x, xp, out=None):
-        return self.q(x, xp, out=out)
+        self._set_grid()
 
 
 @register_dac
 class QuantizerDAC(GenericDAC):
-    """2**bits levels from lo to hi inclusive (the plain grid of :class:`UniformQuantizer`)."""
+    """2**bits levels from lo to hi inclusive (the plain grid of the uniform quantizer)."""
 
     name = "quantizer"
     zero_centred = False

@@ -197,25 +197,6 @@ def _correct(out: np.ndarray, labels: np.ndarray, ks: list[int]) -> dict[int, in
     return {k: int(hits[:, :k].any(axis=1).sum()) for k in ks}
 
 
-#: floating-point accuracy per (model, data selection): sweeps run many points on one model and data set
-_IDEAL_CACHE: dict[tuple, tuple] = {}
-
-_IDEAL_KEYS = ("model_name", "task", "dataset_path", "ntest", "nstart", "randomSampling", "dataset_normalization",
-               "subtract_pixel_mean", "fold_batchnorm", "ignoredLayerTypes", "topk", "ntest_batch")
-
-
-def _ideal_key(cfg: Config) -> tuple | None:
-    from simulator.models import resolve_model_path
-
-    if cfg.randomSampling and cfg.seed is None:
-        return None  # a fresh random selection every call
-
-    path = resolve_model_path(cfg.model_name)
-    values = tuple(str(getattr(cfg, k)) for k in _IDEAL_KEYS)
-    seed = cfg.seed if cfg.randomSampling else None
-    return (str(path), path.stat().st_mtime_ns, seed) + values
-
-
 def _data_name(cfg: Config, data) -> str:
     """The dataset's name for messages."""
     return getattr(getattr(data, "source", None), "description", None) or cfg.dataset_path or f"task {cfg.task!r}"
@@ -251,29 +232,9 @@ def run(
     from simulator.calibration_io import calibration_for
 
     calib = calibration_for(net, cfg)
-    # ideal (floating-point) reference, once
-    ref_cfg = cfg.with_overrides({"export_conductances": False}) if cfg.export_conductances else cfg  # runs export
-    ref = Simulation(net, ref_cfg.with_overrides({"error_model": "none", "noise_model": "none", "drift_model": "none",
-                                               "device_params": {}, "t_drift": 0.0})
-                     if cfg.error_model != "none" or cfg.noise_model != "none" or cfg.drift_model != "none" else ref_cfg,
-                     seed=base_seed, calibration=calib)
+    ref = _ideal_reference(net, cfg, base_seed, calib)  # ideal (floating-point) reference, once
     data = dataset if dataset is not None else load_test_dataset(cfg)
-    t0 = time.perf_counter()
-    ideal_hits = {k: 0 for k in ks}
-    n = 0
-    for x, y in data.iter_batches(layout=net.input_layout):
-        out = primary_output(ref.ideal_forward(x))
-        n_classes = out.reshape(len(out), -1).shape[1]
-        if max(ks) > n_classes:
-            raise ConfigError(f"{cfg.source}: topk = {cfg.topk!r} but model {net.name!r} has {n_classes} outputs "
-                              "(top-k accuracy needs k <= the number of classes)")
-        check_labels(y, n_classes, _data_name(cfg, data), n)
-        hits = _correct(out, np.asarray(y), ks)
-        for k in ks:
-            ideal_hits[k] += hits[k]
-        n += len(y)
-    ideal_time = (time.perf_counter() - t0) / max(n, 1)
-    ideal_topk = {k: ideal_hits[k] / max(n, 1) for k in ks}
+    ideal_topk, n, ideal_time = _ideal_pass(ref, data, cfg, net, ks)
     float32_time = _float32_seconds_per_image(ref, data, net.input_layout)
 
     rows = []
@@ -283,34 +244,15 @@ def run(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(indices) * len(cfg.drift_times) * n, unit="img", dynamic_ncols=True, leave=False)
-    times = cfg.drift_times
     for i in indices:
         seed = base_seed + i
         t0 = time.perf_counter()
         sim = Simulation(net, cfg, seed=seed, calibration=calib)  # programmed once per run
-        for t_days in times:
+        for t_days in cfg.drift_times:
             if t_days != sim.t_drift:
                 t0 = time.perf_counter()
                 sim.set_drift_time(t_days)  # drift from the same programmed state
-            hits = {k: 0 for k in ks}
-            seen = 0
-            next_report = cfg.count_interval
-            for x, y in data.iter_batches(layout=net.input_layout):
-                # image_offset keys the read noise by image index (the same draws at every drift time)
-                h = _correct(sim.forward(x, image_offset=seen), np.asarray(y), ks)
-                for k in ks:
-                    hits[k] += h[k]
-                seen += len(y)
-                if bar is not None:
-                    bar.update(len(y))
-                    bar.set_postfix(run=i, acc=f"{100 * hits[1] / seen:.2f}%")
-                if echo is not None and cfg.count_interval and seen >= next_report:
-                    at = f" at t_drift = {t_days:g} d" if len(times) > 1 else ""
-                    msg = f"run {i}{at}: {seen} images, accuracy {100 * hits[1] / seen:.2f} %"
-                    if cfg.time_interval:
-                        msg += f", {time.perf_counter() - t0:.1f} s"
-                    echo(msg)
-                    next_report += cfg.count_interval
+            hits, seen = _accuracy_pass(sim, data, cfg, net, ks, i, t_days, t0, bar, echo)
             elapsed = time.perf_counter() - t0
             total_time += elapsed
             row = {"run": i, "seed": seed, "t_drift": float(t_days), "accuracy": hits[1] / max(seen, 1)}
@@ -330,6 +272,60 @@ def run(
                    if any((getattr(layer, "attrs", None) or {}).get("witin") for layer in getattr(net, "layers", []))
                    else Result.reference),
     )
+
+
+def _ideal_reference(net: Network, cfg: Config, seed: int, calib) -> Simulation:
+    """The Simulation whose ``ideal_forward`` is the floating-point reference (no device models, no export)."""
+    ref_cfg = cfg.with_overrides({"export_conductances": False}) if cfg.export_conductances else cfg  # runs export
+    if cfg.error_model != "none" or cfg.noise_model != "none" or cfg.drift_model != "none":
+        ref_cfg = ref_cfg.with_overrides({"error_model": "none", "noise_model": "none", "drift_model": "none",
+                                          "device_params": {}, "t_drift": 0.0})
+    return Simulation(net, ref_cfg, seed=seed, calibration=calib)
+
+
+def _ideal_pass(ref: Simulation, data, cfg: Config, net: Network, ks: list[int]) -> tuple[dict[int, float], int, float]:
+    """``(top-k accuracy of the floating-point pass, images, seconds per image)``; checks topk and the labels."""
+    t0 = time.perf_counter()
+    ideal_hits = {k: 0 for k in ks}
+    n = 0
+    for x, y in data.iter_batches(layout=net.input_layout):
+        out = primary_output(ref.ideal_forward(x))
+        n_classes = out.reshape(len(out), -1).shape[1]
+        if max(ks) > n_classes:
+            raise ConfigError(f"{cfg.source}: topk = {cfg.topk!r} but model {net.name!r} has {n_classes} outputs "
+                              "(top-k accuracy needs k <= the number of classes)")
+        check_labels(y, n_classes, _data_name(cfg, data), n)
+        hits = _correct(out, np.asarray(y), ks)
+        for k in ks:
+            ideal_hits[k] += hits[k]
+        n += len(y)
+    ideal_time = (time.perf_counter() - t0) / max(n, 1)
+    return {k: ideal_hits[k] / max(n, 1) for k in ks}, n, ideal_time
+
+
+def _accuracy_pass(sim, data, cfg: Config, net: Network, ks: list[int], i: int, t_days: float, t0: float, bar,
+                   echo) -> tuple[dict[int, int], int]:
+    """Stream the test images through run ``i``'s chip at ``t_days``: ``(hits per k, images)``; reports progress."""
+    hits = {k: 0 for k in ks}
+    seen = 0
+    next_report = cfg.count_interval
+    for x, y in data.iter_batches(layout=net.input_layout):
+        # image_offset keys the read noise by image index (the same draws at every drift time)
+        h = _correct(sim.forward(x, image_offset=seen), np.asarray(y), ks)
+        for k in ks:
+            hits[k] += h[k]
+        seen += len(y)
+        if bar is not None:
+            bar.update(len(y))
+            bar.set_postfix(run=i, acc=f"{100 * hits[1] / seen:.2f}%")
+        if echo is not None and cfg.count_interval and seen >= next_report:
+            at = f" at t_drift = {t_days:g} d" if len(cfg.drift_times) > 1 else ""
+            msg = f"run {i}{at}: {seen} images, accuracy {100 * hits[1] / seen:.2f} %"
+            if cfg.time_interval:
+                msg += f", {time.perf_counter() - t0:.1f} s"
+            echo(msg)
+            next_report += cfg.count_interval
+    return hits, seen
 
 
 #: images timed for the float32 reference (whole batches, at least this many when the split has them)

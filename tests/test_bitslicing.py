@@ -236,10 +236,11 @@ def test_eq_6_6_six_bits_in_two_3bit_slices():
     # BALANCED, weight_bits 7: six magnitude bits; W_max = 63 via weight_percentile so W_int = M
     net = dense_net(M.astype(float))
     sim = simulator.Simulation(net, {"weight_bits": 7, "Nslices": 2, "weight_percentile": 100 * 63 / 58}, seed=0)
-    enc_b = sim.cores["fc"].wrappers[0].encoding
-    np.testing.assert_array_equal(_slices(enc_b, 1), [[1, 7], [3, 6]])
-    np.testing.assert_array_equal(_slices(enc_b, 0), [[4, 2], [5, 2]])
-    assert not np.any(_slices(enc_b, 0, "neg")) and not np.any(_slices(enc_b, 1, "neg"))
+    top = sim.mapping("fc").device_levels
+    level = {(a.slice, a.plane): np.rint(a.target * top).astype(int) for a in sim.arrays("fc")}  # one partition
+    np.testing.assert_array_equal(level[1, "pos"], [[1, 7], [3, 6]])
+    np.testing.assert_array_equal(level[0, "pos"], [[4, 2], [5, 2]])
+    assert not np.any(level[0, "neg"]) and not np.any(level[1, "neg"])
     x = np.array([[1.0, 0.0], [0.0, 1.0], [0.3, 0.7]])
     np.testing.assert_allclose(sim.forward(x), x @ M, atol=1e-9)
 
@@ -327,9 +328,9 @@ def test_adc_exponents_per_slice(style, signed):
            "adc_range_option": "calibrated", "adc_exponents": C, "dac_bits": 6, "dac_range": list(rng_in),
            "On_off_ratio": 7.3, "precision": "float64"}
     sim = simulator.Simulation(net, cfg, seed=0)
-    core = sim.cores["fc"]
+    m = sim.mapping("fc")
     ymax = n_in * ((1 - Gmin) if style == "BALANCED" else 1.0)
-    lims = core.adc_limits()
+    lims = m.adc_ranges
     for (lo, hi), c in zip(lims, C):
         assert hi == pytest.approx(ymax * 2.0**-c)
         assert lo == (0.0 if (style == "OFFSET" and not signed) else pytest.approx(-ymax * 2.0**-c))
@@ -339,17 +340,19 @@ def test_adc_exponents_per_slice(style, signed):
     Lx = 31 if signed else 63
     xq = np.clip(np.rint(x * Lx), -Lx if signed else 0, Lx) / Lx
     xsum = xq.sum(axis=1, keepdims=True)
-    wr = core.wrappers[0]
+    assert len(m.partitions) == 1
+    planes = {(a.slice, a.plane): a for a in sim.arrays("fc")}
     acc = 0
-    for gain, nc, (lo, hi) in zip(wr.encoding.gains, wr.cores, lims):
-        if nc.G_neg is not None:
-            d = _adc(xq @ (nc.G_pos - nc.G_neg), lo, hi, 6)
+    for s, (lo, hi) in enumerate(lims):
+        pos, neg = planes[s, "pos"], planes.get((s, "neg"))
+        if neg is not None:
+            d = _adc(xq @ (pos.G - neg.G), lo, hi, 6)
         else:
-            d = _adc(xq @ nc.G_pos, lo, hi, 6) - Gmin * xsum
-        acc = acc + gain * d / (1 - Gmin)
+            d = _adc(xq @ pos.G, lo, hi, 6) - Gmin * xsum
+        acc = acc + pos.gain * d / (1 - Gmin)
     if style == "OFFSET":
-        acc = acc - wr.encoding.offset * xsum
-    np.testing.assert_allclose(y, acc * core.Wmax * core.x_scale, atol=1e-9)
+        acc = acc - m.offset * xsum
+    np.testing.assert_allclose(y, acc * m.W_max * m.x_scale, atol=1e-9)
     assert rel(y, simulator.Simulation(net, cfg).ideal_forward(x)) > 1e-4  # the ADCs did something
 
 
@@ -359,12 +362,12 @@ def test_max_and_granular_ranges_per_slice():
     net = dense_net(W)
     base = {"weight_bits": 9, "Nslices": 4, "dac_bits": 4, "dac_range": [-1.0, 1.0], "On_off_ratio": 10, "precision": "float64",
             "input_bitslicing": True, "ADC_per_ibit": True}
-    core = simulator.Simulation(net, {**base, "adc_bits": 6, "adc_range_option": "max"}, seed=0).cores["fc"]
-    assert core.adc_limits() == [(-n_in * 0.9, n_in * 0.9)] * 4
+    m = simulator.Simulation(net, {**base, "adc_bits": 6, "adc_range_option": "max"}, seed=0).mapping("fc")
+    assert m.adc_ranges == ((-n_in * 0.9, n_in * 0.9),) * 4
     # granular: level step = one conductance step of a 2-bit slice, (1 - Gmin) / 3
-    core = simulator.Simulation(net, {**base, "adc_bits": 5, "adc_range_option": "granular"}, seed=0).cores["fc"]
-    for q in core.adc_quantizers:
-        assert q.step == pytest.approx(0.9 / 3) and q.hi == pytest.approx(15 * 0.9 / 3)
+    m = simulator.Simulation(net, {**base, "adc_bits": 5, "adc_range_option": "granular"}, seed=0).mapping("fc")
+    for step, (lo, hi) in zip(m.adc_steps, m.adc_ranges):
+        assert step == pytest.approx(0.9 / 3) and hi == pytest.approx(15 * 0.9 / 3)
     # full-precision guarantee: |slice output| <= N * 3 steps for 1-bit inputs -> 2^(B-1) - 1 >= 24 -> B = 6
     x = inputs((n_in,), -1, 1)
     ideal = fwd(net, base, x)
@@ -374,8 +377,8 @@ def test_max_and_granular_ranges_per_slice():
     # OFFSET, unsigned inputs, Gmin = 0: unsigned ADC from 0; 2^B - 1 >= 8 * 3 -> B = 5
     off = {**base, "style": "OFFSET", "weight_bits": 8, "dac_range": [0.0, 1.0], "On_off_ratio": 0}
     x = inputs((n_in,), 0, 1)
-    core = simulator.Simulation(net, {**off, "adc_bits": 5, "adc_range_option": "granular"}, seed=0).cores["fc"]
-    assert all(q.lo == 0.0 for q in core.adc_quantizers)
+    m = simulator.Simulation(net, {**off, "adc_bits": 5, "adc_range_option": "granular"}, seed=0).mapping("fc")
+    assert len(m.adc_ranges) == 4 and all(lo == 0.0 for lo, _ in m.adc_ranges)
     np.testing.assert_allclose(fwd(net, {**off, "adc_bits": 5, "adc_range_option": "granular"}, x), fwd(net, off, x),
                                atol=1e-12 * np.abs(fwd(net, off, x)).max())
 

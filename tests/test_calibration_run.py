@@ -128,9 +128,9 @@ def test_relu_aware_drops_values_below_minus_bias(net, tmp_path):
     sim = Simulation(net, profiling_config(cfg, "adc"))
     for layer in ("conv1", "conv2", "conv3", "fc1"):  # conv1: BN folded, then an Activation relu layer
         assert relu.layer_info[layer].relu_aware, relu.layer_info[layer]
-        core = sim.cores[layer]
-        raw = np.asarray(full.load_raw((layer, 0, None))).reshape(-1, core.n_out)
-        b = np.asarray(core.bias, dtype=np.float32)
+        m = sim.mapping(layer)
+        raw = np.asarray(full.load_raw((layer, 0, None))).reshape(-1, m.n_out)
+        b = np.asarray(m.digital_bias, dtype=np.float32)
         kept = raw[raw + b >= 0]
         got = np.sort(np.asarray(relu.load_raw((layer, 0, None))))
         assert got.size == kept.size < raw.size
@@ -192,11 +192,12 @@ def test_bitsliced_exponents_cover_pct_and_differ_by_powers_of_two(pct, net, tmp
             top = li.y_max * 2.0 ** -int(c)
             assert a <= top and (a == 0 or a > top / 2)  # covers the percentile; C is the largest that does
         # the simulator's ADC limits of the slices differ only by powers of two
-        his = [q.hi for q in sim.cores[layer].adc_quantizers]
+        ranges = sim.mapping(layer).adc_ranges
+        his = [hi for _, hi in ranges]
         for hi in his:
             r = math.log2(hi / his[0])
             assert r == round(r)
-            assert sim.cores[layer].adc_quantizers[0].lo == -his[0]
+            assert ranges[0][0] == -his[0]
 
 
 # ---------------------------------------------------------------------------
@@ -290,7 +291,7 @@ def test_gru_cell_cores_are_profiled_and_calibrated_separately(tmp_path):
     cal = load_calibration(path, "gru", HardwareKey.from_config(cfg), ["gru/ih", "gru/hh"], require_dac=True)
     assert cal.dac_ranges["gru/ih"][0] < 0  # signed inputs keep a negative lower limit
     sim = Simulation(net, cfg.with_overrides({"adc_range_option": "calibrated", "calibration_file": str(path)}))
-    ih, hh = sim.cores["gru"]
+    ih, hh = sim.mapping("gru/ih"), sim.mapping("gru/hh")
     assert ih.input_range == cal.dac_ranges["gru/ih"] and hh.input_range == cal.dac_ranges["gru/hh"]
     x = rng.normal(size=(4, Fin)).astype(np.float32)
     assert np.allclose(sim.forward(x), sim.ideal_forward(x), atol=0.05)

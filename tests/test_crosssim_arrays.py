@@ -144,16 +144,19 @@ def test_export_conductances_writes_every_array(tmp_path):
            "error_model": "alpha", "alpha_error": 0.02}
     sim = Simulation(net, cfg, seed=4)
     files = sorted((tmp_path / "G" / "seed4").glob("*.npy"))
-    n_arrays = sum(len(w.cores) for c in sim.cores.values() for w in c.wrappers)
-    assert len(files) == 2 * n_arrays  # BALANCED: a positive and a negative plane per array
+    planes = [a for name in sim.cores for a in sim.arrays(name)]
+    assert len(files) == 2 * len({a.name for a in planes})  # BALANCED: a positive and a negative plane per array
     fc2 = [l for l in net.layers if l.name == "fc2"][0]
     W = np.asarray(fc2.weights["kernel"], dtype=np.float64)
-    core = sim.cores["fc2"]
-    for (rs, cs), wrapper in zip(core.blocks, core.wrappers):
-        stem = wrapper.cores[0].name.replace("/", "__")
+    m = sim.mapping("fc2")
+    fc2_arrays = [a for a in sim.arrays("fc2") if a.plane == "pos"]
+    assert len(fc2_arrays) == len(m.partitions)
+    for a, (rs, cs) in zip(fc2_arrays, m.partitions):
+        assert (a.rows, a.cols) == (rs, cs)
+        stem = a.name.replace("/", "__")
         G = np.load(tmp_path / "G" / "seed4" / f"{stem}__pos.npy") - np.load(tmp_path / "G" / "seed4" / f"{stem}__neg.npy")
         assert G.shape == (rs.stop - rs.start, cs.stop - cs.start) and G.shape[1] <= 16 and G.shape[0] <= 64
-        err = G - W[rs, cs] / core.Wmax  # programming error sigma 0.02 on each of the two devices
+        err = G - W[rs, cs] / m.W_max  # programming error sigma 0.02 on each of the two devices
         assert 0.015 < np.std(err) < 0.04
 
 
@@ -186,8 +189,10 @@ def test_inspect_counts_column_partitions_as_the_simulation_builds_them():
     assert res.exit_code == 0, res.output
     sim = Simulation(load_model("digits_cnn"), {"NrowsMax": 256, "NcolsMax": 16}, seed=0)
     for name in ("conv2", "fc1"):
-        n = sum(len(w.cores) for w in sim.cores[name].wrappers) * 2  # BALANCED: two device planes per array
-        assert f"{name}: {len(sim.cores[name].wrappers)} partition(s) x 1 slice(s) x 2 polarity = {n} arrays" in res.output
+        n = len(sim.arrays(name))  # device planes (BALANCED: two per array)
+        parts = len(sim.mapping(name).partitions)
+        assert n == 2 * parts
+        assert f"{name}: {parts} partition(s) x 1 slice(s) x 2 polarity = {n} arrays" in res.output
 
 
 def test_run_exports_one_folder_per_run(tmp_path):

@@ -51,12 +51,12 @@ def test_limit_with_gmin_matches_programmed_conductances():
     x = rng.uniform(0, 1, size=(9, 20))
     cfg = {"On_off_ratio": 10, "Icol_max": 4e-6, "Icell_max": 1e-6}
     sim = simulator.Simulation(dense_net(W), cfg, seed=0)
-    core = sim.cores["fc"]
-    nc = core.wrappers[0].cores[0]
+    pos, neg = sim.arrays("fc")  # one array: its positive and negative device planes
+    assert (pos.plane, neg.plane) == ("pos", "neg")
     Gmin = 0.1
-    I = np.clip(x @ nc.G_pos, -4, 4) - np.clip(x @ nc.G_neg, -4, 4)
-    np.testing.assert_allclose(sim.forward(x), I / (1 - Gmin) * core.Wmax, atol=1e-9)
-    assert (x @ nc.G_pos).max() > 4 and (x @ nc.G_neg).max() > 4  # both planes were clipped somewhere
+    I = np.clip(x @ pos.G, -4, 4) - np.clip(x @ neg.G, -4, 4)
+    np.testing.assert_allclose(sim.forward(x), I / (1 - Gmin) * sim.mapping("fc").W_max, atol=1e-9)
+    assert (x @ pos.G).max() > 4 and (x @ neg.G).max() > 4  # both planes were clipped somewhere
 
 
 @pytest.mark.parametrize("extra", [

@@ -116,13 +116,8 @@ def test_stuck_fractions_binomial():
 
 
 def _planes(sim):
-    """Every conductance plane of every array of a simulation (public core attributes)."""
-    out = []
-    for core in sim.analog_cores:
-        for wrapper in core.wrappers:
-            for nc in wrapper.cores:
-                out += [nc.G_pos] + ([nc.G_neg] if nc.G_neg is not None else [])
-    return out
+    """Every conductance plane of every array of a simulation (Simulation.arrays)."""
+    return [a.G for name in sim.cores for a in sim.arrays(name)]
 
 
 @pytest.mark.parametrize("hw", [
@@ -234,9 +229,10 @@ def test_per_layer_device_models():
     net = load_model("digits_cnn")
     sim = Simulation(net, {"seed": 1, "On_off_ratio": 100, "layers": {"conv2": {"error_model": "PCM_Nandakumar"}}})
     clean = Simulation(net, {"seed": 1, "On_off_ratio": 100})
-    for core, ref in zip(sim.analog_cores, clean.analog_cores):
-        g, g0 = core.wrappers[0].cores[0].G_pos, ref.wrappers[0].cores[0].G_pos
-        if core.name == "conv2":  # programming noise of PCM_Nandakumar, relative to its sigma(G)
+    assert list(sim.cores) == list(clean.cores)
+    for name in sim.cores:
+        g, g0 = sim.arrays(name)[0].G, clean.arrays(name)[0].G  # first array's positive plane
+        if name == "conv2":  # programming noise of PCM_Nandakumar, relative to its sigma(G)
             inner = (g0 > 0.1) & (g0 < 0.9)
             z = (g[inner] - g0[inner]) / np.array([prog_sigma_hand(v) for v in g0[inner]])
             assert inner.sum() > 500

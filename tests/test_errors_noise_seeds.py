@@ -15,8 +15,7 @@ def dense_net(n_in=200, n_out=200, weights=None):
 
 
 def programmed(sim):
-    core = sim.cores["fc"].wrappers[0].cores[0]
-    return core.G_pos
+    return sim.arrays("fc")[0].G  # the positive plane of the layer's only array
 
 
 @pytest.mark.parametrize("proportional", [False, True])
@@ -34,8 +33,9 @@ def test_programming_error_std_matches_alpha(proportional):
 def test_programming_error_clipped_to_physical_range():
     net, _ = dense_net(weights=RNG.uniform(-1, 1, size=(100, 100)))
     sim = simulator.Simulation(net, {"error_model": "alpha", "alpha_error": 0.5, "On_off_ratio": 10}, seed=2)
-    core = sim.cores["fc"].wrappers[0].cores[0]
-    for G in (core.G_pos, core.G_neg):
+    planes = sim.arrays("fc")
+    assert [a.plane for a in planes] == ["pos", "neg"]
+    for G in (a.G for a in planes):
         assert G.min() >= 0.1 - 1e-12 and G.max() <= 1.0 + 1e-12
         assert np.isclose(G.min(), 0.1) and np.isclose(G.max(), 1.0)  # clipping happened at both ends
 

@@ -13,7 +13,7 @@ import simulator
 from simulator import ops
 from simulator.quantization.uniform import UniformQuantizer
 from simulator.cores.neural import NeuralCore
-from simulator.cores.numeric import InputSlicing
+from simulator.cores.numeric import ArrayOptions, InputSlicing, NumericCore
 from simulator.io.digits import load_digits_split
 from simulator.simulation import Simulation
 
@@ -65,10 +65,9 @@ def test_quantizer_in_place_equals_formula(q, dtype):
 
 
 @pytest.mark.parametrize("signed,n_bits", [(True, 7), (False, 8), (False, 12)])
-def test_bit_planes_equal_floor_mod(digits, signed, n_bits):
-    net, _ = digits
-    sim = Simulation(net, {"weight_bits": 8, "adc_bits": 8, "dac_bits": 8}, seed=0)
-    core = next(iter(sim.cores.values())).wrappers[0].cores[0]
+def test_bit_planes_equal_floor_mod(signed, n_bits):
+    core = NumericCore(np.zeros((9, 4)), None, None, options=ArrayOptions(Gmin=0.0), devices=None, xp=np, rng=0,
+                       dtype=np.float32)  # one array of 9 rows (bit planes do not depend on its conductances)
     L = 2**n_bits - 1
     rng = np.random.default_rng(2)
     x = rng.integers(-L if signed else 0, L + 1, size=(50, 9)).astype(np.float32)
@@ -139,8 +138,9 @@ def test_prequantize_off_when_zero_is_not_a_dac_level(digits):
                            "layers": {"conv2": {"dac_range": [0.5, 5.0]}}}, seed=0)
     assert sim.cores["conv1"].can_prequantize
     assert not sim.cores["conv2"].can_prequantize  # 0 maps to the level 0.5
-    sim.cores["conv1"].set_observer(_InputRecorder({}, "conv1"))
-    assert not sim.cores["conv1"].can_prequantize  # the observer wants raw inputs
+    with sim.observe(layers=["conv1"]):
+        assert not sim.cores["conv1"].can_prequantize  # the observer wants raw inputs
+    assert sim.cores["conv1"].can_prequantize  # on again once the block ends
 
 
 def test_float32_matches_float64_within_one_adc_step():
@@ -190,6 +190,8 @@ def test_output_noise_equals_exact_noise_in_distribution(digits):
     exact = np.stack([Simulation(net, dict(cfg, read_noise_mode="exact"), seed=s).forward(x) for s in range(30)])
     n = len(fast)
     se_diff = np.sqrt(fast.var(0) / n + exact.var(0) / n)
-    assert np.mean(np.abs(fast.mean(0) - exact.mean(0)) / se_diff) < 1.5  # ~0.8 for equal means
+    # Spread measured on seeds 100..249 (2000 draws of 30 seeds per mode): the mean statistic 0.82 +- 0.045
+    # (largest 0.98), sf / se 1.002 +- 0.015 (0.954..1.046); the bounds are about 6 and 5 standard deviations
+    assert np.mean(np.abs(fast.mean(0) - exact.mean(0)) / se_diff) < 1.1  # ~0.8 for equal means
     sf, se = fast.std(0).mean(), exact.std(0).mean()
-    assert sf > 0 and 0.8 < sf / se < 1.25
+    assert sf > 0 and abs(sf / se - 1) < 0.075

@@ -77,11 +77,13 @@ def test_lloyd_network_equals_float_network_with_lloyd_weights(n):
     ref = simulator.Simulation(lloyd_network(net, n), {}, seed=0).ideal_forward(x)
     assert rel(sim.forward(x), ref) < 1e-12
     assert rel(sim.forward(x), sim.ideal_forward(x)) > 1e-4  # quantization did something
-    for name, core in sim.cores.items():
-        enc = core.wrappers[0].encoding
-        assert enc.weight_levels == n and len(enc.meta["levels"]) == n
-        # effective weights read back from the conductances: at most n distinct non-structural values
-        W_eff = (enc.gains[0] * (enc.pos[0] - (enc.neg[0] if enc.neg is not None else 0)) - enc.offset) * core.Wmax
+    for name in sim.cores:
+        m = sim.mapping(name)
+        assert m.weight_levels == n and len(m.levels) == n
+        # effective weights read back from the targeted conductances: at most n distinct non-structural values
+        planes = {a.plane: a for a in sim.arrays(name) if a.partition == 0 and a.slice == 0}
+        v = planes["pos"].target - (planes["neg"].target if "neg" in planes else 0)
+        W_eff = (m.slice_gains[0] * v - m.offset) * m.W_max
         assert len(np.unique(np.round(W_eff, 12))) <= n + 1  # + the structural zeros of block-diagonal layers
 
 
@@ -105,7 +107,7 @@ def test_every_mapping_reconstructs_the_levels(mapping, on_off):
     sim = simulator.Simulation(net, cfg, seed=0)
     ref = simulator.Simulation(lloyd_network(net, 4), {}, seed=0).ideal_forward(x)
     assert rel(sim.forward(x), ref) < 1e-12
-    assert len(sim.cores["c1"].wrappers) == 2  # 18 rows in NrowsMax = 10: two arrays share the levels
+    assert len(sim.mapping("c1").partitions) == 2  # 18 rows in NrowsMax = 10: two arrays share the levels
 
 
 def test_relative_max_gives_the_paper_weight_noise():
@@ -118,11 +120,12 @@ def test_relative_max_gives_the_paper_weight_noise():
     cfg = {"weight_quantizer": "lloyd", "weight_levels": 8, "error_model": "relative_max", "alpha_error": delta,
            "precision": "float64"}
     sim = simulator.Simulation(net, cfg, seed=3)
-    core = sim.cores["fc"]
-    nc, enc = core.wrappers[0].cores[0], core.wrappers[0].encoding
-    Wq_max = np.abs(enc.meta["levels"]).max() * core.Wmax
+    m = sim.mapping("fc")
+    pos, neg = sim.arrays("fc")  # one array: positive and negative device planes
+    assert m.G_min == 0 and (pos.plane, neg.plane) == ("pos", "neg")
+    Wq_max = np.abs(m.levels).max() * m.W_max
     w_unit = Wq_max  # G_min = 0: a conductance step of 1 is max|W_q| in weight units
-    for G, target in ((nc.G_pos, enc.pos[0]), (nc.G_neg, enc.neg[0])):
+    for G, target in ((pos.G, pos.target), (neg.G, neg.target)):  # G_min = 0: the targeted G is the fraction
         inner = (target > 5 * delta) & (target < 1 - 5 * delta)  # away from the clipping at 0 and 1
         assert inner.sum() > 2000
         err = (G - target)[inner] * w_unit
@@ -131,7 +134,7 @@ def test_relative_max_gives_the_paper_weight_noise():
     # through the MVM: effective weights from one-hot inputs. A non-zero level pairs a noisy device with one
     # at G_min = 0 whose error is clipped to max(e, 0): mean sigma / sqrt(2 pi), variance (1/2 - 1/(2 pi)) sigma^2
     W_eff = sim.forward(np.eye(150))
-    Wq = (enc.gains[0] * (enc.pos[0] - enc.neg[0])) * core.Wmax
+    Wq = (m.slice_gains[0] * (pos.target - neg.target)) * m.W_max
     lv = np.abs(Wq) / Wq_max
     inner = (lv > 5 * delta) & (lv < 1 - 5 * delta)
     sigma = delta * Wq_max
@@ -180,7 +183,7 @@ def test_lloyd_on_constant_weights():
     for style in ({"style": "BALANCED"}, {"style": "OFFSET"}, {"balanced_style": "two_sided"}):
         sim = simulator.Simulation(dense(W), {**cfg, **style, "lloyd_allow_degenerate": True, "On_off_ratio": 10,
                                               "precision": "float64"}, seed=0)
-        assert len(sim.cores["fc"].wrappers[0].encoding.meta["levels"]) == 1
+        assert len(sim.mapping("fc").levels) == 1
         np.testing.assert_allclose(sim.forward(x), x @ W, atol=1e-12)
     # a single OFFSET level has no conductance range to put a unit column in
     one_line_error(lambda: simulator.Simulation(dense(W), {**cfg, "style": "OFFSET", "digital_offset": False,

@@ -240,13 +240,13 @@ def test_relative_max_sigma_is_per_layer_not_per_array():
     for nrows in (0, 50):
         sim = simulator.Simulation(dense_net(W), {"error_model": "relative_max", "alpha_error": alpha,
                                                    "NrowsMax": nrows, "precision": "float64"}, seed=1)
-        core = sim.cores["fc"]
-        for wrapper in core.wrappers:
-            nc, enc = wrapper.cores[0], wrapper.encoding
-            for G, target in ((nc.G_pos, enc.pos[0]), (nc.G_neg, enc.neg[0])):
-                inner = (target > 6 * alpha) & (target < 1 - 6 * alpha)
-                assert inner.sum() > 500
-                assert (G - target)[inner].std() == pytest.approx(alpha, rel=0.06)
+        assert sim.mapping("fc").G_min == 0  # the targeted conductance is the fraction itself
+        planes = sim.arrays("fc")
+        assert len(planes) == 2 * len(sim.mapping("fc").partitions) and {a.slice for a in planes} == {0}
+        for G, target in ((a.G, a.target) for a in planes):
+            inner = (target > 6 * alpha) & (target < 1 - 6 * alpha)
+            assert inner.sum() > 500
+            assert (G - target)[inner].std() == pytest.approx(alpha, rel=0.06)
 
 
 def test_calibrate_on_an_nchw_model(tmp_path):

@@ -48,19 +48,19 @@ def test_topology_A_matches_solver_on_programmed_conductances(style):
     Rp = 2e-3
     net = dense_net(W)
     sim = simulator.Simulation(net, {**BASE, "style": style, "Rp": Rp, "Verr_th": 1e-7}, seed=0)
-    core = sim.cores["fc"]
-    nc = core.wrappers[0].cores[0]
+    m = sim.mapping("fc")
+    planes = {a.plane: a.G for a in sim.arrays("fc")}  # one array
+    assert set(planes) == ({"pos", "neg"} if style == "BALANCED" else {"pos"})
     y = sim.forward(X)
     kw = {"Verr_th": 1e-7, "max_iter": 200}
     if style == "BALANCED":
         # separate positive and negative arrays, subtracted after the sense amplifiers
-        I = parasitic_mvm(nc.G_pos, X, Rp, "A", G_neg=nc.G_neg, **kw)
-        expected = I / (1 - GMIN) * core.Wmax
+        I = parasitic_mvm(planes["pos"], X, Rp, "A", G_neg=planes["neg"], **kw)
+        expected = I / (1 - GMIN) * m.W_max
     else:
-        I = parasitic_mvm(nc.G_pos, X, Rp, "A", **kw)
-        enc = core.wrappers[0].encoding
+        I = parasitic_mvm(planes["pos"], X, Rp, "A", **kw)
         s = X.sum(axis=1, keepdims=True)
-        expected = (enc.gains[0] * (I - GMIN * s) / (1 - GMIN) - enc.offset * s) * core.Wmax
+        expected = (m.slice_gains[0] * (I - GMIN * s) / (1 - GMIN) - m.offset * s) * m.W_max
     np.testing.assert_allclose(y, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
     ideal = sim.ideal_forward(X)
     assert rel(y, ideal) > 1e-3  # the wires matter at this Rp
@@ -140,23 +140,26 @@ def test_partitions_slices_and_input_bits(topology):
     if topology == "C":
         cfg["interleaved_posneg"] = True
     sim = simulator.Simulation(dense_net(Wb), cfg, seed=0)
-    core = sim.cores["fc"]
-    assert [w.n_rows for w in core.wrappers] == [10, 10, 10] and core.n_slices == 3
+    m = sim.mapping("fc")
+    assert [rs.stop - rs.start for rs, _ in m.partitions] == [10, 10, 10] and m.n_slices == 3
+    arrays = {(a.partition, a.slice, a.plane): a for a in sim.arrays("fc")}
+    assert len(arrays) == 3 * 3 * 2
     L = 7  # 4-bit signed inputs: 3 magnitude bits
     x_int = np.clip(np.rint(Xs * L), -L, L)
     planes = _bits(x_int, 3)
     kw = {"Verr_th": 1e-8, "max_iter": 400}
     total = 0.0
-    for rs, wr in zip(core.row_slices, core.wrappers):
-        for gain, nc in zip(wr.encoding.gains, wr.cores):
+    for part, (rs, _) in enumerate(m.partitions):
+        for s in range(m.n_slices):
+            pos, neg = arrays[part, s, "pos"], arrays[part, s, "neg"]
             for k, p in enumerate(planes):
                 xp_ = p[:, rs].astype(float)
                 if topology == "C":
-                    I = parasitic_mvm(nc.G_pos, xp_, Rp, "C", G_neg=nc.G_neg, **kw)
+                    I = parasitic_mvm(pos.G, xp_, Rp, "C", G_neg=neg.G, **kw)
                 else:
-                    I = parasitic_mvm(nc.G_pos, xp_, Rp, topology, **kw) - parasitic_mvm(nc.G_neg, xp_, Rp, topology, **kw)
-                total = total + gain * 2**k / L * I / (1 - GMIN)
-    expected = total * core.Wmax
+                    I = parasitic_mvm(pos.G, xp_, Rp, topology, **kw) - parasitic_mvm(neg.G, xp_, Rp, topology, **kw)
+                total = total + pos.gain * 2**k / L * I / (1 - GMIN)
+    expected = total * m.W_max
     y = sim.forward(Xs)
     np.testing.assert_allclose(y, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
     ideal = simulator.Simulation(dense_net(Wb), {k: v for k, v in cfg.items() if k != "Rp"}, seed=0).forward(Xs)
@@ -165,7 +168,7 @@ def test_partitions_slices_and_input_bits(topology):
 
 def test_read_noise_with_parasitics_is_sampled_per_conductance(caplog):
     sim = simulator.Simulation(dense_net(W), {**BASE, "Rp": 1e-4, "noise_model": "alpha", "alpha_noise": 0.01}, seed=0)
-    assert sim.cores["fc"].wrappers[0].cores[0].exact_noise
+    assert all(a.exact_noise for a in sim.arrays("fc"))
     y1, y2 = sim.forward(X), sim.forward(X)
     assert np.abs(y1 - y2).max() > 0  # re-sampled every MVM
     ref = simulator.Simulation(dense_net(W), {**BASE, "Rp": 1e-4}, seed=0).forward(X)

@@ -57,8 +57,8 @@ def conv_net():
 
 def stats(net, x0, cfg, mode, seed):
     sim = simulator.Simulation(net, {**cfg, "read_noise_mode": mode, "On_off_ratio": 10, "precision": "float64"}, seed=seed)
-    core = next(iter(sim.cores.values())).wrappers[0].cores[0]
-    assert core.exact_noise == (mode == "exact")
+    (array, *_) = sim.arrays(next(iter(sim.cores)))
+    assert array.exact_noise == (mode == "exact")
     y = sim.forward(np.broadcast_to(x0, (N,) + x0.shape))
     y = y.reshape(N, -1)
     return y.mean(axis=0), y.std(axis=0), sim
@@ -108,7 +108,7 @@ def test_auto_falls_back_to_exact_once(tmp_path, caplog):
         y = sims[0].forward(np.broadcast_to(x0, (4000, 12)))
         sims[1].forward(x0[None])
     for sim in sims:
-        assert all(c.exact_noise for w in sim.cores["fc"].wrappers for c in w.cores)
+        assert all(a.exact_noise for a in sim.arrays("fc"))
     hits = [r for r in caplog.records if "clipped_test_noise" in r.getMessage()]
     assert len(hits) == 1 and "exact" in hits[0].getMessage()
     # the clipping is really applied: zero-weight devices (G = 0) only ever gain conductance,
@@ -117,4 +117,4 @@ def test_auto_falls_back_to_exact_once(tmp_path, caplog):
     assert np.abs(y.mean(axis=0) - ideal).max() > 0.05 * np.abs(ideal).max()
     # a Gaussian model under "auto" draws at the output
     sim = simulator.Simulation(net, {"noise_model": "alpha", "alpha_noise": 0.05}, seed=0)
-    assert not sim.cores["fc"].wrappers[0].cores[0].exact_noise
+    assert not sim.arrays("fc")[0].exact_noise

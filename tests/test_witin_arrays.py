@@ -33,11 +33,11 @@ def test_int8_weights_are_the_array_levels():
 
     layer = NET["fc"]
     (_, W, const, override, wmax, _), = witin_array_products(layer, sim.config.for_layer("fc"), np, None)
-    core = sim.cores["fc"].core
-    assert core.Wmax == pytest.approx(wmax)
-    enc = core.wrappers[0].encoding
-    levels = np.round((enc.pos[0] - enc.neg[0]) * 127)
-    np.testing.assert_allclose((enc.pos[0] - enc.neg[0]) * 127, levels, atol=1e-9)  # integer int8 levels
+    assert sim.mapping("fc").W_max == pytest.approx(wmax)
+    pos, neg = sim.arrays("fc")[:2]  # the first array's two device planes
+    assert (pos.plane, neg.plane, pos.name) == ("pos", "neg", neg.name)
+    levels = np.round((pos.target - neg.target) * 127)
+    np.testing.assert_allclose((pos.target - neg.target) * 127, levels, atol=1e-9)  # integer int8 levels
     assert np.abs(levels).max() <= 127
 
 

@@ -82,10 +82,12 @@ class CoreMapping:
     slice_gains: tuple[float, ...]  #: shift-and-add factors of the slices (the same in every partition)
     offset: float  #: OFFSET: offset * sum(x) is subtracted after recombination (0 for BALANCED)
     weight_levels: int | None  #: distinct weight levels of the quantizer (None: continuous)
+    device_levels: int | None  #: conductance steps of one slice's device, 2**bits_per_slice - 1 (None: continuous)
     levels: np.ndarray | None  #: non-uniform (Lloyd) levels of the normalized weights, None for uniform ones
     partitions: tuple[tuple[slice, slice], ...]  #: (rows, cols) of every partition
     input_range: tuple[float, float] | None  #: DAC range in algorithmic input units (None: no DAC)
     adc_ranges: tuple[tuple[float, float], ...] | None  #: (lo, hi) per slice in raw column units (None: no ADC)
+    adc_steps: tuple[float, ...] | None  #: ADC level spacing per slice, raw column units (None: no ADC)
     digital_bias: np.ndarray | None  #: the bias added after the ADCs (algorithmic units, quantized); None when none or analog
     analog_bias: bool  #: the bias is an extra array row driven at full scale
 
@@ -123,14 +125,16 @@ def core_mapping(core: NeuralCore) -> CoreMapping:
     """The :class:`CoreMapping` of one NeuralCore."""
     enc = core.wrappers[0].encoding
     levels = enc.meta.get("levels") if enc.meta else None
-    quantizers = getattr(core, "adc_quantizers", None) if core.hw.adc_bits > 0 else None
+    quantizers = core.adc_quantizers if core.hw.adc_bits > 0 else None
     return CoreMapping(
         name=core.name, n_in=int(core.n_in), n_out=int(core.n_out), W_max=float(core.Wmax),
         x_scale=float(core.x_scale), G_min=float(core.opt.Gmin), style=core.hw.style, n_slices=int(enc.n_slices),
         slice_gains=tuple(float(g) for g in enc.gains), offset=float(enc.offset), weight_levels=enc.weight_levels,
+        device_levels=enc.device_levels,
         levels=None if levels is None else np.asarray(levels, dtype=np.float64),
         partitions=tuple(core.blocks), input_range=core.input_range,
         adc_ranges=None if quantizers is None else tuple((float(q.lo), float(q.hi)) for q in quantizers),
+        adc_steps=None if quantizers is None else tuple(float(q.step) for q in quantizers),
         digital_bias=None if core.bias is None else _np(core.bias, core.xp), analog_bias=bool(core.analog_bias),
     )
 

@@ -211,7 +211,7 @@ class CoreObservation:
     n_in: int
     n_out: int
     dtype: str
-    rows: int = 0  # MVMs (input vectors) seen
+    rows: int = 0  # MVMs (input vectors) compared with the ideal outputs (none with errors = False)
     sum_err2: float = 0.0  # sum over rows and outputs of (Y - Y_ideal)**2
     sum_ref2: float = 0.0  # sum of Y_ideal**2
     dac: Optional[QuantizerUse] = None
@@ -251,15 +251,19 @@ class CoreObservation:
 class _ArrayTap:
     """What one NumericCore reports to (its layer's observation, its weight slice)."""
 
-    __slots__ = ("tap", "label")
+    __slots__ = ("tap", "label", "slice", "columns")
 
-    def __init__(self, tap: "_CoreTap", label: str) -> None:
-        self.tap, self.label = tap, label
+    def __init__(self, tap: "_CoreTap", s: int, columns=None) -> None:
+        self.tap, self.label, self.slice, self.columns = tap, f"slice{s}", s, columns
 
     def adc(self, values, quantizer, input_bit=None) -> None:
-        """ADC inputs ``values`` (raw column units) about to be converted by ``quantizer`` (all input bits together)."""
+        """ADC inputs ``values`` (raw column units) about to be converted by ``quantizer`` (``input_bit``:
+        None for all input bits together, else the bit / input slice)."""
         if self.tap.rec.adc and quantizer.enabled:
             self.tap.obs.adc.add(self.label, quantizer, values, self.tap.xp)
+        sink = self.tap.rec.sink
+        if sink is not None:
+            sink.adc_inputs(self.tap.obs.name, self.slice, self.columns, values, input_bit)
 
     def current_limit(self, currents, limit: float) -> None:
         """Column currents about to be clipped at ``+-limit``."""
@@ -279,21 +283,25 @@ class _CoreTap:
             self.obs.dac = QuantizerUse(q)
 
     def array(self, s: int, columns=None) -> _ArrayTap:
-        """The tap of one NumericCore of weight slice ``s`` (partitions of a slice share its ADC)."""
-        return _ArrayTap(self, f"slice{s}")
+        """The tap of one NumericCore of weight slice ``s`` holding outputs ``columns`` (partitions of a slice
+        share its ADC)."""
+        return _ArrayTap(self, s, columns)
 
     def layer(self, X, Y) -> None:
         """One batch of MVMs: inputs ``X`` (M, n_in) before the DAC, outputs ``Y`` (M, n_out)."""
         xp, obs = self.xp, self.obs
-        ref = self.core.ideal(X)
-        Y = Y.astype(xp.float64)
-        post = self.rec.post.get(obs.name)
-        if post is not None:
-            ref, Y = post(ref, xp), post(Y, xp)
-        d = Y - ref
-        obs.sum_err2 += float(xp.sum(d * d))
-        obs.sum_ref2 += float(xp.sum(ref * ref))
-        obs.rows += int(X.shape[0])
+        if self.rec.errors:
+            ref = self.core.ideal(X)
+            Y = Y.astype(xp.float64)
+            post = self.rec.post.get(obs.name)
+            if post is not None:
+                ref, Y = post(ref, xp), post(Y, xp)
+            d = Y - ref
+            obs.sum_err2 += float(xp.sum(d * d))
+            obs.sum_ref2 += float(xp.sum(ref * ref))
+            obs.rows += int(X.shape[0])
+        if self.rec.sink is not None:
+            self.rec.sink.inputs(obs.name, X)
         if obs.dac is not None:
             obs.dac.add(X, xp)
         if self.rec.samples > 0:
@@ -346,12 +354,22 @@ class Recorder:
     core names to observe (None = every analog core); ``samples``: input rows
     kept per core (0 = none); ``seed``: of the sampling generator; ``post``:
     ``{core name: f}``, an elementwise function (``f(y, xp)``) applied to the
-    outputs and the ideal outputs before they are compared.
+    outputs and the ideal outputs before they are compared; ``errors``: compare
+    with the ideal outputs at all (False: no error statistics, one matmul per
+    batch less); ``sink``: an object that also gets every raw value, e.g. for
+    streaming histograms (profiling) -- ``sink.inputs(core, X)`` per MVM batch
+    (inputs before the DAC, algorithmic units, shape (M, n_in)) and
+    ``sink.adc_inputs(core, s, columns, values, input_bit)`` before every ADC
+    conversion (raw column units, shape (M, len(columns)); ``s``: weight slice,
+    ``columns``: the core's outputs that array holds, ``input_bit``: None or
+    the input bit / slice), also when the ADC is off (``adc_bits = 0``).
     """
 
     def __init__(self, *, adc: bool = True, dac: bool = True, layers: Optional[Iterable[str]] = None,
-                 samples: int = 0, seed: int = 0, post: Optional[dict] = None) -> None:
+                 samples: int = 0, seed: int = 0, post: Optional[dict] = None, errors: bool = True,
+                 sink: Any = None) -> None:
         self.adc, self.dac = bool(adc), bool(dac)
+        self.errors, self.sink = bool(errors), sink
         self.post = dict(post or {})
         self.layers = None if layers is None else list(layers)
         self.samples = int(samples)

@@ -193,17 +193,19 @@ class Simulation:
             self.ideal_dtype = saved
 
     def observe(self, *, adc: bool = True, dac: bool = True, layers=None, samples: int = 0, seed: int = 0,
-                post=None):
+                post=None, errors: bool = True, sink=None):
         """Context manager recording what every analog layer does while the block runs.
 
         ``with sim.observe(adc=True, dac=True, layers=["conv2"]) as rec: sim.forward(x)``
         gives ``rec["conv2"]``: the layer's error against its ideal output on
         the same inputs, DAC/ADC clipping and level use, Icol_max clipping, and
         a sample of ``samples`` input rows; ``post`` maps core names to a function
-        applied to outputs before comparing (e.g. the ReLU that follows). See
-        :mod:`simulator.observe`.
+        applied to outputs before comparing (e.g. the ReLU that follows);
+        ``errors = False`` skips the comparison; ``sink`` also gets every raw input
+        and ADC input (profiling). See :class:`simulator.observe.Recorder`.
         """
-        return observe(self, adc=adc, dac=dac, layers=layers, samples=samples, seed=seed, post=post)
+        return observe(self, adc=adc, dac=dac, layers=layers, samples=samples, seed=seed, post=post, errors=errors,
+                       sink=sink)
 
     def output_shapes(self) -> dict[str, tuple[int, ...]]:
         """Internal output shape of every layer (NHWC or native, see ``Network.internal_layout``), no batch axis."""

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from simulator.errors import ModelError
-from simulator.io.torch_import import _np
-from simulator.io.torch_import import _torch as torch_module
+from simulator.io.torch_modules import GraphBuilder
+from simulator.io.torch_tensors import to_numpy, torch_module
+from simulator.io.witin_params import CIM_CLASSES
 from simulator.network import Layer, LayerLookup
 
 #: torch modules whose weights live in fused kernels we do not map (refused, not silently digital)
@@ -55,8 +56,6 @@ def mvm_kind(mod) -> str | None:
     """The analog kind of a module, None for modules that stay digital; ModelError for unmapped MVMs."""
     torch = torch_module()
     nn = torch.nn
-    from simulator.io.torch_import import CIM_CLASSES
-
     cls = type(mod).__name__
     if cls in CIM_CLASSES:
         return "witin"
@@ -91,12 +90,12 @@ def _unmapped(mod) -> str | None:
 def _dense(name: str, kernel: np.ndarray, bias) -> Layer:
     weights = {"kernel": np.ascontiguousarray(kernel)}
     if bias is not None:
-        weights["bias"] = _np(bias)
+        weights["bias"] = to_numpy(bias)
     return Layer(name, "Dense", [], {"units": int(kernel.shape[1]), "use_bias": bias is not None}, weights)
 
 
 def _conv1d_layer(name: str, mod) -> Layer:
-    w = _np(mod.weight)  # (cout, cin/g, k)
+    w = to_numpy(mod.weight)  # (cout, cin/g, k)
     pad = mod.padding if mod.padding_mode == "zeros" else (0,)
     padding: Any = pad if isinstance(pad, str) else [[0, 0], [int(pad[0]), int(pad[0])]]
     cfg = {"filters": int(mod.out_channels), "kernel_size": [1, int(mod.kernel_size[0])], "strides": [1, int(mod.stride[0])],
@@ -104,35 +103,33 @@ def _conv1d_layer(name: str, mod) -> Layer:
            "groups": int(mod.groups)}
     weights = {"kernel": np.ascontiguousarray(w.transpose(2, 1, 0)[None])}  # (1, k, cin/g, cout)
     if mod.bias is not None:
-        weights["bias"] = _np(mod.bias)
+        weights["bias"] = to_numpy(mod.bias)
     return Layer(name, "Conv2D", [], cfg, weights)
 
 
 def _conv_transpose1d_layer(name: str, mod) -> Layer:
     if int(mod.groups) != 1:
         raise ModelError(f"module {name!r} (ConvTranspose1d): groups = {mod.groups} is not supported")
-    w = _np(mod.weight)  # (cin, cout, k)
+    w = to_numpy(mod.weight)  # (cin, cout, k)
     p = int(mod.padding[0])
     cfg = {"filters": int(mod.out_channels), "kernel_size": [1, int(mod.kernel_size[0])], "strides": [1, int(mod.stride[0])],
            "padding": [[0, 0], [p, p]], "output_padding": [0, int(mod.output_padding[0])],
            "dilation_rate": [1, int(mod.dilation[0])], "use_bias": mod.bias is not None}
     weights = {"kernel": np.ascontiguousarray(w.transpose(2, 1, 0)[None])}  # (1, k, cout, cin)
     if mod.bias is not None:
-        weights["bias"] = _np(mod.bias)
+        weights["bias"] = to_numpy(mod.bias)
     return Layer(name, "Conv2DTranspose", [], cfg, weights)
 
 
 def _graph_layer(name: str, mod, rank: int) -> Layer:
     """Conv2d / ConvTranspose2d / Linear / GRUCell / witin CIM layers through the graph importer's conversion."""
-    from simulator.io.torch_import import _Builder
-
     target = mod
     if getattr(mod, "padding_mode", "zeros") != "zeros":  # torch pads with that mode first (see AnalogMVM)
         target = copy.copy(mod)
         target.padding_mode, target.padding = "zeros", (0, 0)
-    b = _Builder(mod, name)
+    b = GraphBuilder(mod, name)
     inputs = ["input", "hidden"] if type(mod).__name__ in ("GRUCell", "WitinGruCell", "WitinGRUCell") else ["input"]
-    b.module(name, target, inputs, rank, rank, len(inputs))
+    b.module(name, target, inputs, rank, rank)
     layer = b.layers[-1]
     layer.name = name
     layer.inputs = []
@@ -145,7 +142,7 @@ def site_layers(name: str, mod, kind: str, rank: int) -> list[Layer]:
     if kind == "mha":
         return _mha_layers(name, mod)
     if kind == "gpt2_conv1d":
-        return [_dense(name, _np(mod.weight), mod.bias)]  # Conv1D keeps weight as (in, out)
+        return [_dense(name, to_numpy(mod.weight), mod.bias)]  # Conv1D keeps weight as (in, out)
     if kind == "conv1d":
         return [_conv1d_layer(name, mod)]
     if kind == "conv_transpose1d":
@@ -162,20 +159,20 @@ def _mha_layers(name: str, mod) -> list[Layer]:
     E = mod.embed_dim
     b = mod.in_proj_bias
     if mod._qkv_same_embed_dim:
-        layers = [_dense(f"{name}.in_proj", _np(mod.in_proj_weight).T, b)]
+        layers = [_dense(f"{name}.in_proj", to_numpy(mod.in_proj_weight).T, b)]
     else:
         layers = [
-            _dense(f"{name}.{p}_proj", _np(getattr(mod, f"{p}_proj_weight")).T, None if b is None else b[i * E:(i + 1) * E])
+            _dense(f"{name}.{p}_proj", to_numpy(getattr(mod, f"{p}_proj_weight")).T, None if b is None else b[i * E:(i + 1) * E])
             for i, p in enumerate("qkv")
         ]
-    layers.append(_dense(f"{name}.out_proj", _np(mod.out_proj.weight).T, mod.out_proj.bias))
+    layers.append(_dense(f"{name}.out_proj", to_numpy(mod.out_proj.weight).T, mod.out_proj.bias))
     return layers
 
 
 def _bn_layer(name: str, mod, source: str) -> Layer:
-    weights = {"moving_mean": _np(mod.running_mean), "moving_variance": _np(mod.running_var)}
+    weights = {"moving_mean": to_numpy(mod.running_mean), "moving_variance": to_numpy(mod.running_var)}
     if mod.affine:
-        weights["gamma"], weights["beta"] = _np(mod.weight), _np(mod.bias)
+        weights["gamma"], weights["beta"] = to_numpy(mod.weight), to_numpy(mod.bias)
     return Layer(name, "BatchNormalization", [source], {"epsilon": float(mod.eps), "axis": -1}, weights)
 
 

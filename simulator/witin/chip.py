@@ -47,7 +47,7 @@ products ``W_ih x + b_ih`` and ``W_hh h + b_hh`` with their own scales
 torch.nn.GRUCell order (r, z, n).
 
 The witin parameters of a layer live in ``layer.attrs["witin"]`` (see
-:data:`WITIN_KEYS` and ``simulator/io/torch_import.py``); a user's config
+:data:`WITIN_KEYS` and ``simulator/io/witin_params.py``); a user's config
 may override each of them (``None`` keeps the model's value).
 
 Noise (NORMAL model, ``docs/witin_noise.md``): every analog cell holding

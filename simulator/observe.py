@@ -282,9 +282,13 @@ class _CoreTap:
         if q is not None:
             self.obs.dac = QuantizerUse(q)
 
-    def array(self, s: int, columns=None) -> _ArrayTap:
+    def array(self, s: int, columns=None) -> Optional[_ArrayTap]:
         """The tap of one NumericCore of weight slice ``s`` holding outputs ``columns`` (partitions of a slice
-        share its ADC)."""
+        share its ADC); None (the array reports nothing) when only raw inputs are wanted: ``adc`` and
+        ``errors`` off and a sink without ``adc_inputs``."""
+        rec = self.rec
+        if not rec.adc and not rec.errors and not hasattr(rec.sink, "adc_inputs"):
+            return None
         return _ArrayTap(self, s, columns)
 
     def layer(self, X, Y) -> None:
@@ -362,7 +366,9 @@ class Recorder:
     ``sink.adc_inputs(core, s, columns, values, input_bit)`` before every ADC
     conversion (raw column units, shape (M, len(columns)); ``s``: weight slice,
     ``columns``: the core's outputs that array holds, ``input_bit``: None or
-    the input bit / slice), also when the ADC is off (``adc_bits = 0``).
+    the input bit / slice), also when the ADC is off (``adc_bits = 0``). With
+    ``adc`` and ``errors`` off and a sink without ``adc_inputs`` the arrays
+    report nothing (no ADC or Icol_max counts): only the raw inputs are taken.
     """
 
     def __init__(self, *, adc: bool = True, dac: bool = True, layers: Optional[Iterable[str]] = None,

@@ -195,3 +195,37 @@ def test_output_noise_equals_exact_noise_in_distribution(digits):
     assert np.mean(np.abs(fast.mean(0) - exact.mean(0)) / se_diff) < 1.1  # ~0.8 for equal means
     sf, se = fast.std(0).mean(), exact.std(0).mean()
     assert sf > 0 and abs(sf / se - 1) < 0.075
+
+
+@pytest.mark.parametrize("extra", [
+    {},
+    {"noise_model": "alpha", "alpha_noise": 0.05},
+    {"noise_model": "alpha", "alpha_noise": 0.05, "style": "OFFSET", "digital_offset": True},
+    {"Nslices": 2, "noise_model": "alpha", "alpha_noise": 0.02},
+], ids=["adc", "read-noise", "offset", "slices"])
+def test_in_place_adc_and_gain_equal_general_path(digits, extra):
+    """The fast MVM path (ADC and slice gain in place) gives the numbers of the general path.
+
+    An observer (the public ``observe`` API) routes every array through the
+    general path (fresh arrays for the ADC and the gains); read noise is keyed,
+    so the two runs see the same draws and must agree bit for bit.
+    """
+    net, x = digits
+    x = x[:16]
+    cfg = {"weight_bits": 8, "dac_bits": 8, "adc_bits": 8, "precision": "float32", **extra}
+    sim = Simulation(net, cfg, seed=3)
+    fast = sim.forward(x, image_offset=0)
+    with sim.observe(samples=0):
+        general = sim.forward(x, image_offset=0)
+    np.testing.assert_array_equal(fast, general)
+    assert not np.array_equal(fast, Simulation(net, {**cfg, "adc_bits": 0}, seed=3).forward(x, image_offset=0))
+
+
+@pytest.mark.parametrize("pads,value", [(((1, 1), (1, 1)), 0.0), (((0, 2), (3, 0)), -np.inf), (((2, 0), (0, 1)), 0.0),
+                                        (((0, 0), (1, 0)), 5.0), (((0, 0), (0, 0)), 0.0)])
+def test_pad_nhwc_equals_numpy_pad(pads, value):
+    x = np.random.default_rng(0).standard_normal((2, 5, 4, 3)).astype(np.float32)
+    ref = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), mode="constant", constant_values=value)
+    out = ops.pad_nhwc(x, pads, np, value)
+    assert out.dtype == ref.dtype
+    np.testing.assert_array_equal(out, ref)

@@ -94,15 +94,20 @@ class WrapperCore:
         enc = self.encoding
         y = None
         for gain, core in zip(self.slice_gains, self.cores):
-            out = core.mvm(x, slicing, row0)
-            if self.analog_offset:
-                d = out[:, :-1] - out[:, -1:]
-            elif self.style == "OFFSET":
-                d = out - Gmin * x_sum if Gmin else out
+            g = gain * scale
+            if self.style != "OFFSET":  # BALANCED: the array applies the gain while its outputs are in cache
+                term = core.mvm(x, slicing, row0, scale=g)
             else:
-                d = out
-            term = d * (gain * scale)
-            y = term if y is None else y + term
+                out = core.mvm(x, slicing, row0)
+                if self.analog_offset:
+                    d = out[:, :-1] - out[:, -1:]
+                else:
+                    d = out - Gmin * x_sum if Gmin else out
+                term = d * g
+            if y is None:
+                y = term
+            else:
+                y += term
         if self.style == "OFFSET" and not self.analog_offset:
             y = y - (enc.offset * scale) * x_sum
         return y

@@ -34,6 +34,8 @@ Dropout, GaussianNoise, ...       removed (``ignored_layer_types``; their consum
                                   the layer's input instead)
 ================================  =============================================
 
+The translation of each Keras class is :data:`simulator.io.keras_layers.TRANSLATIONS`.
+
 Fused activations (``activation`` of Dense / Conv2D / DepthwiseConv2D) stay
 in the layer config. Padding ``"same"``/``"valid"`` strings are kept as they
 are: the executor implements Keras' ``same`` rule (extra row/column at the
@@ -52,7 +54,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from simulator.errors import ModelError
-from simulator.network import ACTIVATIONS, Layer, Network
+from simulator.io.keras_layers import CLASS_ALIASES, MODEL_CLASSES, translate
+from simulator.network import Layer, Network
 
 #: Keras layer types that do nothing at inference time and are removed.
 DEFAULT_IGNORED_LAYER_TYPES: tuple[str, ...] = (
@@ -66,29 +69,6 @@ DEFAULT_IGNORED_LAYER_TYPES: tuple[str, ...] = (
     "ActivityRegularization",
 )
 
-_MODEL_CLASSES = {"Sequential", "Functional", "Model"}
-
-#: Keras activation names -> ours.
-_ACTIVATION_ALIASES = {"silu": "swish", "linear": "linear", None: "linear"}
-
-SUPPORTED_KERAS_LAYERS = (
-    "InputLayer", "Dense", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose",
-    "MaxPooling2D", "AveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling2D",
-    "Add", "Subtract", "Multiply", "Concatenate", "BatchNormalization", "ZeroPadding2D",
-    "Flatten", "Reshape", "Activation", "ReLU", "LeakyReLU", "Softmax", "ELU", "PReLU",
-)
-# Keras aliases of the class names above
-_CLASS_ALIASES = {
-    "MaxPool2D": "MaxPooling2D",
-    "AvgPool2D": "AveragePooling2D",
-    "GlobalMaxPool2D": "GlobalMaxPooling2D",
-    "GlobalAvgPool2D": "GlobalAveragePooling2D",
-    "Convolution2D": "Conv2D",
-    "Conv2DTranspose": "Conv2DTranspose",
-    "Deconvolution2D": "Conv2DTranspose",
-    "SeparableConvolution2D": "SeparableConv2D",
-}
-
 
 def _text(value: Any) -> str:
     if isinstance(value, bytes):
@@ -96,15 +76,6 @@ def _text(value: Any) -> str:
     if isinstance(value, np.ndarray) and value.shape == ():
         return _text(value.item())
     return str(value)
-
-
-def _pair(value: Any, what: str, where: str) -> list[int]:
-    """Keras int-or-tuple argument -> 2-list of ints."""
-    if isinstance(value, (int, np.integer)):
-        return [int(value), int(value)]
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return [int(v) for v in value]
-    raise ModelError(f"{where}: {what} must be an int or a pair, got {value!r}")
 
 
 class _Ctx:
@@ -156,7 +127,7 @@ def _layer_list(model_config: Mapping[str, Any], ctx: _Ctx) -> tuple[str, list[d
     """Return (class, layers, input layer names, output layer names) from a model_config."""
     cls = model_config.get("class_name")
     cfg = model_config.get("config")
-    if cls not in _MODEL_CLASSES:
+    if cls not in MODEL_CLASSES:
         raise ModelError(f"{ctx.path}: model_config describes a {cls!r}, expected a Sequential or Functional model")
     if cls == "Sequential":
         layers = cfg if isinstance(cfg, list) else (cfg or {}).get("layers")
@@ -173,154 +144,6 @@ def _layer_list(model_config: Mapping[str, Any], ctx: _Ctx) -> tuple[str, list[d
         return [str(v[0]) for v in val]
 
     return cls, cfg["layers"], names("input_layers"), names("output_layers")
-
-
-def _activation(value: Any, where: str) -> str:
-    if isinstance(value, Mapping):  # serialized activation object
-        value = (value.get("config") or {}).get("name") or value.get("class_name")
-    name = _ACTIVATION_ALIASES.get(value, value)
-    if name not in ACTIVATIONS:
-        raise ModelError(f"{where}: activation {value!r} is not supported; supported: {', '.join(sorted(ACTIVATIONS))}")
-    return str(name)
-
-
-def _check_channels_last(conf: Mapping[str, Any], where: str) -> None:
-    fmt = conf.get("data_format") or "channels_last"
-    if fmt != "channels_last":
-        raise ModelError(f"{where}: data_format {fmt!r} is not supported (only channels_last)")
-
-
-def _padding_str(conf: Mapping[str, Any], where: str) -> str:
-    pad = str(conf.get("padding", "valid")).lower()
-    if pad not in ("same", "valid"):
-        raise ModelError(f"{where}: padding {pad!r} is not supported (only 'same' and 'valid')")
-    return pad
-
-
-def _zero_padding(value: Any, where: str) -> list[list[int]]:
-    if isinstance(value, (int, np.integer)):
-        return [[int(value)] * 2, [int(value)] * 2]
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        if all(isinstance(v, (int, np.integer)) for v in value):
-            return [[int(value[0])] * 2, [int(value[1])] * 2]
-        return [_pair(value[0], "padding", where), _pair(value[1], "padding", where)]
-    raise ModelError(f"{where}: ZeroPadding2D padding {value!r} is not understood")
-
-
-def _translate(cls: str, name: str, conf: Mapping[str, Any], ctx: _Ctx) -> list[tuple[str, str, dict, list[str]]]:
-    """Keras layer -> list of (our name, our type, our config, weight roles).
-
-    Weight roles name the Keras weights each of our layers takes, in order.
-    """
-    where = ctx.at(name, cls)
-    if cls == "Dense":
-        use_bias = bool(conf.get("use_bias", True))
-        return [(name, "Dense", {"units": int(conf["units"]), "use_bias": use_bias,
-                                 "activation": _activation(conf.get("activation"), where)},
-                 ["kernel"] + (["bias"] if use_bias else []))]
-    if cls in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose"):
-        _check_channels_last(conf, where)
-        use_bias = bool(conf.get("use_bias", True))
-        common = {
-            "kernel_size": _pair(conf["kernel_size"], "kernel_size", where),
-            "strides": _pair(conf.get("strides", 1), "strides", where),
-            "padding": _padding_str(conf, where),
-            "dilation_rate": _pair(conf.get("dilation_rate", 1), "dilation_rate", where),
-        }
-        act = _activation(conf.get("activation"), where)
-        if cls == "Conv2D":
-            cfg = {"filters": int(conf["filters"]), **common, "use_bias": use_bias, "activation": act}
-            groups = int(conf.get("groups", 1) or 1)
-            if groups != 1:
-                cfg["groups"] = groups
-            return [(name, "Conv2D", cfg, ["kernel"] + (["bias"] if use_bias else []))]
-        if cls == "Conv2DTranspose":
-            cfg = {"filters": int(conf["filters"]), **common, "use_bias": use_bias, "activation": act}
-            if conf.get("output_padding") is not None:
-                cfg["output_padding"] = _pair(conf["output_padding"], "output_padding", where)
-            return [(name, "Conv2DTranspose", cfg, ["kernel"] + (["bias"] if use_bias else []))]
-        mult = int(conf.get("depth_multiplier", 1))
-        if cls == "DepthwiseConv2D":
-            cfg = {**common, "depth_multiplier": mult, "use_bias": use_bias, "activation": act}
-            return [(name, "DepthwiseConv2D", cfg, ["depthwise_kernel"] + (["bias"] if use_bias else []))]
-        # SeparableConv2D = depthwise (no bias, no activation) + pointwise 1x1 conv
-        dw = {**common, "depth_multiplier": mult, "use_bias": False, "activation": "linear"}
-        pw = {"filters": int(conf["filters"]), "kernel_size": [1, 1], "strides": [1, 1], "padding": "valid",
-              "dilation_rate": [1, 1], "use_bias": use_bias, "activation": act}
-        return [(f"{name}/depthwise", "DepthwiseConv2D", dw, ["depthwise_kernel"]),
-                (name, "Conv2D", pw, ["pointwise_kernel"] + (["bias"] if use_bias else []))]
-    if cls in ("MaxPooling2D", "AveragePooling2D"):
-        _check_channels_last(conf, where)
-        pool = _pair(conf.get("pool_size", 2), "pool_size", where)
-        strides = conf.get("strides")
-        cfg = {"pool_size": pool, "strides": pool if strides is None else _pair(strides, "strides", where),
-               "padding": _padding_str(conf, where)}
-        if cls == "AveragePooling2D":
-            cfg["count_include_pad"] = False  # Keras averages over the valid pixels only
-        return [(name, cls, cfg, [])]
-    if cls in ("GlobalMaxPooling2D", "GlobalAveragePooling2D"):
-        _check_channels_last(conf, where)
-        return [(name, cls, {"keepdims": bool(conf.get("keepdims", False))}, [])]
-    if cls in ("Add", "Subtract", "Multiply"):
-        return [(name, cls, {}, [])]
-    if cls == "Concatenate":
-        return [(name, "Concatenate", {"axis": int(conf.get("axis", -1))}, [])]
-    if cls == "BatchNormalization":
-        axis = conf.get("axis", -1)
-        if isinstance(axis, (list, tuple)):
-            if len(axis) != 1:
-                raise ModelError(f"{where}: BatchNormalization over several axes {axis} is not supported")
-            axis = axis[0]
-        roles = (["gamma"] if conf.get("scale", True) else []) + (["beta"] if conf.get("center", True) else [])
-        return [(name, "BatchNormalization", {"epsilon": float(conf.get("epsilon", 1e-3)), "axis": int(axis)},
-                 roles + ["moving_mean", "moving_variance"])]
-    if cls == "ZeroPadding2D":
-        _check_channels_last(conf, where)
-        return [(name, "ZeroPadding2D", {"padding": _zero_padding(conf.get("padding", 1), where)}, [])]
-    if cls == "Flatten":
-        _check_channels_last(conf, where)
-        return [(name, "Flatten", {"order": "NHWC"}, [])]
-    if cls == "Reshape":
-        return [(name, "Reshape", {"target_shape": [int(v) for v in conf["target_shape"]], "order": "NHWC"}, [])]
-    if cls == "Activation":
-        return [(name, "Activation", {"activation": _activation(conf.get("activation"), where)}, [])]
-    if cls == "ReLU":
-        max_value = conf.get("max_value")
-        slope = float(conf.get("negative_slope", 0.0) or 0.0)
-        threshold = float(conf.get("threshold", 0.0) or 0.0)
-        if threshold != 0.0:
-            raise ModelError(f"{where}: ReLU with threshold {threshold} is not supported")
-        if max_value is None and slope == 0.0:
-            return [(name, "Activation", {"activation": "relu"}, [])]
-        if max_value is not None and float(max_value) == 6.0 and slope == 0.0:
-            return [(name, "Activation", {"activation": "relu6"}, [])]
-        if max_value is None:
-            return [(name, "Activation", {"activation": "leaky_relu", "alpha": slope}, [])]
-        raise ModelError(f"{where}: ReLU with max_value={max_value}, negative_slope={slope} is not supported")
-    if cls == "LeakyReLU":
-        alpha = conf.get("alpha", conf.get("negative_slope", 0.3))
-        return [(name, "Activation", {"activation": "leaky_relu", "alpha": float(alpha)}, [])]
-    if cls == "ELU":
-        return [(name, "Activation", {"activation": "elu", "alpha": float(conf.get("alpha", 1.0))}, [])]
-    if cls == "Softmax":
-        axis = conf.get("axis", -1)
-        if axis not in (-1, [-1]):
-            raise ModelError(f"{where}: Softmax over axis {axis} is not supported (only the last axis)")
-        return [(name, "Activation", {"activation": "softmax"}, [])]
-    if cls == "PReLU":
-        return [(name, "PReLU", {}, ["alpha"])]
-    # training-only layers kept in the graph when not ignored (the executor passes them through)
-    if cls in ("Dropout", "SpatialDropout2D", "GaussianDropout", "AlphaDropout"):
-        return [(name, "Dropout", {"rate": float(conf.get("rate", 0.0))}, [])]
-    if cls == "GaussianNoise":
-        return [(name, "GaussianNoise", {"stddev": float(conf.get("stddev", 0.0))}, [])]
-    if cls in _MODEL_CLASSES:
-        raise ModelError(f"{where}: nested models are not supported; save the model with its layers flattened")
-    raise ModelError(
-        f"{ctx.path}: layer {name!r} has unsupported Keras layer type {cls!r}; supported: "
-        f"{', '.join(SUPPORTED_KERAS_LAYERS)} (layer types that do nothing at inference can be "
-        "skipped with ignored_layer_types)"
-    )
 
 
 # -------------------------------------------------------------------- weights
@@ -465,128 +288,135 @@ def _read_model_config(f: Any, path: Path, override: Any) -> dict:
     )
 
 
-def _load(f: Any, path: Path, ctx: _Ctx, ignored: set[str], override: Any) -> Network:
-    config = _read_model_config(f, path, override)
-    if "model_weights" in f:
-        wroot = f["model_weights"]
-    else:
-        wroot = f  # save_weights layout: layer groups at the root
-    model_cls, klayers, in_names, out_names = _layer_list(config, ctx)
-    model_name = str((config.get("config") or {}).get("name", path.stem)) if isinstance(config.get("config"), Mapping) else path.stem
+class _Graph:
+    """The Keras layer list translated in file order (step 1 of :func:`_load`).
 
-    # 1. translate each Keras layer; resolve ignored layers to their input
-    entries: list[dict] = []  # in file order: {name, type, config, roles, inputs(keras), keras_name}
-    alias: dict[str, str] = {}  # keras layer name -> our layer name producing its output
-    input_shape: tuple | None = None
-    prev: str | None = None
-    for index, kl in enumerate(klayers):
+    ``entries``: ``{name, type, config, roles, srcs, cls, keras_name, resolved}``
+    per layer of ours; ``alias``: Keras layer name -> our layer producing its
+    output (an ignored layer: its input, resolved by :meth:`resolve`).
+    """
+
+    def __init__(self, path: Path, ctx: _Ctx, model_cls: str, klayers: list, ignored: set[str]):
+        self.path, self.ctx, self.model_cls, self.klayers, self.ignored = path, ctx, model_cls, klayers, ignored
+        self.names = {k.get("name") for k in klayers if isinstance(k, Mapping)}
+        self.entries: list[dict] = []
+        self.alias: dict[str, str] = {}
+        self.input_shape: tuple | None = None
+        self.prev: str | None = None
+        for index, kl in enumerate(klayers):
+            self._add(index, kl)
+        if self.input_shape is None:
+            raise ModelError(f"{path}: the model has no InputLayer")
+
+    def _input(self, name: str, cls: str, shape: Any) -> None:
+        self.input_shape = tuple(None if s is None else int(s) for s in shape[1:])
+        self.entries.append({"name": name, "type": "Input", "config": {}, "roles": [], "srcs": [], "cls": cls})
+        self.alias[name] = name
+
+    def _add(self, index: int, kl: Any) -> None:
         if not isinstance(kl, Mapping) or "class_name" not in kl:
-            raise ModelError(f"{path}: model_config layer #{index} is malformed")
-        cls = _CLASS_ALIASES.get(kl["class_name"], kl["class_name"])
+            raise ModelError(f"{self.path}: model_config layer #{index} is malformed")
+        cls = CLASS_ALIASES.get(kl["class_name"], kl["class_name"])
         conf = kl.get("config") or {}
         name = str(kl.get("name") or conf.get("name") or f"{cls.lower()}_{index}")
-        where = ctx.at(name, cls)
-        if model_cls == "Sequential":
-            srcs = [prev] if prev is not None else []
+        where = self.ctx.at(name, cls)
+        sequential = self.model_cls == "Sequential"
+        if sequential:
+            srcs = [self.prev] if self.prev is not None else []
         else:
             srcs = _parse_inbound(kl.get("inbound_nodes"), where)
         if cls == "InputLayer":
             shape = conf.get("batch_input_shape", conf.get("batch_shape"))
             if shape is None:
                 raise ModelError(f"{where}: InputLayer has no batch_input_shape")
-            if input_shape is not None:
-                raise ModelError(f"{path}: the model has more than one input; only single-input models are supported")
-            input_shape = tuple(None if s is None else int(s) for s in shape[1:])
-            entries.append({"name": name, "type": "Input", "config": {}, "roles": [], "srcs": [], "cls": cls})
-            alias[name] = name
-            prev = name
-            continue
-        if model_cls == "Sequential" and prev is None:
+            if self.input_shape is not None:
+                raise ModelError(f"{self.path}: the model has more than one input; only single-input models are supported")
+            self._input(name, cls, shape)
+            self.prev = name
+            return
+        if sequential and self.prev is None:
             shape = conf.get("batch_input_shape", conf.get("batch_shape"))
             if shape is None:
-                raise ModelError(f"{path}: the Sequential model has no InputLayer and its first layer {name!r} "
+                raise ModelError(f"{self.path}: the Sequential model has no InputLayer and its first layer {name!r} "
                                  "has no batch_input_shape; the input shape is unknown")
-            input_shape = tuple(None if s is None else int(s) for s in shape[1:])
-            in_name = "input" if all(_n != "input" for _n in (k.get("name") for k in klayers)) else f"{name}_input"
-            entries.append({"name": in_name, "type": "Input", "config": {}, "roles": [], "srcs": [], "cls": "InputLayer"})
-            alias[in_name] = in_name
+            in_name = "input" if "input" not in self.names else f"{name}_input"
+            self._input(in_name, "InputLayer", shape)
             srcs = [in_name]
-        if cls in ignored:
+        self.prev = name
+        if cls in self.ignored:
             if len(srcs) != 1:
                 raise ModelError(f"{where}: ignored layer must have exactly one input, has {len(srcs)}")
-            alias[name] = srcs[0]  # resolved below, once every layer is known
-            prev = name
-            continue
+            self.alias[name] = srcs[0]  # resolved once every layer is known
+            return
         for src in srcs:
-            if src not in alias and not any(k.get("name") == src for k in klayers):
+            if src not in self.alias and src not in self.names:
                 raise ModelError(f"{where}: input {src!r} is not a layer of the model")
         if not srcs:
             raise ModelError(f"{where}: layer has no inputs (only InputLayer may)")
-        parts = _translate(cls, name, conf, ctx)
-        chain_src = srcs
+        parts = translate(cls, name, conf, str(self.path))
         for i, (our_name, our_type, our_cfg, roles) in enumerate(parts):
-            entries.append({"name": our_name, "type": our_type, "config": our_cfg, "roles": roles,
-                            "srcs": chain_src if i == 0 else [parts[i - 1][0]], "cls": cls, "keras_name": name,
-                            "resolved": i > 0})
-        alias[name] = parts[-1][0]
-        prev = name
-    if input_shape is None:
-        raise ModelError(f"{path}: the model has no InputLayer")
+            self.entries.append({"name": our_name, "type": our_type, "config": our_cfg, "roles": roles,
+                                 "srcs": srcs if i == 0 else [parts[i - 1][0]], "cls": cls, "keras_name": name,
+                                 "resolved": i > 0})
+        self.alias[name] = parts[-1][0]
 
-    # 2. resolve inputs through aliases (ignored layers may come after their consumers in the list)
-    def resolve(src: str, where: str) -> str:
+    def resolve(self, src: str, where: str) -> str:
+        """Our layer computing Keras tensor ``src`` (through ignored layers, which may follow their consumers)."""
         seen = set()
-        while src in alias and alias[src] != src:
+        while src in self.alias and self.alias[src] != src:
             if src in seen:
                 raise ModelError(f"{where}: cyclic input {src!r}")
             seen.add(src)
-            src = alias[src]
-        if src not in alias:
+            src = self.alias[src]
+        if src not in self.alias:
             raise ModelError(f"{where}: input {src!r} is not a layer of the model")
         return src
 
-    for e in entries:
+
+def _weights(e: dict, wroot: Any, where: str) -> dict[str, np.ndarray]:
+    """The weights of entry ``e`` under our names (batch norms: gamma / beta filled with 1 / 0 when absent)."""
+    found = _layer_weights(wroot, e["keras_name"])
+    if not found:
+        raise ModelError(f"{where}: no weights in the file for this layer (expected {e['roles']})")
+    if e["cls"] == "SeparableConv2D":
+        by_name = dict(found)
+        missing = [r for r in e["roles"] if r not in by_name]
+        if missing:
+            raise ModelError(f"{where}: missing weights {missing}")
+        weights = {r: by_name[r] for r in e["roles"]}
+        if "pointwise_kernel" in weights:
+            weights["kernel"] = weights.pop("pointwise_kernel")
+        return weights
+    weights = _assign(e["roles"], found, where)
+    if e["cls"] == "BatchNormalization":
+        n = weights["moving_mean"].shape
+        weights.setdefault("gamma", np.ones(n, dtype=weights["moving_mean"].dtype))
+        weights.setdefault("beta", np.zeros(n, dtype=weights["moving_mean"].dtype))
+        weights = {k: weights[k] for k in ("gamma", "beta", "moving_mean", "moving_variance")}
+    return weights
+
+
+def _load(f: Any, path: Path, ctx: _Ctx, ignored: set[str], override: Any) -> Network:
+    config = _read_model_config(f, path, override)
+    wroot = f["model_weights"] if "model_weights" in f else f  # save_weights layout: layer groups at the root
+    model_cls, klayers, in_names, out_names = _layer_list(config, ctx)
+    model_name = str((config.get("config") or {}).get("name", path.stem)) if isinstance(config.get("config"), Mapping) else path.stem
+    graph = _Graph(path, ctx, model_cls, klayers, ignored)  # 1. translate each Keras layer
+    for e in graph.entries:  # 2. inputs through the aliases of ignored layers
         if not e.get("resolved"):
-            e["srcs"] = [resolve(s, ctx.at(e["name"], e["cls"])) for s in e["srcs"]]
-
-    # 3. stable topological order (keeps the file's order whenever it is already valid)
-    order = _toposort(entries, path)
-
-    # 4. weights
+            e["srcs"] = [graph.resolve(s, ctx.at(e["name"], e["cls"])) for s in e["srcs"]]
     layers: list[Layer] = []
-    for e in order:
+    for e in _toposort(graph.entries, path):  # 3. stable topological order (the file's whenever it is valid)
         where = ctx.at(e.get("keras_name", e["name"]), e["cls"])
-        weights: dict[str, np.ndarray] = {}
-        if e["roles"]:
-            found = _layer_weights(wroot, e["keras_name"])
-            if not found:
-                raise ModelError(f"{where}: no weights in the file for this layer (expected {e['roles']})")
-            if e["cls"] == "SeparableConv2D":
-                by_name = dict(found)
-                missing = [r for r in e["roles"] if r not in by_name]
-                if missing:
-                    raise ModelError(f"{where}: missing weights {missing}")
-                weights = {r: by_name[r] for r in e["roles"]}
-                if "pointwise_kernel" in weights:
-                    weights["kernel"] = weights.pop("pointwise_kernel")
-            elif e["cls"] == "BatchNormalization":
-                weights = _assign(e["roles"], found, where)
-                n = weights["moving_mean"].shape
-                weights.setdefault("gamma", np.ones(n, dtype=weights["moving_mean"].dtype))
-                weights.setdefault("beta", np.zeros(n, dtype=weights["moving_mean"].dtype))
-                weights = {k: weights[k] for k in ("gamma", "beta", "moving_mean", "moving_variance")}
-            else:
-                weights = _assign(e["roles"], found, where)
+        weights = _weights(e, wroot, where) if e["roles"] else {}  # 4. weights
         layer = Layer(name=e["name"], type=e["type"], inputs=list(e["srcs"]), config=e["config"], weights=weights)
         if weights:
             _check_shapes(layer, where)
         layers.append(layer)
-
-    # 5. outputs
-    if out_names is None:
-        outputs = [alias[prev]] if prev is not None else []
+    if out_names is None:  # 5. outputs
+        outputs = [graph.alias[graph.prev]] if graph.prev is not None else []
     else:
-        outputs = [resolve(o, f"{path}: output") for o in out_names]
+        outputs = [graph.resolve(o, f"{path}: output") for o in out_names]
     if in_names is not None and len(in_names) > 1:
         raise ModelError(f"{path}: the model has {len(in_names)} inputs; only single-input models are supported")
     metadata = {
@@ -595,15 +425,8 @@ def _load(f: Any, path: Path, ctx: _Ctx, ignored: set[str], override: Any) -> Ne
         "keras_version": _text(f.attrs.get("keras_version", "")),
         "backend": _text(f.attrs.get("backend", "")),
     }
-    return Network(
-        name=model_name,
-        layers=layers,
-        outputs=outputs,
-        input_layout="NHWC",
-        input_shape=input_shape,
-        metadata=metadata,
-        source=str(path),
-    )
+    return Network(name=model_name, layers=layers, outputs=outputs, input_layout="NHWC",
+                   input_shape=graph.input_shape, metadata=metadata, source=str(path))
 
 
 def _toposort(entries: list[dict], path: Path) -> list[dict]:

@@ -41,15 +41,12 @@ IMPORT_ALLOWLIST: set[str] = set()
 # issue 20: being split by another engineer -- import cycles, as sorted module lists
 CYCLE_ALLOWLIST: set[tuple[str, ...]] = set()
 # issue 20: being split by another engineer -- files over MAX_FILE_LINES
-FILE_ALLOWLIST: set[str] = {
-    "simulator/io/datasets.py",
-}
+FILE_ALLOWLIST: set[str] = set()
 # issue 20: being split by another engineer -- functions over MAX_FUNCTION_LINES, as "file::name"
 FUNCTION_ALLOWLIST: set[str] = {
     "simulator/io/crosssim_config.py::from_json",
     "simulator/io/crosssim_config.py::from_flat",
     "devices/empirical.py::_load",
-    "simulator/io/datasets.py::load_dataset",
 }
 
 

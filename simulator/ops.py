@@ -96,6 +96,50 @@ def im2col(x, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, xp):
     return win.reshape(N * Ho * Wo, -1), (Ho, Wo)
 
 
+def conv_transpose_input(x, kernel_size, strides, dilation, padding, output_padding, xp):
+    """The input of the stride-1 convolution equal to a transposed convolution of NHWC ``x``.
+
+    ``x`` zero-upsampled by the strides, padded by ``dilation*(k-1)`` less
+    the crops of ``padding`` ('valid', 'same' or torch's explicit
+    ``[[t, b], [l, r]]``) and extended by ``output_padding`` at the
+    bottom/right; convolving it (stride 1, same dilation) with
+    :func:`transpose_kernel_as_conv` of the kernel gives the transposed convolution.
+    """
+    kh, kw = kernel_size
+    sh, sw = strides
+    dh, dw = dilation
+    oph, opw = output_padding or (0, 0)
+    N, H, W, C = x.shape
+    up = xp.zeros((N, (H - 1) * sh + 1, (W - 1) * sw + 1, C), dtype=x.dtype)
+    up[:, ::sh, ::sw, :] = x
+    if padding == "valid":
+        crop = ((0, 0), (0, 0))
+    elif padding == "same":
+        th, tw = max(kh - sh, 0), max(kw - sw, 0)
+        crop = ((th // 2, th - th // 2), (tw // 2, tw - tw // 2))
+    else:
+        crop = resolve_padding(padding, H, W, kh, kw, sh, sw)
+    eh, ew = dh * (kh - 1), dw * (kw - 1)
+    (ct, cb), (cl, cr) = crop
+    (pt, pb), (pl, pr) = (eh - ct, eh - cb + oph), (ew - cl, ew - cr + opw)  # negative pads crop
+    up = pad_nhwc(up, ((max(pt, 0), max(pb, 0)), (max(pl, 0), max(pr, 0))), xp)
+    return up[:, max(-pt, 0) : up.shape[1] - max(-pb, 0), max(-pl, 0) : up.shape[2] - max(-pr, 0), :]
+
+
+def transpose_kernel_as_conv(kernel):
+    """A Keras Conv2DTranspose kernel (kh, kw, cout, cin) as the flipped conv kernel (kh, kw, cin, cout)."""
+    return kernel[::-1, ::-1].transpose(0, 1, 3, 2)
+
+
+def gru_cell(gi, gh, h, xp):
+    """torch.nn.GRUCell's gates (order r, z, n) from the two products ``gi = W_ih x + b_ih``, ``gh = W_hh h + b_hh``."""
+    H = h.shape[-1]
+    r = activation(gi[:, :H] + gh[:, :H], "sigmoid", xp)
+    z = activation(gi[:, H : 2 * H] + gh[:, H : 2 * H], "sigmoid", xp)
+    n = xp.tanh(gi[:, 2 * H :] + r * gh[:, 2 * H :])
+    return (1 - z) * n + z * h
+
+
 # ------------------------------------------------------------------ pooling
 def _ceil_extra(size: int, lo: int, hi: int, k: int, s: int, d: int) -> int:
     """Extra end padding for ceil_mode output sizes (a last window starting in the end pad is dropped)."""

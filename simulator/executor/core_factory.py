@@ -71,7 +71,7 @@ def mvm_matrix(layer: Layer):
     elif t == "DepthwiseConv2D":
         W = ops.depthwise_matrix(np.asarray(w["depthwise_kernel"]), np)
     elif t == "Conv2DTranspose":
-        k = np.asarray(w["kernel"])[::-1, ::-1].transpose(0, 1, 3, 2)  # (kh, kw, cout, cin) -> flipped (kh, kw, cin, cout)
+        k = ops.transpose_kernel_as_conv(np.asarray(w["kernel"]))  # (kh, kw, cout, cin) -> flipped (kh, kw, cin, cout)
         W = k.reshape(-1, k.shape[-1])
     else:  # pragma: no cover - MVM_LAYER_TYPES and this list agree
         raise ConfigError(f"no analog mapping for layer type {t}")

@@ -127,25 +127,9 @@ def conv_transpose(sim: Executor, layer: Layer, ins: list, ideal: bool):
     """Transposed convolution = stride-1 convolution of the zero-upsampled input with the flipped kernel."""
     xp, c, x = sim.xp, layer.config, ins[0]
     kh, kw = c["kernel_size"]
-    sh, sw = c.get("strides", (1, 1))
     dh, dw = c.get("dilation_rate", (1, 1))
-    oph, opw = c.get("output_padding") or (0, 0)
-    N, H, W, C = x.shape
-    up = xp.zeros((N, (H - 1) * sh + 1, (W - 1) * sw + 1, C), dtype=x.dtype)
-    up[:, ::sh, ::sw, :] = x
-    pad = c.get("padding", "valid")
-    if pad == "valid":
-        crop = ((0, 0), (0, 0))
-    elif pad == "same":
-        th, tw = max(kh - sh, 0), max(kw - sw, 0)
-        crop = ((th // 2, th - th // 2), (tw // 2, tw - tw // 2))
-    else:
-        crop = ops.resolve_padding(pad, H, W, kh, kw, sh, sw)
-    eh, ew = dh * (kh - 1), dw * (kw - 1)
-    (ct, cb), (cl, cr) = crop
-    (pt, pb), (pl, pr) = (eh - ct, eh - cb + oph), (ew - cl, ew - cr + opw)  # negative pads crop
-    up = ops.pad_nhwc(up, ((max(pt, 0), max(pb, 0)), (max(pl, 0), max(pr, 0))), xp)
-    up = up[:, max(-pt, 0) : up.shape[1] - max(-pb, 0), max(-pl, 0) : up.shape[2] - max(-pr, 0), :]
+    up = ops.conv_transpose_input(x, (kh, kw), c.get("strides", (1, 1)), (dh, dw), c.get("padding", "valid"),
+                                  c.get("output_padding"), xp)
     y = conv_mvm(sim, up, layer, layer_mvm(sim, layer, ideal), (kh, kw), (1, 1), (dh, dw), ((0, 0), (0, 0)))
     return ops.activation(y, c.get("activation"), xp)
 
@@ -156,11 +140,7 @@ def gru(sim: Executor, layer: Layer, ins: list, ideal: bool):
     H = layer.weights["weight_hh"].shape[0]
     h = ins[1] if len(ins) > 1 else xp.zeros((x.shape[0], H), dtype=x.dtype)
     ih, hh = layer_mvm(sim, layer, ideal)
-    gi, gh = ih(x, row0=sim.batch_offset), hh(h, row0=sim.batch_offset)
-    r = ops.activation(gi[:, :H] + gh[:, :H], "sigmoid", xp)
-    z = ops.activation(gi[:, H : 2 * H] + gh[:, H : 2 * H], "sigmoid", xp)
-    n = xp.tanh(gi[:, 2 * H :] + r * gh[:, 2 * H :])
-    return (1 - z) * n + z * h
+    return ops.gru_cell(ih(x, row0=sim.batch_offset), hh(h, row0=sim.batch_offset), h, xp)
 
 
 # ------------------------------------------------------------ digital NHWC ops

@@ -44,8 +44,6 @@ CYCLE_ALLOWLIST: set[tuple[str, ...]] = set()
 FILE_ALLOWLIST: set[str] = set()
 # issue 20: being split by another engineer -- functions over MAX_FUNCTION_LINES, as "file::name"
 FUNCTION_ALLOWLIST: set[str] = {
-    "simulator/io/crosssim_config.py::from_json",
-    "simulator/io/crosssim_config.py::from_flat",
     "devices/empirical.py::_load",
 }
 

@@ -73,10 +73,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: not a JSON text file (byte {exc.start} is not UTF-8)") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a JSON config must be an object of parameters, got a {type(data).__name__}")
-        from simulator.io import crosssim_config
+        from simulator.io import crosssim_config, crosssim_json
 
         if crosssim_config.is_crosssim_json(data):
-            return resolve_paths(crosssim_config.from_json(data, str(path)), path)
+            return resolve_paths(crosssim_json.from_json(data, str(path)), path)
         return resolve_paths(data, path)
     raise ConfigError(f"{path}: config files must end in .toml, .py or .json")
 

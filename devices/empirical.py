@@ -119,8 +119,7 @@ def _check_count(n: int, what: str, path: str) -> None:
                                "for its distribution")
 
 
-@lru_cache(maxsize=16)
-def _load(path: str, mtime_ns: int) -> DeviceData:
+def _read_csv(path: str):
     import pandas as pd
 
     try:
@@ -130,6 +129,79 @@ def _load(path: str, mtime_ns: int) -> DeviceData:
         raise DeviceModelError(f"{path}: cannot read the device-data CSV ({why})") from None
     if df.empty:
         raise DeviceModelError(f"{path}: the device-data CSV has no rows")
+    return df
+
+
+def _programming(target: np.ndarray, prog: np.ndarray, g_max: float, levels_si: np.ndarray, names: tuple[str, str],
+                 scales: tuple[float, float], path: str) -> tuple[list, list]:
+    """Per target level: quantiles and standard deviation of the programmed - target conductance (units of G_max);
+    the levels' medians must rise with the targets."""
+    (tcol, pcol), (tscale, pscale) = names, scales
+    pn, levels = prog / g_max, levels_si / g_max
+    prog_q, prog_std, medians = [], [], []
+    for lv_si, lv in zip(levels_si, levels):
+        d = pn[target == lv_si] - lv
+        _check_count(len(d), f"level {lv_si / tscale:g} ({tcol})", path)
+        prog_q.append(_quantiles(d))
+        prog_std.append(float(np.std(d, ddof=1)))
+        medians.append(float(np.median(d)) + lv)
+    for k in range(1, len(levels)):
+        if not medians[k] > medians[k - 1]:
+            raise DeviceModelError(
+                f"{path}: levels are not monotone: level {levels_si[k] / tscale:g} has median programmed conductance "
+                f"{medians[k] * g_max / pscale:g}, not above level {levels_si[k - 1] / tscale:g}'s "
+                f"{medians[k - 1] * g_max / pscale:g} ({pcol})"
+            )
+    return prog_q, prog_std
+
+
+def _no_drift(n_levels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """No read times: empty drift tables."""
+    return np.zeros(0), np.zeros((0, n_levels, N_QUANTILES)), np.zeros((0, n_levels))
+
+
+def _drift(df, target: np.ndarray, prog: np.ndarray, levels_si: np.ndarray, time_c: tuple, gt_c: tuple, pcol: str,
+           tscale: float, path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(read times in days, quantiles and std of G_time / G_programmed per (time, level)) from the drift columns."""
+    tm = _numbers(df, time_c[0], path, allow_blank=True) * time_c[1]
+    gt = _numbers(df, gt_c[0], path, allow_blank=True) * gt_c[1]
+    blank_t, blank_g = np.isnan(tm), np.isnan(gt)
+    if (blank_t != blank_g).any():
+        row = int(np.argmax(blank_t != blank_g))
+        raise DeviceModelError(f"{path}: row {row + 2}: {time_c[0]!r} and {gt_c[0]!r} must both be given or both be empty")
+    has = ~blank_t
+    if not has.any():
+        return _no_drift(len(levels_si))
+    if (tm[has] <= 0).any():
+        row = int(np.argmax(has & (tm <= 0)))
+        raise DeviceModelError(f"{path}: row {row + 2}, column {time_c[0]!r} = {df[time_c[0]].iloc[row]!r}: "
+                               "times must be > 0 (the programmed read is G_programmed)")
+    if (gt[has] < 0).any():
+        row = int(np.argmax(has & (gt < 0)))
+        raise DeviceModelError(f"{path}: row {row + 2}, column {gt_c[0]!r} = {df[gt_c[0]].iloc[row]!r}: "
+                               "conductances must be >= 0")
+    if (prog[has] <= 0).any():
+        row = int(np.argmax(has & (prog <= 0)))
+        raise DeviceModelError(f"{path}: row {row + 2}: a drift sample needs {pcol!r} > 0 (the drift is the "
+                               "ratio G_time / G_programmed)")
+    times = np.unique(tm[has])
+    rq, rs = [], []
+    for t in times:
+        row_q, row_s = [], []
+        for lv_si in levels_si:
+            sel = has & (tm == t) & (target == lv_si)
+            _check_count(int(sel.sum()), f"level {lv_si / tscale:g} at {time_c[0]} = {t / time_c[1]:g}", path)
+            r = gt[sel] / prog[sel]
+            row_q.append(_quantiles(r))
+            row_s.append(float(np.std(r, ddof=1)))
+        rq.append(row_q)
+        rs.append(row_s)
+    return times, np.asarray(rq), np.asarray(rs)
+
+
+@lru_cache(maxsize=16)
+def _load(path: str, mtime_ns: int) -> DeviceData:
+    df = _read_csv(path)
     tcol, tscale = _column(df, "G_target", CONDUCTANCE_UNITS, path, True)
     pcol, pscale = _column(df, "G_programmed", CONDUCTANCE_UNITS, path, True)
     time_c = _column(df, "time", TIME_UNITS_DAYS, path, False)
@@ -150,60 +222,13 @@ def _load(path: str, mtime_ns: int) -> DeviceData:
     levels_si = np.unique(target)
     if len(levels_si) < 2:
         raise DeviceModelError(f"{path}: column {tcol!r} has {len(levels_si)} level(s); at least 2 are needed")
-    tn, pn = target / g_max, prog / g_max
-    levels = levels_si / g_max
-    prog_q, prog_std, medians = [], [], []
-    for lv_si, lv in zip(levels_si, levels):
-        d = pn[target == lv_si] - lv
-        _check_count(len(d), f"level {lv_si / tscale:g} ({tcol})", path)
-        prog_q.append(_quantiles(d))
-        prog_std.append(float(np.std(d, ddof=1)))
-        medians.append(float(np.median(d)) + lv)
-    for k in range(1, len(levels)):
-        if not medians[k] > medians[k - 1]:
-            raise DeviceModelError(
-                f"{path}: levels are not monotone: level {levels_si[k] / tscale:g} has median programmed conductance "
-                f"{medians[k] * g_max / pscale:g}, not above level {levels_si[k - 1] / tscale:g}'s "
-                f"{medians[k - 1] * g_max / pscale:g} ({pcol})"
-            )
-    times = np.zeros(0)
-    ratio_q = np.zeros((0, len(levels), N_QUANTILES))
-    ratio_std = np.zeros((0, len(levels)))
-    if time_c is not None:
-        tm = _numbers(df, time_c[0], path, allow_blank=True) * time_c[1]
-        gt = _numbers(df, gt_c[0], path, allow_blank=True) * gt_c[1]
-        blank_t, blank_g = np.isnan(tm), np.isnan(gt)
-        if (blank_t != blank_g).any():
-            row = int(np.argmax(blank_t != blank_g))
-            raise DeviceModelError(f"{path}: row {row + 2}: {time_c[0]!r} and {gt_c[0]!r} must both be given or both be empty")
-        has = ~blank_t
-        if has.any():
-            if (tm[has] <= 0).any():
-                row = int(np.argmax(has & (tm <= 0)))
-                raise DeviceModelError(f"{path}: row {row + 2}, column {time_c[0]!r} = {df[time_c[0]].iloc[row]!r}: "
-                                       "times must be > 0 (the programmed read is G_programmed)")
-            if (gt[has] < 0).any():
-                row = int(np.argmax(has & (gt < 0)))
-                raise DeviceModelError(f"{path}: row {row + 2}, column {gt_c[0]!r} = {df[gt_c[0]].iloc[row]!r}: "
-                                       "conductances must be >= 0")
-            if (prog[has] <= 0).any():
-                row = int(np.argmax(has & (prog <= 0)))
-                raise DeviceModelError(f"{path}: row {row + 2}: a drift sample needs {pcol!r} > 0 (the drift is the "
-                                       "ratio G_time / G_programmed)")
-            times = np.unique(tm[has])
-            rq, rs = [], []
-            for t in times:
-                row_q, row_s = [], []
-                for lv_si in levels_si:
-                    sel = has & (tm == t) & (target == lv_si)
-                    _check_count(int(sel.sum()), f"level {lv_si / tscale:g} at {time_c[0]} = {t / time_c[1]:g}", path)
-                    r = gt[sel] / prog[sel]
-                    row_q.append(_quantiles(r))
-                    row_s.append(float(np.std(r, ddof=1)))
-                rq.append(row_q)
-                rs.append(row_s)
-            ratio_q, ratio_std = np.asarray(rq), np.asarray(rs)
-    return DeviceData(path, g_max, levels, np.asarray(prog_q), np.asarray(prog_std), times, ratio_q, ratio_std)
+    prog_q, prog_std = _programming(target, prog, g_max, levels_si, (tcol, pcol), (tscale, pscale), path)
+    if time_c is None:
+        times, ratio_q, ratio_std = _no_drift(len(levels_si))
+    else:
+        times, ratio_q, ratio_std = _drift(df, target, prog, levels_si, time_c, gt_c, pcol, tscale, path)
+    return DeviceData(path, g_max, levels_si / g_max, np.asarray(prog_q), np.asarray(prog_std), times, ratio_q,
+                      ratio_std)
 
 
 def load_device_data(path: str) -> DeviceData:

@@ -122,6 +122,26 @@ def isqrt(v) -> np.ndarray:
     return r
 
 
+#: operator -> the DigitalOp method computing it in quantization mode
+_QUANTIZED = {
+    "sigmoid": "_q_activation",
+    "tanh": "_q_activation",
+    "gelu": "_q_activation",
+    "prelu": "_q_prelu",
+    "add": "_q_add",
+    "mul": "_q_mul",
+    "divide": "_q_divide",
+    "sqrt": "_q_sqrt",
+    "invsqrt": "_q_invsqrt",
+    "hypot": "_q_hypot",
+    "mean": "_q_mean",
+    "cat": "_q_cat",
+    "matmul": "_q_matmul",
+    "batchnorm": "_q_batchnorm",
+    "clnbn": "_q_clnbn",
+}
+
+
 class DigitalOp:
     """One witin digital operator with its resolved scales.
 
@@ -183,115 +203,127 @@ class DigitalOp:
         ``weights``: PReLU ``alpha``; BatchNorm ``gamma``, ``beta``,
         ``moving_mean``, ``moving_variance``.
         """
-        op = self.op
         xs = [_f32(a) for a in inputs]
         w = weights or {}
         if not self.quantized:
             return self._float(xs, w, axis, eps)
-        if op in ("sigmoid", "tanh", "gelu"):
-            sx = self.s["x"]
-            xd = q_signed(xs[0], sx, self.xb) / F32(sx)
-            if op == "sigmoid":
-                return q_unsigned(_sigmoid(xd), self.s["y"], self.yb) / F32(self.s["y"])
-            return self._out(np.tanh(xd) if op == "tanh" else _gelu(xd))
-        if op == "prelu":
-            sx, sw = self.s["x"], self.s["w"]
-            xd = q_signed(xs[0], sx, self.xb) / F32(sx)
-            a = q_signed(w["alpha"], sw, self.wb) / F32(sw)
-            a = _bcast_channel(a, xd, axis)
-            return self._out(np.where(xd >= 0, xd, a * xd).astype(F32))
-        if op == "add":
-            s1, s2, sy = self.s["x1"], self.s["x2"], self.s["y"]
-            s = min(s1, s2)
-            q1, q2 = q_signed(xs[0], s, self.lb), q_signed(xs[1], s, self.rb)
-            lim = 2.0 ** (max(self.lb, self.rb) + 8)
-            acc = np.clip(q1 + q2, -lim, lim - 1)
-            ratio = F32(s) / F32(sy)
-            return self._q_div(acc, ratio)
-        if op == "mul":
-            s1, s2, sy = self.s["x1"], self.s["x2"], self.s["y"]
-            q1, q2 = q_signed(xs[0], s1, self.lb), q_signed(xs[1], s2, self.rb)
-            prod = q1.astype(np.int64) * q2.astype(np.int64)
-            g = (F32(s1) * F32(s2)) / F32(sy)
-            return self._q_div(prod, g)
-        if op == "divide":
-            s1, s2 = self.s["x1"], self.s["x2"]
-            q1, q2 = q_signed(xs[0], s1, self.lb), q_signed(xs[1], s2, self.rb)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                r = np.round(q1 / (q2 + F32(1e-8))).astype(F32)
-            v = (r / F32(s1)) * F32(s2)
-            c = F32(DIVIDE_LIMIT)
-            return self._out(np.clip(v, -c, c))
-        if op == "sqrt":
-            ux = self.s["x"]
-            q = q_unsigned(xs[0], ux, self.xb)
-            r = isqrt(q.astype(np.int64) << self.L).astype(F32)
-            v = (r / F32(2.0 ** (self.L / 2))) / F32(np.sqrt(F32(ux)))
-            return self._out(v, unsigned=True)
-        if op == "invsqrt":
-            ux = self.s["x"]
-            q = q_unsigned(xs[0], ux, self.xb)
-            r = isqrt(q.astype(np.int64) << self.L).astype(F32)
-            num = F32(2.0 ** (self.L / 2 + 15))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                t = (num / r) / F32(2.0**15)
-            v = t * F32(np.sqrt(F32(ux)))
-            out = q_unsigned(v, self.s["y"], self.yb)
-            out[q == 0] = 0
-            return out / F32(self.s["y"])
-        if op == "hypot":
-            s1 = self.s["x1"]
-            q1, q2 = q_signed(xs[0], s1, self.lb), q_signed(xs[1], s1, self.lb)
-            t = np.clip(q1 * q1 + q2 * q2, 0, 2.0 ** (2 * self.lb) - 1)
-            r = isqrt(t.astype(np.int64) << self.L).astype(F32)
-            v = (r / F32(2.0 ** (self.L / 2))) / F32(s1)
-            return self._out(v, unsigned=True)
-        if op == "mean":
-            sx = self.s["x"]
-            q = q_signed(xs[0], sx, self.xb)
-            lim = 2.0 ** (self.M - 1)
-            ssum = np.clip(q.sum(axis=axis, keepdims=True, dtype=F32), -lim, lim - 1)
-            n = q.shape[axis]
-            return np.round(ssum / F32(n)).astype(F32) / F32(sx)
-        if op == "cat":
-            s1, s2 = self.s["x1"], self.s["x2"]
-            top = max(self.lb, self.rb)
-            parts = []
-            for x, s, bits in ((xs[0], s1, self.lb), (xs[1], s2, self.rb)):
-                k = F32(2.0 ** (top - bits))  # the narrower input is widened to the wider one's bits
-                parts.append((q_signed(x * k, s, top) / k) / F32(s))
-            a, b = parts
-            return self._out(np.concatenate([a, b], axis=axis))
-        if op == "matmul":
-            s1, s2, sy = self.s["x1"], self.s["x2"], self.s["y"]
-            q1, q2 = q_signed(xs[0], s1, self.lb), q_signed(xs[1], s2, self.rb)
-            acc = np.matmul(q1.astype(np.float64), q2.astype(np.float64)).astype(F32)
-            return self._out((acc / F32(s1)) / F32(s2))
-        if op == "batchnorm":
-            sx, sw, sy = self.s["x"], self.s["w"], self.s["y"]
-            a, b = bn_affine(w, eps)
-            q = q_signed(xs[0], sx, self.xb)
-            qa = q_signed(a, sw, self.wb)
-            lim = 2.0 ** (self.xb + self.wb - 1)
-            qb = np.clip(np.round((b * F32(sw)) * F32(sx)), -lim, lim - 1).astype(F32)
-            acc = _bcast_channel(qa, q, axis) * q + _bcast_channel(qb, q, axis)
-            g = (F32(sw) * F32(sx)) / F32(sy)
-            return self._q_div(acc, g)
-        if op == "clnbn":
-            sx = self.s["x"]
-            q = q_signed(xs[0], sx, self.xb)
-            ax = tuple(axis)
-            n = int(np.prod([q.shape[a] for a in ax]))
-            half = 2.0 ** (self.xb - 1)
-            m = np.clip(np.round(q.sum(axis=ax, keepdims=True, dtype=F32) / F32(n)), -half, half - 1).astype(F32)
-            d = q - m
-            var = np.clip(np.round((d * d).sum(axis=ax, keepdims=True, dtype=F32) / F32(n)), 0, 2.0 ** (2 * self.xb) - 1)
-            r = isqrt(var.astype(np.int64) << self.L).astype(F32)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                inv = (F32(2.0 ** (self.L / 2 + 19)) / r) / F32(2.0**19)
-            inv = np.where(var == 0, F32(0), inv).astype(F32)
-            return self._out(d * inv)
-        raise ModelError(f"{self.where}: witin operator {op!r} is not implemented")  # pragma: no cover
+        return getattr(self, _QUANTIZED[self.op])(self.op, xs, w, axis, eps)
+
+    def _q_activation(self, op: str, xs: list, w: dict, axis, eps: float):
+        sx = self.s["x"]
+        xd = q_signed(xs[0], sx, self.xb) / F32(sx)
+        if op == "sigmoid":
+            return q_unsigned(_sigmoid(xd), self.s["y"], self.yb) / F32(self.s["y"])
+        return self._out(np.tanh(xd) if op == "tanh" else _gelu(xd))
+
+    def _q_prelu(self, op: str, xs: list, w: dict, axis, eps: float):
+        sx, sw = self.s["x"], self.s["w"]
+        xd = q_signed(xs[0], sx, self.xb) / F32(sx)
+        a = q_signed(w["alpha"], sw, self.wb) / F32(sw)
+        a = _bcast_channel(a, xd, axis)
+        return self._out(np.where(xd >= 0, xd, a * xd).astype(F32))
+
+    def _q_add(self, op: str, xs: list, w: dict, axis, eps: float):
+        s1, s2, sy = self.s["x1"], self.s["x2"], self.s["y"]
+        s = min(s1, s2)
+        q1, q2 = q_signed(xs[0], s, self.lb), q_signed(xs[1], s, self.rb)
+        lim = 2.0 ** (max(self.lb, self.rb) + 8)
+        acc = np.clip(q1 + q2, -lim, lim - 1)
+        ratio = F32(s) / F32(sy)
+        return self._q_div(acc, ratio)
+
+    def _q_mul(self, op: str, xs: list, w: dict, axis, eps: float):
+        s1, s2, sy = self.s["x1"], self.s["x2"], self.s["y"]
+        q1, q2 = q_signed(xs[0], s1, self.lb), q_signed(xs[1], s2, self.rb)
+        prod = q1.astype(np.int64) * q2.astype(np.int64)
+        g = (F32(s1) * F32(s2)) / F32(sy)
+        return self._q_div(prod, g)
+
+    def _q_divide(self, op: str, xs: list, w: dict, axis, eps: float):
+        s1, s2 = self.s["x1"], self.s["x2"]
+        q1, q2 = q_signed(xs[0], s1, self.lb), q_signed(xs[1], s2, self.rb)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.round(q1 / (q2 + F32(1e-8))).astype(F32)
+        v = (r / F32(s1)) * F32(s2)
+        c = F32(DIVIDE_LIMIT)
+        return self._out(np.clip(v, -c, c))
+
+    def _q_sqrt(self, op: str, xs: list, w: dict, axis, eps: float):
+        ux = self.s["x"]
+        q = q_unsigned(xs[0], ux, self.xb)
+        r = isqrt(q.astype(np.int64) << self.L).astype(F32)
+        v = (r / F32(2.0 ** (self.L / 2))) / F32(np.sqrt(F32(ux)))
+        return self._out(v, unsigned=True)
+
+    def _q_invsqrt(self, op: str, xs: list, w: dict, axis, eps: float):
+        ux = self.s["x"]
+        q = q_unsigned(xs[0], ux, self.xb)
+        r = isqrt(q.astype(np.int64) << self.L).astype(F32)
+        num = F32(2.0 ** (self.L / 2 + 15))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (num / r) / F32(2.0**15)
+        v = t * F32(np.sqrt(F32(ux)))
+        out = q_unsigned(v, self.s["y"], self.yb)
+        out[q == 0] = 0
+        return out / F32(self.s["y"])
+
+    def _q_hypot(self, op: str, xs: list, w: dict, axis, eps: float):
+        s1 = self.s["x1"]
+        q1, q2 = q_signed(xs[0], s1, self.lb), q_signed(xs[1], s1, self.lb)
+        t = np.clip(q1 * q1 + q2 * q2, 0, 2.0 ** (2 * self.lb) - 1)
+        r = isqrt(t.astype(np.int64) << self.L).astype(F32)
+        v = (r / F32(2.0 ** (self.L / 2))) / F32(s1)
+        return self._out(v, unsigned=True)
+
+    def _q_mean(self, op: str, xs: list, w: dict, axis, eps: float):
+        sx = self.s["x"]
+        q = q_signed(xs[0], sx, self.xb)
+        lim = 2.0 ** (self.M - 1)
+        ssum = np.clip(q.sum(axis=axis, keepdims=True, dtype=F32), -lim, lim - 1)
+        n = q.shape[axis]
+        return np.round(ssum / F32(n)).astype(F32) / F32(sx)
+
+    def _q_cat(self, op: str, xs: list, w: dict, axis, eps: float):
+        s1, s2 = self.s["x1"], self.s["x2"]
+        top = max(self.lb, self.rb)
+        parts = []
+        for x, s, bits in ((xs[0], s1, self.lb), (xs[1], s2, self.rb)):
+            k = F32(2.0 ** (top - bits))  # the narrower input is widened to the wider one's bits
+            parts.append((q_signed(x * k, s, top) / k) / F32(s))
+        a, b = parts
+        return self._out(np.concatenate([a, b], axis=axis))
+
+    def _q_matmul(self, op: str, xs: list, w: dict, axis, eps: float):
+        s1, s2, sy = self.s["x1"], self.s["x2"], self.s["y"]
+        q1, q2 = q_signed(xs[0], s1, self.lb), q_signed(xs[1], s2, self.rb)
+        acc = np.matmul(q1.astype(np.float64), q2.astype(np.float64)).astype(F32)
+        return self._out((acc / F32(s1)) / F32(s2))
+
+    def _q_batchnorm(self, op: str, xs: list, w: dict, axis, eps: float):
+        sx, sw, sy = self.s["x"], self.s["w"], self.s["y"]
+        a, b = bn_affine(w, eps)
+        q = q_signed(xs[0], sx, self.xb)
+        qa = q_signed(a, sw, self.wb)
+        lim = 2.0 ** (self.xb + self.wb - 1)
+        qb = np.clip(np.round((b * F32(sw)) * F32(sx)), -lim, lim - 1).astype(F32)
+        acc = _bcast_channel(qa, q, axis) * q + _bcast_channel(qb, q, axis)
+        g = (F32(sw) * F32(sx)) / F32(sy)
+        return self._q_div(acc, g)
+
+    def _q_clnbn(self, op: str, xs: list, w: dict, axis, eps: float):
+        sx = self.s["x"]
+        q = q_signed(xs[0], sx, self.xb)
+        ax = tuple(axis)
+        n = int(np.prod([q.shape[a] for a in ax]))
+        half = 2.0 ** (self.xb - 1)
+        m = np.clip(np.round(q.sum(axis=ax, keepdims=True, dtype=F32) / F32(n)), -half, half - 1).astype(F32)
+        d = q - m
+        var = np.clip(np.round((d * d).sum(axis=ax, keepdims=True, dtype=F32) / F32(n)), 0, 2.0 ** (2 * self.xb) - 1)
+        r = isqrt(var.astype(np.int64) << self.L).astype(F32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = (F32(2.0 ** (self.L / 2 + 19)) / r) / F32(2.0**19)
+        inv = np.where(var == 0, F32(0), inv).astype(F32)
+        return self._out(d * inv)
 
     def _q_div(self, acc, g):
         """``Q(acc / g, sy, yb) / sy`` where ``acc`` is already in output-scale integer units times g."""

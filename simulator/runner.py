@@ -189,7 +189,8 @@ def primary_output(out):
     return np.asarray(out)
 
 
-def _correct(out: np.ndarray, labels: np.ndarray, ks: list[int]) -> dict[int, int]:
+def count_correct(out: np.ndarray, labels: np.ndarray, ks: list[int]) -> dict[int, int]:
+    """``{k: images whose label is among the top-k outputs}`` of one batch (``out``: (N, classes), any host output)."""
     out = primary_output(out)
     out = out.reshape(out.shape[0], -1)
     order = np.argsort(-out, axis=1)[:, : max(ks)]
@@ -295,7 +296,7 @@ def _ideal_pass(ref: Simulation, data, cfg: Config, net: Network, ks: list[int])
             raise ConfigError(f"{cfg.source}: topk = {cfg.topk!r} but model {net.name!r} has {n_classes} outputs "
                               "(top-k accuracy needs k <= the number of classes)")
         check_labels(y, n_classes, _data_name(cfg, data), n)
-        hits = _correct(out, np.asarray(y), ks)
+        hits = count_correct(out, np.asarray(y), ks)
         for k in ks:
             ideal_hits[k] += hits[k]
         n += len(y)
@@ -311,7 +312,7 @@ def _accuracy_pass(sim, data, cfg: Config, net: Network, ks: list[int], i: int, 
     next_report = cfg.count_interval
     for x, y in data.iter_batches(layout=net.input_layout):
         # image_offset keys the read noise by image index (the same draws at every drift time)
-        h = _correct(sim.forward(x, image_offset=seen), np.asarray(y), ks)
+        h = count_correct(sim.forward(x, image_offset=seen), np.asarray(y), ks)
         for k in ks:
             hits[k] += h[k]
         seen += len(y)

@@ -112,7 +112,7 @@ def accuracy_run(cfg, runs=None, progress=False, network=None, simulation=None):
 
     from simulator.calibration_io import calibration_for
     from simulator.model_files import load_model_for
-    from simulator.runner import Result, _correct, load_test_dataset
+    from simulator.runner import Result, count_correct, load_test_dataset
     from simulator.simulation import Simulation
 
     cfg = load_config(cfg)
@@ -126,7 +126,7 @@ def accuracy_run(cfg, runs=None, progress=False, network=None, simulation=None):
         sim = Simulation(net, cfg, seed=seed, calibration=calibration_for(net, cfg))
     hits = n = 0
     for x, y in load_test_dataset(cfg).iter_batches(layout=_input_layout(sim)):
-        hits += _correct(sim.forward(x), np.asarray(y), [1])[1]
+        hits += count_correct(sim.forward(x), np.asarray(y), [1])[1]
         n += len(y)
     sec = (time.perf_counter() - t0) / max(n, 1)
     row = {"run": run_index, "seed": seed, "accuracy": hits / max(n, 1), "seconds_per_image": sec}
@@ -290,15 +290,15 @@ def _select(cores: list, layers: Optional[Iterable[str]], cfg: Config, model_nam
 
 def _observed_pass(sim, data, cores, post, samples: int, seed: int, bar):
     """Run the test images through the non-ideal chip with a recorder: (recorder, accuracy, ideal accuracy, n)."""
-    from simulator.runner import _correct
+    from simulator.runner import count_correct
 
     hits = ideal_hits = n = 0
     with sim.observe(adc=True, dac=True, layers=[c for _, c, _ in cores], samples=samples, seed=seed,
                      post=post) as rec:
         for x, y in data.iter_batches(layout=_input_layout(sim)):
             y = np.asarray(y)
-            hits += _correct(sim.forward(x), y, [1])[1]
-            ideal_hits += _correct(sim.ideal_forward(x), y, [1])[1]
+            hits += count_correct(sim.forward(x), y, [1])[1]
+            ideal_hits += count_correct(sim.ideal_forward(x), y, [1])[1]
             n += len(y)
             if bar is not None:
                 bar.update(len(y))

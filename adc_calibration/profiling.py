@@ -9,7 +9,8 @@
 * activations unquantized (``dac_bits = 0``, no input bit slicing) -- *DAC
   profiling*: every MVM layer's raw input activations are recorded;
 
-and streams each batch into :class:`~adc_calibration.collectors.StreamingHistogram`
+and streams each batch (handed over by ``Simulation.observe(sink=...)``, the
+public observation API) into :class:`~adc_calibration.collectors.StreamingHistogram`
 objects, so memory does not grow with the size of the calibration set. Raw
 values go to disk only when ``raw_dir`` is given.
 
@@ -177,7 +178,7 @@ def _calibration_dataset(cfg, ntest: Optional[int]):
 
 
 # ---------------------------------------------------------------------------
-# observers (the NeuralCore / NumericCore observer protocol of simulator.observe)
+# what Simulation.observe(sink=...) hands over (raw inputs and ADC inputs)
 # ---------------------------------------------------------------------------
 def _neural_cores(sim):
     from simulator.cores.neural import NeuralCore
@@ -191,49 +192,35 @@ def _neural_cores(sim):
                 yield layer, core
 
 
-class _DacObserver:
-    """Records a core's raw input activations (before the DAC)."""
+class _ActivationSink:
+    """DAC pass: records every core's raw input activations (before the DAC)."""
 
-    def __init__(self, store: ProfileStore, name: str) -> None:
-        self.store, self.name = store, name
+    def __init__(self, store: ProfileStore) -> None:
+        self.store = store
 
-    def layer(self, X, Y) -> None:
-        self.store.add_activation(self.name, X)
-
-    def array(self, s, columns=None):
-        return None
+    def inputs(self, core: str, X) -> None:
+        self.store.add_activation(core, X)
 
 
-class _AdcArrayObserver:
-    """Records one weight slice's ADC inputs (in algorithmic units when unsliced; ReLU-aware if asked)."""
+class _AdcSink:
+    """ADC pass: records every weight slice's ADC inputs (in algorithmic units when unsliced; ReLU-aware if
+    asked, with ``biases[core]`` the (1, n_out) digital bias or None)."""
 
-    def __init__(self, store: ProfileStore, info: LayerInfo, s: int, bias) -> None:
-        self.store, self.info, self.s, self.bias = store, info, s, bias
-        self.gain = None if info.sliced else info.gain
+    def __init__(self, store: ProfileStore, info: dict, biases: dict) -> None:
+        self.store, self.info, self.biases = store, info, biases
 
-    def adc(self, values, quantizer, input_bit=None) -> None:
-        v = values * self.gain if self.gain is not None else values
-        if self.info.relu_aware:
-            keep = v + self.bias >= 0 if self.bias is not None else v >= 0
-            v = v[keep]
-        self.store.add_adc(self.info.name, v, slice=self.s, input_bit=input_bit)
-
-    def current_limit(self, currents, limit: float) -> None:
+    def inputs(self, core: str, X) -> None:
         pass
 
-
-class _AdcObserver:
-    """Hands each NumericCore of a core an :class:`_AdcArrayObserver` for its weight slice."""
-
-    def __init__(self, store: ProfileStore, info: LayerInfo, bias) -> None:
-        self.store, self.info, self.bias = store, info, bias
-
-    def layer(self, X, Y) -> None:
-        pass
-
-    def array(self, s: int, columns=None) -> _AdcArrayObserver:
-        bias = self.bias if self.bias is None or columns is None else self.bias[:, columns]  # this block's outputs
-        return _AdcArrayObserver(self.store, self.info, s, bias)
+    def adc_inputs(self, core: str, s: int, columns, values, input_bit) -> None:
+        li = self.info[core]
+        v = values if li.sliced else values * li.gain
+        if li.relu_aware:
+            bias = self.biases.get(core)
+            if bias is not None and columns is not None:
+                bias = bias[:, columns]  # this array's outputs
+            v = v[v + bias >= 0 if bias is not None else v >= 0]
+        self.store.add_adc(li.name, v, slice=s, input_bit=input_bit)
 
 
 def _run_pass(sim, data, store: ProfileStore, bar) -> int:
@@ -332,9 +319,11 @@ def _profile_pass(p: str, cfg, net, data, store: ProfileStore, *, seed: int, rel
         calib = _fill_missing_dac_ranges(net, pcfg, store)
     sim = Simulation(net, pcfg, seed=seed, calibration=calib)
     info: dict[str, LayerInfo] = store.layer_info
+    biases: dict = {}
+    names = []
     for layer, core in _neural_cores(sim):
+        names.append(core.name)
         if p == "dac":
-            core.set_observer(_DacObserver(store, core.name))
             li = info.get(core.name)
             after = _input_after_relu(sim.layers, layer.name)
             if li is not None:
@@ -346,11 +335,11 @@ def _profile_pass(p: str, cfg, net, data, store: ProfileStore, *, seed: int, rel
         if core.name in info:
             li.input_after_relu = info[core.name].input_after_relu
         info[core.name] = li
-        bias = None
         if li.relu_aware and core.bias is not None:
-            bias = core.bias[None, :]
-        core.set_observer(_AdcObserver(store, li, bias))
-    n = _run_pass(sim, data, store, bar)
+            biases[core.name] = core.bias[None, :]
+    sink = _ActivationSink(store) if p == "dac" else _AdcSink(store, info, biases)
+    with sim.observe(adc=False, dac=False, errors=False, layers=names, sink=sink):
+        n = _run_pass(sim, data, store, bar)
     store.n_images = max(store.n_images, n)
     log.info("profiled %s on %d calibration images", "ADC inputs" if p == "adc" else "activations", n)
 

@@ -130,19 +130,17 @@ def _sizes() -> tuple[dict[str, int], dict[str, int]]:
     return files, functions
 
 
-def test_no_long_files():
-    files, _ = _sizes()
-    long = {f for f, n in files.items() if n > MAX_FILE_LINES}
-    new = sorted(f"{f} ({files[f]} lines)" for f in long - FILE_ALLOWLIST)
-    assert not new, f"files over {MAX_FILE_LINES} lines: {new}"
-    stale = _stale(FILE_ALLOWLIST, long, "FILE_ALLOWLIST")
+def _check_sizes(sizes: dict[str, int], limit: int, allowlist: set[str], what: str, name: str) -> None:
+    long = {f for f, n in sizes.items() if n > limit}
+    new = sorted(f"{f} ({sizes[f]} lines)" for f in long - allowlist)
+    assert not new, f"{what} over {limit} lines: {new}"
+    stale = _stale(allowlist, long, name)
     assert not stale, stale
+
+
+def test_no_long_files():
+    _check_sizes(_sizes()[0], MAX_FILE_LINES, FILE_ALLOWLIST, "files", "FILE_ALLOWLIST")
 
 
 def test_no_long_functions():
-    _, functions = _sizes()
-    long = {f for f, n in functions.items() if n > MAX_FUNCTION_LINES}
-    new = sorted(f"{f} ({functions[f]} lines)" for f in long - FUNCTION_ALLOWLIST)
-    assert not new, f"functions over {MAX_FUNCTION_LINES} lines: {new}"
-    stale = _stale(FUNCTION_ALLOWLIST, long, "FUNCTION_ALLOWLIST")
-    assert not stale, stale
+    _check_sizes(_sizes()[1], MAX_FUNCTION_LINES, FUNCTION_ALLOWLIST, "functions", "FUNCTION_ALLOWLIST")

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from simulator.io.kernels import conv_kernel, depthwise_kernel
 from simulator.io.onnx_graph import Handler, OnnxImporter
 
 #: onnx element type -> name used by the Cast layer
@@ -62,10 +63,10 @@ def _conv(imp: OnnxImporter, node, a):
     weights: dict[str, np.ndarray] = {}
     if group > 1 and Ig == 1:  # depthwise: out channel o = c * mult + m
         mult = O // C
-        weights["depthwise_kernel"] = imp.f32(W.reshape(C, mult, kh, kw).transpose(2, 3, 0, 1))
+        weights["depthwise_kernel"] = imp.f32(depthwise_kernel(W, C))
         cfg, ltype = {**common, "depth_multiplier": mult}, "DepthwiseConv2D"
     else:
-        weights["kernel"] = imp.f32(W.transpose(2, 3, 1, 0))
+        weights["kernel"] = imp.f32(conv_kernel(W))
         cfg, ltype = {"filters": int(O), **common}, "Conv2D"
         if group > 1:
             cfg["groups"] = group

@@ -13,9 +13,8 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable
 
-import numpy as np
-
 from simulator.errors import ModelError
+from simulator.io.kernels import conv_kernel, depthwise_kernel
 from simulator.io.torch_tensors import pair, to_numpy, torch_module
 from simulator.io.witin_params import CIM_CLASSES, WITIN_CLASSES, digital_attrs, gru_witin_attrs, witin_attrs
 from simulator.network import Layer
@@ -130,11 +129,11 @@ def _conv2d(b: GraphBuilder, qual, mod, ins, in_rank, out_rank) -> str:
     cin, cout = int(mod.in_channels), int(mod.out_channels)
     if cls not in CIM_CLASSES and groups == cin and groups > 1 and cout % cin == 0:
         mult = cout // cin
-        k = weight[:, 0].reshape(cin, mult, *weight.shape[2:]).transpose(2, 3, 0, 1)
         cfg["depth_multiplier"] = mult
-        return b.add(qual, "DepthwiseConv2D", ins, cfg, {"depthwise_kernel": np.ascontiguousarray(k), **bias}, rank=4)
+        return b.add(qual, "DepthwiseConv2D", ins, cfg, {"depthwise_kernel": depthwise_kernel(weight, cin), **bias},
+                     rank=4)
     cfg.update({"filters": cout, "groups": groups})
-    k = np.ascontiguousarray(weight.transpose(2, 3, 1, 0))
+    k = conv_kernel(weight)
     attrs = _cim_attrs(mod, cls)
     if pmode != "zeros":
         attrs["witin"]["padding_mode"] = pmode
@@ -153,7 +152,7 @@ def _conv_transpose2d(b: GraphBuilder, qual, mod, ins, in_rank, out_rank) -> str
         "padding": [[ph, ph], [pw, pw]], "output_padding": pair(mod.output_padding),
         "dilation_rate": pair(mod.dilation), "use_bias": mod.bias is not None,
     }
-    w = {"kernel": np.ascontiguousarray(to_numpy(mod.weight).transpose(2, 3, 1, 0))}  # (kh, kw, cout, cin)
+    w = {"kernel": conv_kernel(to_numpy(mod.weight))}  # (cin, cout, kh, kw) -> (kh, kw, cout, cin)
     if mod.bias is not None:
         w["bias"] = to_numpy(mod.bias)
     return b.add(qual, "Conv2DTranspose", ins, cfg, w, _cim_attrs(mod, cls), 4)

@@ -108,6 +108,8 @@ def random_config(kind, rnd: random.Random, noise_level=0):
             values["to_linear"] = True
         if rnd.random() < 0.1 and noise_level == 0:
             values["use_quantization"] = False
+        if DRAW_VPU and rnd.random() < 0.2:
+            values["hardware"] = WN.HardwareType.VPU
     if xb > 8 and rnd.random() < 0.3:
         import torch
 
@@ -121,10 +123,11 @@ def random_config(kind, rnd: random.Random, noise_level=0):
     return values, neg
 
 
-def build_case(kind, rnd, noise_level=0):
+def build_case(kind, rnd, noise_level=0, extra=None):
     import torch
 
     values, neg = random_config(kind, rnd, noise_level)
+    values.update(extra or {})
     m, shape = make_module(WN, kind, values, rnd)
     m.eval()
     io = (rnd.uniform(0.1, 4), rnd.uniform(0.05, 1), rnd.uniform(0.5, 20))
@@ -184,6 +187,7 @@ def compare_exact(n_cases: int, seed: int, kinds=("Linear", "Conv2d", "ConvTrans
             tag += "".join(f" {k}" for k in ("output_fp_clip", "to_linear") if k in values)
             tag += " float" if values.get("use_quantization", True) is False else ""
             tag += " reflect" if getattr(m, "padding_mode", "zeros") == "reflect" else ""
+            tag += " VPU" if "hardware" in values else ""
         s = stats.setdefault((kind, _neg_name(values), tag), [0, 0, 0, 0])
         s[0] += 1
         s[1] += ref.size
@@ -200,6 +204,27 @@ def _neg_name(values) -> str:
     return str(values["handle_neg_in"]).split(".")[-1]
 
 
+def std_ratio(m, x, rng, calls: int, witin_call):
+    """sqrt(element-averaged output variance ours / witin_nn's) over ``calls`` calls (None if witin's is 0).
+
+    The layer's output io_max is raised 8x first, so that the noise is many
+    output steps and rarely saturates; ``witin_call(m, x)`` is one witin_nn output.
+    """
+    import torch
+
+    with torch.no_grad():
+        m.autoscale_y_obj.io_max.fill_(m.autoscale_y_obj.io_max.item() * 8)
+    with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+        ref = np.stack([witin_call(m, x) for _ in range(calls)])
+    _, chip = ours(m, x, rng)
+    xn = x.numpy().transpose(0, 2, 3, 1) if x.dim() == 4 else x.numpy()
+    ys = np.stack([chip.forward(xn) for _ in range(calls)])
+    if ys.ndim == 5:
+        ys = ys.transpose(0, 1, 4, 2, 3)
+    v_ref, v_our = ref.var(axis=0).mean(), ys.var(axis=0).mean()
+    return math.sqrt(v_our / v_ref) if v_ref > 0 else None
+
+
 def compare_noise(levels, calls: int, seed: int):
     """Ratio of our output noise std to witin_nn's, per level, pooled over elements and layer kinds."""
     import torch
@@ -213,20 +238,57 @@ def compare_noise(levels, calls: int, seed: int):
         for kind in ("Linear", "Conv2d", "ConvTranspose2d"):
             for _ in range(2):
                 m, x, _values = build_case(kind, rnd, noise_level=level)
-                # small output scale so that the noise is many output steps and rarely saturates
-                with torch.no_grad():
-                    m.autoscale_y_obj.io_max.fill_(m.autoscale_y_obj.io_max.item() * 8)
-                with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
-                    ref = np.stack([m(x).numpy() for _ in range(calls)])
-                _, chip = ours(m, x, rng)
-                xn = x.numpy().transpose(0, 2, 3, 1) if x.dim() == 4 else x.numpy()
-                ys = np.stack([chip.forward(xn) for _ in range(calls)])
-                if ys.ndim == 5:
-                    ys = ys.transpose(0, 1, 4, 2, 3)
-                v_ref, v_our = ref.var(axis=0).mean(), ys.var(axis=0).mean()
-                if v_ref > 0:
-                    ratios.append(math.sqrt(v_our / v_ref))
+                r = std_ratio(m, x, rng, calls, lambda m, x: m(x).numpy())
+                if r is not None:
+                    ratios.append(r)
         rows.append((level, float(np.mean(ratios)), float(np.min(ratios)), float(np.max(ratios)), len(ratios)))
+    return rows
+
+
+def first_call(m, x):
+    """Output of the first forward call of a fresh copy of ``m`` (a copy made before any call).
+
+    witin_nn 0.1.3's SIMPLE noise multiplies the stds of its row and output
+    noise by ``noise_level / 4`` again on every call of a layer (so they
+    shrink or grow geometrically with the call count); the first call draws
+    the model's distribution, which is what xbarsim simulates.
+    """
+    import copy
+
+    return copy.deepcopy(m)(x).numpy()
+
+
+def compare_noise_models(levels, calls: int, seed: int, cases: int = 4):
+    """Output noise std ours / witin_nn for noise_model SIMPLE and MBS, per model, layer kind and level.
+
+    Each row pools ``cases`` random layers: the ratio of the element-averaged
+    output variances over ``calls`` forward calls (one noise draw each).
+    MBS exists for WitinLinear and ``to_linear`` convolutions only.
+    """
+    import torch
+
+    rnd = random.Random(seed + 2)
+    torch.manual_seed(seed + 2)
+    rng = np.random.default_rng(seed + 2)
+    rows = []
+    for model in ("SIMPLE", "MBS"):
+        kinds = (("Linear", {}), ("Conv2d", {}), ("ConvTranspose2d", {})) if model == "SIMPLE" else ()
+        kinds += (("Linear", {}), ("Conv2d", {"to_linear": True})) if model == "MBS" else ()
+        kinds += (("Conv2d", {"to_linear": True}),) if model == "SIMPLE" else ()
+        for kind, extra in kinds:
+            for level in levels:
+                ratios = []
+                for _ in range(cases):
+                    m, x, _values = build_case(kind, rnd, noise_level=level,
+                                               extra={"noise_model": getattr(WN.NoiseModel, model), **extra})
+                    r = std_ratio(m, x, rng, calls, first_call)
+                    if r is not None:
+                        ratios.append(r)
+                tag = kind + (" to_linear" if extra else "")
+                rows.append((model, tag, level, float(np.mean(ratios)), float(np.min(ratios)), float(np.max(ratios)),
+                             len(ratios)))
+                print(f"{model:<8}{tag:<20}{level:>6}{rows[-1][3]:>8.3f}{rows[-1][4]:>8.3f}{rows[-1][5]:>8.3f}"
+                      f"{rows[-1][6]:>7}", flush=True)
     return rows
 
 
@@ -295,11 +357,13 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=200, help="accuracy runs per noise level (networks)")
     ap.add_argument("--levels", default="1,2,3,4,5,6,7,8,9", help="noise levels (networks)")
     ap.add_argument("--fields", action="store_true", help="also draw output_fp_clip, to_linear, padding_mode "
-                    "reflect and use_quantization = False (float mode)")
+                    "reflect, use_quantization = False (float mode) and hardware = VPU")
+    ap.add_argument("--noise-models", action="store_true", help="compare the output noise std of noise_model "
+                    "SIMPLE and MBS (per layer kind, at --levels) instead of the bit-exact comparison")
     args = ap.parse_args(argv)
     WN = load_witin(args.checkout)
-    global EXTRA_FIELDS
-    EXTRA_FIELDS = args.fields
+    global EXTRA_FIELDS, DRAW_VPU
+    EXTRA_FIELDS = DRAW_VPU = args.fields
     if args.networks:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import witin_networks as W
@@ -307,6 +371,12 @@ def main(argv=None):
         names = W.NAMES if args.networks == "all" else tuple(args.networks.split(","))
         compare_networks(names, args.epochs, args.noise_calls, args.runs,
                          [int(v) for v in args.levels.split(",")], args.seed)
+        return 0
+    if args.noise_models:
+        print(f"output noise std ratio ours / witin_nn ({args.noise_calls} calls per case)")
+        print(f"{'model':<8}{'layer':<20}{'level':>6}{'mean':>8}{'min':>8}{'max':>8}{'cases':>7}")
+        compare_noise_models([int(v) for v in args.levels.split(",")], args.noise_calls, args.seed,
+                             max(1, args.cases))
         return 0
     negs = tuple(args.neg.split(",")) if args.neg else None
     stats, examples = compare_exact(args.cases, args.seed, tuple(args.kinds.split(",")), negs)
@@ -330,6 +400,7 @@ def main(argv=None):
 
 WN = None
 EXTRA_FIELDS = False
+DRAW_VPU = False  # --fields also draws hardware = VPU (the stored witin_fields.npz was drawn without it)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -31,6 +31,16 @@ Nothing of witin_nn is copied; only its outputs are stored:
   witin_nn's noise-free outputs (``<name>/x``, ``<name>/out``) and, for
   ``conv_relu``, the per-element output std over ``NOISE_CALLS`` calls at
   noise levels 3 and 9 (``conv_relu/std_L``).
+* ``witin_vpu_noise.npz`` (``--only vpu_noise``): ``VPU_CASES`` random
+  ``hardware = VPU`` convolutions drawn like ``--fields`` (keys
+  ``vpu/<i>/{layer,x,out,w_*}``, witin_nn's noise-free outputs) and, for
+  each entry of ``NOISE_CASES`` (noise model, layer kind, level), one random
+  layer of ``compare_witin_nn.build_case`` (output io_max x 8, as
+  ``--noise-models`` does) with the mean and per-element std of
+  ``NOISE_MODEL_CALLS`` witin_nn outputs, each the first call of a fresh copy
+  of the layer (keys ``noise/<i>/{layer,x,mean,std,w_*}``). witin_nn 0.1.3's
+  SIMPLE model compounds two of its stds with every call of a layer; the
+  first call draws the model's distribution.
 * ``witin_export_float.pt2`` / ``witin_export_fixed.pt2`` (``--only export``):
   ``torch.export.export(..., strict=False)`` programs of a tiny witin model
   (WitinConv2d 1->2, 3x3 - relu - WitinLinear 32->3, input 1x1x4x4, weights
@@ -57,6 +67,13 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import witin_networks as W  # noqa: E402
 
 SEED = 17
+VPU_CASES = 24
+NOISE_MODEL_CALLS = 1000
+NOISE_CASES = (("SIMPLE", "Linear", 2, "FALSE"), ("SIMPLE", "Linear", 7, "PN"), ("SIMPLE", "Linear", 4, "Shift"),
+               ("SIMPLE", "Conv2d", 3, "FALSE"), ("SIMPLE", "Conv2d", 6, "PN"), ("SIMPLE", "ConvTranspose2d", 5, "FALSE"),
+               ("SIMPLE", "ConvTranspose2d", 9, "PN"), ("SIMPLE", "Conv2d to_linear", 5, "FALSE"),
+               ("MBS", "Linear", 3, "FALSE"), ("MBS", "Linear", 9, "PN"), ("MBS", "Linear", 6, "Shift"),
+               ("MBS", "Conv2d to_linear", 4, "FALSE"))
 CASES = 6
 EPOCHS = 10
 NOISE_CALLS = 200
@@ -208,6 +225,64 @@ def write_export(wn, out: Path) -> None:
         print(f"wrote {out / f'witin_export_{tag}.pt2'}")
 
 
+def _layer_json(layer):
+    from simulator.network import _jsonable
+
+    return np.array(json.dumps({"name": layer.name, "type": layer.type, "config": _jsonable(layer.config),
+                                "attrs": _jsonable(layer.attrs)}))
+
+
+def write_vpu_noise(wn, path: Path) -> None:
+    """hardware = VPU convolutions (bit exact) and SIMPLE / MBS noise statistics of single layers."""
+    import contextlib
+    import copy
+    import io
+
+    import torch
+
+    import compare_witin_nn as C
+    from simulator.io.torch_import import from_torch
+
+    C.WN, C.EXTRA_FIELDS = wn, True
+    rnd = random.Random(SEED + 3)
+    torch.manual_seed(SEED + 3)
+    arrays: dict[str, np.ndarray] = {}
+    n = 0
+    while n < VPU_CASES:
+        kind = ("Conv2d", "ConvTranspose2d")[n % 2]
+        m, x, values = C.build_case(kind, rnd, extra={"hardware": wn.HardwareType.VPU})
+        if values.get("use_quantization", True) is False:
+            continue
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+            ref = m(x).numpy()
+        layer = from_torch(torch.nn.Sequential(m), x).layers[1]
+        arrays[f"vpu/{n}/layer"] = _layer_json(layer)
+        for k, a in layer.weights.items():
+            arrays[f"vpu/{n}/w_{k}"] = np.asarray(a, dtype=np.float32)
+        arrays[f"vpu/{n}/x"], arrays[f"vpu/{n}/out"] = x.numpy(), ref
+        n += 1
+    C.EXTRA_FIELDS = False
+    for i, (model, kind, level, neg) in enumerate(NOISE_CASES):
+        extra = {"noise_model": getattr(wn.NoiseModel, model), "handle_neg_in": getattr(wn.HandleNegInType, neg)}
+        if kind.endswith("to_linear"):
+            kind, extra["to_linear"] = "Conv2d", True
+        m, x, _ = C.build_case(kind, rnd, noise_level=level, extra=extra)
+        with torch.no_grad():
+            m.autoscale_y_obj.io_max.fill_(m.autoscale_y_obj.io_max.item() * 8)
+            pristine = copy.deepcopy(m)  # before any call: the import below runs the layer (SIMPLE keeps state)
+            layer = from_torch(torch.nn.Sequential(m), x).layers[1]
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+            outs = np.stack([C.first_call(pristine, x) for _ in range(NOISE_MODEL_CALLS)])
+        arrays[f"noise/{i}/layer"] = _layer_json(layer)
+        for k, a in layer.weights.items():
+            arrays[f"noise/{i}/w_{k}"] = np.asarray(a, dtype=np.float32)
+        arrays[f"noise/{i}/x"] = x.numpy()
+        arrays[f"noise/{i}/mean"], arrays[f"noise/{i}/std"] = outs.mean(axis=0), outs.std(axis=0)
+        print(f"noise case {i}: {model} {kind} level {level} {neg}: mean std {outs.std(axis=0).mean():.4g}", flush=True)
+    np.savez_compressed(path, **arrays)
+    print(f"wrote {path} ({VPU_CASES} VPU layers, {len(NOISE_CASES)} noise cases)")
+
+
 def _plain(v):
     return v.item() if hasattr(v, "item") else v
 
@@ -217,7 +292,7 @@ def main() -> None:
     ap.add_argument("checkout", type=Path, help="witmem/witin-nn checkout (with py311_linux/witin_nn)")
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures")
     ap.add_argument("--skip-networks", action="store_true")
-    ap.add_argument("--only", choices=("digital", "fields", "networks", "export"), default=None,
+    ap.add_argument("--only", choices=("digital", "fields", "networks", "export", "vpu_noise"), default=None,
                     help="write only this fixture file (default: all)")
     args = ap.parse_args()
     wn = W.load_witin(args.checkout)
@@ -230,6 +305,10 @@ def main() -> None:
     if args.only in (None, "export"):
         write_export(wn, args.out)
     if args.only == "export":
+        return
+    if args.only in (None, "vpu_noise"):
+        write_vpu_noise(wn, args.out / "witin_vpu_noise.npz")
+    if args.only == "vpu_noise":
         return
     if args.only in (None, "fields"):
         write_fields(wn, args.out / "witin_fields.npz")

@@ -203,20 +203,80 @@ def test_cim_layer_fields_match_witin(case):
         assert int((y.astype(np.float32) != ref).sum()) == 0
 
 
-def test_unsupported_witin_fields_are_refused_by_name():
+def _chip_case(data, key, seed=0):
+    from simulator.network import Layer
+    from simulator.witin.chip import WitinChipLayer
+
+    spec = json.loads(str(data[f"{key}/layer"]))
+    weights = {k.split("/w_", 1)[1]: data[k] for k in data.files if k.startswith(f"{key}/w_")}
+    layer = Layer(spec["name"], spec["type"], ["input"], spec["config"], weights, spec["attrs"])
+    x = data[f"{key}/x"]
+    return WitinChipLayer(layer, None, np, np.random.default_rng(seed)), (x.transpose(0, 2, 3, 1) if x.ndim == 4 else x)
+
+
+def _nchw(y):
+    y = np.asarray(y)
+    return y.transpose(0, 3, 1, 2) if y.ndim == 4 else y
+
+
+VPU_NOISE = np.load(FIX / "witin_vpu_noise.npz")
+VPU_CASES = sorted({k.split("/")[1] for k in VPU_NOISE.files if k.startswith("vpu/")}, key=int)
+NOISE_CASES = sorted({k.split("/")[1] for k in VPU_NOISE.files if k.startswith("noise/")}, key=int)
+
+
+@pytest.mark.parametrize("case", VPU_CASES)
+def test_vpu_convolutions_bit_exact(case):
+    """hardware = VPU convolutions (signed inputs, unstepped bias, one clip) as witin_nn computes them."""
+    chip, x = _chip_case(VPU_NOISE, f"vpu/{case}")
+    assert chip.layer.attrs["witin"]["hardware"] == "VPU"
+    ref = VPU_NOISE[f"vpu/{case}/out"]
+    assert int((_nchw(chip.forward(x)).astype(np.float32) != ref).sum()) == 0
+
+
+def test_vpu_convolution_draws_no_noise():
+    from simulator.network import Layer
+    from simulator.witin.chip import WitinChipLayer
+
+    spec = json.loads(str(VPU_NOISE["vpu/0/layer"]))
+    spec["attrs"]["witin"]["noise_level"] = 7
+    weights = {k.split("/w_", 1)[1]: VPU_NOISE[k] for k in VPU_NOISE.files if k.startswith("vpu/0/w_")}
+    layer = Layer(spec["name"], spec["type"], ["input"], spec["config"], weights, spec["attrs"])
+    chip = WitinChipLayer(layer, None, np, np.random.default_rng(0))
+    x = VPU_NOISE["vpu/0/x"].transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(_nchw(chip.forward(x)), VPU_NOISE["vpu/0/out"])
+
+
+@pytest.mark.parametrize("case", NOISE_CASES)
+def test_noise_model_std_matches_witin(case):
+    """SIMPLE / MBS: per-element output std over 400 calls (seed 0) within 6 % of witin_nn's over 1000 calls
+    (element-averaged variances; the noise-free parts are bit exact, so the means agree too)."""
+    chip, x = _chip_case(VPU_NOISE, f"noise/{case}")
+    assert chip.spec.noise_model in ("SIMPLE", "MBS") and chip.spec.noise_level > 0
+    ys = np.stack([_nchw(chip.forward(x)) for _ in range(400)])
+    ref_std, ref_mean = VPU_NOISE[f"noise/{case}/std"], VPU_NOISE[f"noise/{case}/mean"]
+    ratio = float(np.sqrt(ys.var(axis=0).mean() / (ref_std**2).mean()))
+    assert abs(ratio - 1) < 0.06, ratio  # measured 0.969-1.012 over the 12 cases
+    assert float(np.abs(ys.mean(axis=0) - ref_mean).mean()) < 0.2 * float(ref_std.mean())
+
+
+def test_unsupported_noise_fields_are_refused_by_name():
     from simulator.errors import ModelError
     from simulator.network import Layer
     from simulator.witin.chip import WitinChipLayer
 
     base = {"io_max_x": 1.0, "io_max_weight": 1.0, "io_max_y": 1.0, "use_auto_scale": True}
     k = np.ones((4, 2), np.float32) * 0.1
-    for attrs, word in (({"hardware": "VPU"}, "hardware = VPU"),
-                        ({"noise_model": "SIMPLE", "noise_level": 3}, "noise_model = SIMPLE"),
-                        ({"noise_model": "MBS", "noise_level": 1}, "noise_model = MBS")):
-        layer = Layer("fc", "Dense", ["input"], {"units": 2}, {"kernel": k}, {"witin": {**base, **attrs}})
+    conv = np.ones((3, 3, 1, 2), np.float32) * 0.1
+    cases = ((("Dense", {"units": 2}, k), {"noise_model": "ARRMDL", "noise_level": 3}, "noise_model = ARRMDL"),
+             (("Conv2D", {"filters": 2, "kernel_size": [3, 3]}, conv), {"noise_model": "MBS", "noise_level": 2},
+              "MBS exists for WitinLinear and to_linear"),
+             (("Dense", {"units": 2}, k), {"noise_model": "SIMPLE", "noise_level": 1, "noise_mode": "output"},
+              "noise_mode = 'output' is defined for noise_model NORMAL only"))
+    for (ltype, config, kernel), attrs, word in cases:
+        layer = Layer("l", ltype, ["input"], config, {"kernel": kernel}, {"witin": {**base, **attrs}})
         with pytest.raises(ModelError, match=word):
-            WitinChipLayer(layer, None, np, np.random.default_rng(0))
-    ok = Layer("fc", "Dense", ["input"], {"units": 2}, {"kernel": k}, {"witin": {**base, "noise_model": "MBS"}})
+            WitinChipLayer(layer, {"noise_mode": attrs.get("noise_mode")}, np, np.random.default_rng(0))
+    ok = Layer("fc", "Dense", ["input"], {"units": 2}, {"kernel": k}, {"witin": {**base, "noise_model": "ARRMDL"}})
     WitinChipLayer(ok, None, np, np.random.default_rng(0))  # noise level 0: the noise model plays no part
 
 

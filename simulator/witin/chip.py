@@ -50,6 +50,10 @@ The witin parameters of a layer live in ``layer.attrs["witin"]`` (see
 :data:`WITIN_KEYS` and ``simulator/io/witin_params.py``); a user's config
 may override each of them (``None`` keeps the model's value).
 
+``hardware = VPU`` convolutions run the digital pipeline of
+:mod:`simulator.witin.vpu`; ``noise_model`` SIMPLE and MBS draw their noise
+in :mod:`simulator.witin.noise`.
+
 Noise (NORMAL model, ``docs/witin_noise.md``): every analog cell holding
 NPU_w reads with Gaussian error of std ``k*|NPU_w| + b`` (``k = 0.015605*L``,
 ``b = 0.3145*L`` for noise level L), the bias rows likewise. By default the
@@ -71,6 +75,8 @@ from simulator import ops
 from simulator.backend import RandomStreams
 from simulator.errors import ModelError
 from simulator.witin import quant
+from simulator.witin.noise import ArrayNoise
+from simulator.witin.vpu import VPUProduct
 
 #: Keys of ``layer.attrs["witin"]`` (and of the user's overrides).
 WITIN_KEYS = (
@@ -160,13 +166,17 @@ class _Spec:
         # fields of witin_nn's layer_config that only the model sets (snapshot taken when the layer was built)
         self.use_quantization = model.get("use_quantization", True) not in (False, 0, "False")
         self.model_to_linear = bool(model.get("to_linear", False))
-        self.to_linear = self.model_to_linear and layer_type == "Conv2D"
+        self.hardware = str(model.get("hardware") or "ARRAY").split(".")[-1]
+        # hardware = VPU: convolutions run on the digital vector unit (simulator/witin/vpu.py), to_linear or not
+        self.vpu = self.hardware == "VPU" and layer_type in ("Conv2D", "Conv2DTranspose") and self.use_quantization
+        self.to_linear = self.model_to_linear and layer_type == "Conv2D" and not self.vpu
         self.output_fp_clip = model.get("output_fp_clip")
         self.noise_model = str(model.get("noise_model") or "NORMAL").split(".")[-1]
-        self.hardware = str(model.get("hardware") or "ARRAY").split(".")[-1]
         self._check(layer_type)
         # WitinConv2d with to_linear unfolds its input and runs the WitinLinear pipeline on the patches
         self.input_mode = quant.INPUT_MODES[("Dense" if self.to_linear else layer_type, self.handle_neg_in)]
+        if self.vpu:  # signed inputs, whatever handle_neg_in says
+            self.input_mode = "signed"
         if not self.use_quantization:
             return
         if bool(v["use_auto_scale"]):
@@ -218,17 +228,27 @@ class _Spec:
             raise ModelError(f"{w}: witin noise_mode must be 'output' or 'weight', got {self.noise_mode!r}")
         if self.handle_neg_in == "Shift" and layer_type == "Conv2DTranspose":
             raise ModelError(f"{w}: witin handle_neg_in = Shift is not available for ConvTranspose2d (use PN)")
-        if self.hardware != "ARRAY" and self.use_quantization:
-            raise ModelError(f"{w}: witin hardware = {self.hardware} is not simulated (only HardwareType.ARRAY, "
-                             "the CIM array, is)")
-        if self.noise_model != "NORMAL" and self.noise_level > 0 and self.use_quantization:
-            raise ModelError(f"{w}: witin noise_model = {self.noise_model} is not simulated (only NoiseModel.NORMAL; "
-                             "set noise_level = 0 or use NORMAL)")
-        if layer_type == "Conv2DTranspose" and bool(self.model_to_linear):
+        if self.hardware not in ("ARRAY", "VPU"):
+            raise ModelError(f"{w}: witin hardware must be ARRAY or VPU, got {self.hardware!r}")
+        if self.noise_level > 0 and self.use_quantization and not self.vpu:  # the VPU draws no noise
+            self._check_noise_model(layer_type)
+        if layer_type == "Conv2DTranspose" and bool(self.model_to_linear) and not self.vpu:
             raise ModelError(f"{w}: witin to_linear = True is not simulated for ConvTranspose2d (witin_nn 0.1.3's "
                              "unfolded transposed convolution fails on most shapes)")
         if self.output_fp_clip is not None and not float(self.output_fp_clip) > 0:
             raise ModelError(f"{w}: witin output_fp_clip must be > 0 or None, got {self.output_fp_clip!r}")
+
+    def _check_noise_model(self, layer_type: str) -> None:
+        w = self.where
+        if self.noise_model not in ("NORMAL", "SIMPLE", "MBS"):
+            raise ModelError(f"{w}: witin noise_model = {self.noise_model} is not simulated (NORMAL, SIMPLE and MBS "
+                             "are; set noise_level = 0 or choose one of them)")
+        if self.noise_model == "MBS" and layer_type != "Dense" and not self.to_linear:
+            raise ModelError(f"{w}: witin noise_model = MBS exists for WitinLinear and to_linear = True convolutions "
+                             "only (witin_nn 0.1.3 raises an AssertionError for this layer)")
+        if self.noise_model != "NORMAL" and self.noise_mode == "output":
+            raise ModelError(f"{w}: noise_mode = 'output' is defined for noise_model NORMAL only; "
+                             f"{self.noise_model} is simulated with witin_nn's own draws (use noise_mode = 'weight')")
 
 
 # ---------------------------------------------------------------- products
@@ -277,29 +297,16 @@ class _Conv2D:
         return ops.pad_nhwc(x, pads, self.xp)
 
     def __call__(self, x, w):
-        """The product of an already padded input (see :meth:`pad_input`)."""
+        """The product of an already padded input (see :meth:`pad_input`): im2col windows times the kernel matrix
+        (block-diagonal for groups), exact for the integer-valued float64 operands of the pipeline."""
         xp = self.xp
-        N, H, W, C = x.shape
-        kh, kw = self.k
-        (sh, sw), (dh, dw) = self.s, self.d
-        Ho = (H - ((kh - 1) * dh + 1)) // sh + 1
-        Wo = (W - ((kw - 1) * dw + 1)) // sw + 1
-        if Ho <= 0 or Wo <= 0:
-            raise ModelError(f"kernel {kh}x{kw} does not fit the {H}x{W} input")
-        G = self.groups
-        cg = C // G
-        cout = w.shape[-1]
-        og = cout // G
-        out = xp.zeros((N, Ho, Wo, cout), dtype=x.dtype)
-        for a in range(kh):
-            for b in range(kw):
-                patch = x[:, a * dh : a * dh + (Ho - 1) * sh + 1 : sh, b * dw : b * dw + (Wo - 1) * sw + 1 : sw, :]
-                if G == 1:
-                    out += patch @ w[a, b]
-                else:
-                    for g in range(G):
-                        out[..., g * og : (g + 1) * og] += patch[..., g * cg : (g + 1) * cg] @ w[a, b, :, g * og : (g + 1) * og]
-        return out
+        (kh, kw), (sh, sw), (dh, dw) = self.k, self.s, self.d
+        try:
+            cols, (Ho, Wo) = ops.im2col(xp.ascontiguousarray(x), kh, kw, sh, sw, dh, dw, xp)
+        except ValueError as exc:
+            raise ModelError(str(exc)) from None
+        y = cols @ ops.conv_matrix(w, self.groups, xp)
+        return y.reshape(x.shape[0], Ho, Wo, w.shape[-1])
 
 
 class _Conv2DTranspose:
@@ -321,26 +328,14 @@ class _Conv2DTranspose:
         return nw.sum(axis=(0, 1, 3))
 
     def __call__(self, x, w):
+        """Stride-1 convolution of the zero-upsampled, padded input with the flipped kernel (shared ops)."""
         xp = self.xp
-        N, H, W, C = x.shape
-        kh, kw = self.k
-        (sh, sw), (dh, dw), (oph, opw) = self.s, self.d, self.op
-        full_h = (H - 1) * sh + (kh - 1) * dh + 1
-        full_w = (W - 1) * sw + (kw - 1) * dw + 1
-        if self.padding == "same":
-            th, tw = max(kh - sh, 0), max(kw - sw, 0)
-            (ct, cb), (cl, cr) = (th // 2, th - th // 2), (tw // 2, tw - tw // 2)
-        else:
-            (ct, cb), (cl, cr) = ops.resolve_padding(self.padding, H, W, kh, kw, sh, sw)
-        cout = w.shape[2]
-        big = xp.zeros((N, full_h + oph, full_w + opw, cout), dtype=x.dtype)
-        for a in range(kh):
-            for b in range(kw):
-                contrib = x @ w[a, b].T  # (N, H, W, cout)
-                big[:, a * dh : a * dh + (H - 1) * sh + 1 : sh, b * dw : b * dw + (W - 1) * sw + 1 : sw, :] += contrib
-        Ho = full_h - ct - cb + oph
-        Wo = full_w - cl - cr + opw
-        return big[:, ct : ct + Ho, cl : cl + Wo, :]
+        (kh, kw), (dh, dw) = self.k, self.d
+        up = ops.conv_transpose_input(x, self.k, self.s, self.d, self.padding, self.op, xp)
+        cols, (Ho, Wo) = ops.im2col(xp.ascontiguousarray(up), kh, kw, 1, 1, dh, dw, xp)
+        k = ops.transpose_kernel_as_conv(w)
+        y = cols @ k.reshape(-1, k.shape[-1])
+        return y.reshape(x.shape[0], Ho, Wo, k.shape[-1])
 
 
 #: (product, input mode) -> output bits of a product computed in one pass without the analog/digital input
@@ -360,14 +355,18 @@ class _Product:
     def __init__(self, where, spec: _Spec, op, kernel, bias, xp, rng):
         self.where, self.spec, self.op, self.xp, self.rng = where, spec, op, xp, rng
         s = spec
+        self.vpu = None
         if not s.use_quantization:
             # witin_nn's float mode: the plain float product with the weights clipped to +-w_clip, no noise
             w = xp.asarray(kernel, dtype=xp.float32)
             self.float_w = w if s.w_clip is None else xp.clip(w, -xp.float32(s.w_clip), xp.float32(s.w_clip))
             self.float_b = None if bias is None else xp.asarray(bias, dtype=xp.float32).reshape(-1)
             return
+        n_out = kernel.shape[2] if isinstance(op, _Conv2DTranspose) else kernel.shape[-1]
+        self.vpu = VPUProduct(s, op, kernel, bias, n_out, xp) if s.vpu else None
+        if self.vpu is not None:
+            return
         self.nw = quant.quantize_weight(xp.asarray(kernel), s.scale_weight, s.wb, xp, s.w_clip)
-        n_out = self.nw.shape[2] if isinstance(op, _Conv2DTranspose) else self.nw.shape[-1]
         b = xp.zeros(n_out, dtype=xp.float32) if bias is None else xp.asarray(bias, dtype=xp.float32).reshape(-1)
         comp = None
         if s.handle_neg_in == "Shift":
@@ -389,6 +388,7 @@ class _Product:
             # -W is quantized on its own: clip(round(-w * scale_weight)) reaches -2**(wb-1) where W saturated at
             # 2**(wb-1)-1 (it is not clip(-NPU_w))
             self.pn_negated = quant.quantize_weight(-xp.asarray(kernel, dtype=xp.float32), s.scale_weight, s.wb, xp, s.w_clip)
+        self.array_noise = ArrayNoise(self) if s.noise_level > 0 and s.noise_model != "NORMAL" else None
         if s.noise_level > 0:
             self.w_std = quant.weight_noise_std(self.nw, s.noise_level, xp)
             self.bias_var = quant.bias_noise_var(self.analog_steps, s.bias_row_N, s.noise_level, xp)
@@ -396,6 +396,8 @@ class _Product:
     def npu(self, x):
         """NPU_y (integer valued) for input ``x`` in the layer's float units."""
         xp, s = self.xp, self.spec
+        if self.vpu is not None:
+            return self.vpu.npu(x)
         if hasattr(self.op, "pad_input"):
             x = self.op.pad_input(xp.asarray(x))  # witin_nn pads the float input, before quantization
         nx = quant.quantize_input(x, s.scale_x, s.xb, s.handle_neg_in, xp, s.shift, s.input_mode)
@@ -414,6 +416,8 @@ class _Product:
     def _analog(self, nx):
         """Accumulator of the analog array: product, bias rows and (noise_level > 0) read noise."""
         xp, s = self.xp, self.spec
+        if self.array_noise is not None:  # SIMPLE / MBS (simulator/witin/noise.py)
+            return self.array_noise(nx)
         bias = self.analog_steps * quant.BIAS_ROW_INPUT
         if self.pn_negated is not None:
             # two passes: positive inputs with W (and the bias rows), magnitudes of negative inputs with the
@@ -455,6 +459,8 @@ class _Product:
         return xp.asarray(self.rng.standard_normal(self.analog_steps.shape)) * xp.sqrt(self.bias_var)
 
     def __call__(self, x):
+        if self.vpu is not None:
+            return self.vpu(x)
         if not self.spec.use_quantization:
             xp = self.xp
             if hasattr(self.op, "pad_input"):
@@ -575,13 +581,6 @@ class WitinChipLayer:
 
     def _gru(self, x, h):
         xp = self.xp
-        H = self.units
         if h is None:
-            h = xp.zeros((x.shape[0], H), dtype=xp.float64)
-        gi = self.ih(x)
-        gh = self.hh(h)
-        r = 1.0 / (1.0 + xp.exp(-(gi[:, :H] + gh[:, :H])))
-        z = 1.0 / (1.0 + xp.exp(-(gi[:, H : 2 * H] + gh[:, H : 2 * H])))
-        n = xp.tanh(gi[:, 2 * H :] + r * gh[:, 2 * H :])
-        return (1.0 - z) * n + z * xp.asarray(h, dtype=xp.float64)
-
+            h = xp.zeros((x.shape[0], self.units), dtype=xp.float64)
+        return ops.gru_cell(self.ih(x), self.hh(h), xp.asarray(h, dtype=xp.float64), xp)

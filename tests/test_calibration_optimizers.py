@@ -467,6 +467,24 @@ def test_plot_histograms(tmp_path):
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
+def _manual_levels(lo: float, hi: float, nbits: int) -> np.ndarray:
+    """The manual's ADC levels (9.3.1), written out: a signed range has 2**n - 1 levels k * step with
+    step = (hi - lo) / (2**n - 2), the grid shifted so that one level is 0; an unsigned one 2**n levels
+    lo + k * (hi - lo) / (2**n - 1)."""
+    if lo < 0:
+        step = (hi - lo) / (2**nbits - 2)
+        return (np.floor(lo / step + 0.5) + np.arange(2**nbits - 1)) * step
+    return lo + np.arange(2**nbits) * (hi - lo) / (2**nbits - 1)
+
+
+def test_manual_levels_by_hand():
+    # 3 bits over (-7.3, 11.1): step 18.4 / 6, 7 levels from -2 steps (the grid holds 0) to +4 steps
+    s = 18.4 / 6
+    assert np.allclose(quantizer_levels(-7.3, 11.1, 3), [-2 * s, -s, 0, s, 2 * s, 3 * s, 4 * s], atol=1e-12)
+    # 2 bits over (0.2, 9.0): 4 levels 8.8 / 3 apart, both ends included
+    assert np.allclose(quantizer_levels(0.2, 9.0, 2), [0.2, 0.2 + 8.8 / 3, 0.2 + 17.6 / 3, 9.0], atol=1e-12)
+
+
 def test_error_model_matches_simulator_adc():
     """The optimizer's quantizer is the simulator's ADC, and its histogram-based
     error equals the error of quantizing the raw samples."""
@@ -479,7 +497,8 @@ def test_error_model_matches_simulator_adc():
         lo, hi = optimize_range(h, nbits)
         for a, b in ((lo, hi), (-7.3, 11.1), (0.2, 9.0)):
             q = quantizer.UniformQuantizer(nbits, a, b)
-            assert np.allclose(q.levels(np), quantizer_levels(a, b, nbits))
+            assert np.allclose(quantizer_levels(a, b, nbits), _manual_levels(a, b, nbits), rtol=0, atol=1e-12)
+            assert np.allclose(q.levels(np), _manual_levels(a, b, nbits), rtol=0, atol=1e-12)
             emp = float(np.mean((q(x, np) - x) ** 2))
             assert expected_error(h, a, b, nbits) == pytest.approx(emp, rel=0.01)
 

@@ -34,11 +34,12 @@ import numpy as np
 
 from simulator import ops
 from simulator.backend import get_backend
+from simulator.calibration_io import calibration_for
 from simulator.config import Config, load_config
 from simulator.cores.neural import NeuralCore
 from simulator.errors import ConfigError, DataError
 from simulator.executor import inspection
-from simulator.executor.core_factory import CoreFactory, load_calibration, resolve_dtype
+from simulator.executor.core_factory import CoreFactory, resolve_dtype
 from simulator.executor.dispatch import apply_layer
 from simulator.executor.graph_passes import check_layer_overrides, last_use, prepare_graph
 from simulator.executor.hosts import host_for
@@ -83,7 +84,7 @@ class Simulation:
         self.dtype = resolve_dtype(cfg, self.xp)
         check_layer_overrides(cfg, network)
         config_notes(cfg, network)  # parameters without effect on this model: error or warning line
-        self.calibration = calibration if calibration is not None else load_calibration(network, cfg)
+        self.calibration = calibration if calibration is not None else calibration_for(network, cfg)
         factory = CoreFactory(cfg, self.xp, self.rng, self.dtype, self.calibration)
         self.devices = factory.devices  # the chip-wide device stack
         #: the NeuralCores of every analog layer (for set_drift_time)

@@ -25,7 +25,6 @@ import numpy as np
 
 from devices.stack import make_device_stack
 from simulator import ops
-from simulator.calibration_io import calibration_for
 from simulator.circuits.parasitics import check_topology
 from simulator.config import Config, wire_resistances
 from simulator.cores.grouped import GroupedCore, group_blocks
@@ -33,7 +32,7 @@ from simulator.cores.mapping import lloyd_encoder, weight_range
 from simulator.cores.neural import NeuralCore
 from simulator.cores.numeric import ArrayOptions
 from simulator.errors import ConfigError
-from simulator.network import Layer, Network
+from simulator.network import Layer
 from simulator.witin.arrays import WithConstantInputs, witin_array_products
 from simulator.witin.chip import WitinChipLayer
 
@@ -44,11 +43,6 @@ def resolve_dtype(cfg: Config, xp):
         return xp.dtype(cfg.precision)
     bits = [cfg.adc_bits] + [o.adc_bits for o in cfg.layers.values() if o.adc_bits is not None]
     return xp.dtype("float32" if all(0 < b <= 16 for b in bits) else "float64")
-
-
-def load_calibration(network: Network, cfg: Config) -> dict | None:
-    """Calibrated ADC / DAC ranges the config asks for (see :mod:`simulator.calibration_io`), or None."""
-    return calibration_for(network, cfg)
 
 
 def weight_structure(layer: Layer):
@@ -101,7 +95,7 @@ class CoreFactory:
     """Builds the cores of one programmed chip (one config, one seed).
 
     ``rng``: the simulation's keyed random streams; ``dtype``: arithmetic of
-    the analog path; ``calibration``: what :func:`load_calibration` returned
+    the analog path; ``calibration``: what :func:`simulator.calibration_io.calibration_for` returned
     (ADC ranges by core name under ``"adc"``, input ranges by core or layer
     name under ``"dac"``), or None.
     """

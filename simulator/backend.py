@@ -49,6 +49,31 @@ def backend_of(xp) -> Backend:
     return Backend("cupy" if getattr(xp, "__name__", "") == "cupy" else "numpy", xp)
 
 
+_TORCH = None  # torch, False when it is not installed, None before the first look
+
+
+def int8_matmul(a, b):
+    """Exact ``a @ b`` of int8 NumPy arrays as int32 (torch's CPU int8 GEMM), or None without torch.
+
+    The product of integer codes: DAC codes times weight codes, with int32
+    accumulation (exact while ``rows * 127**2 < 2**31``). torch (an optional
+    dependency) runs it on the CPU's int8 units (VNNI / AMX where present),
+    several times the float32 GEMM rate; the arrays are shared, not copied.
+    """
+    global _TORCH
+    if _TORCH is None:
+        try:
+            import torch
+
+            _TORCH = torch
+        except ImportError:
+            _TORCH = False
+    if not _TORCH:
+        return None
+    torch = _TORCH
+    return torch._int_mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+
+
 def get_backend(use_gpu: bool = False, gpu_num: int = 0) -> Backend:
     """NumPy, or CuPy on GPU ``gpu_num`` when ``use_gpu``; BackendError when CuPy or a GPU is missing."""
     if not use_gpu:

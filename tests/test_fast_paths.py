@@ -229,3 +229,43 @@ def test_pad_nhwc_equals_numpy_pad(pads, value):
     out = ops.pad_nhwc(x, pads, np, value)
     assert out.dtype == ref.dtype
     np.testing.assert_array_equal(out, ref)
+
+
+def _integer_array(rng, rows=300, cols=40, Gmin=0.01, off_grid=0.0):
+    """A BALANCED array on 8-bit weight codes (optionally moved off its levels) and its codes."""
+    codes = rng.integers(-127, 128, (rows, cols))
+    v_pos, v_neg = np.maximum(codes, 0) / 127, np.maximum(-codes, 0) / 127
+    v_pos = np.clip(v_pos + off_grid * rng.standard_normal(v_pos.shape), 0, 1)
+    core = NumericCore(v_pos, v_neg, None, options=ArrayOptions(Gmin=Gmin), devices=None, xp=np, rng=0,
+                       dtype=np.float32, levels=127)
+    return core, codes
+
+
+@pytest.mark.parametrize("kmin,kmax", [(-127, 127), (0, 255)], ids=["signed", "unsigned"])
+def test_integer_codes_multiply_exactly_in_int8(kmin, kmax):
+    """Integer input codes times integer weight codes: the int8 product is the exact one (float32 rounding).
+
+    Reference: the integer product k @ codes in int64, times the two units.
+    The float32 product of the voltages approximates it; the int8 route must be
+    at least as close (it is exact up to one float32 rounding). Unsigned 8-bit
+    codes (a DAC over [0, hi]) are shifted into int8 and the shift added back.
+    """
+    rng = np.random.default_rng(0)
+    core, codes = _integer_array(rng)
+    step, x_scale = 8 / kmax, 8.0  # a DAC over [-8, 8] or [0, 8]: x = k * step / x_scale
+    unit = step / x_scale
+    k = rng.integers(kmin, kmax + 1, (500, codes.shape[0]))
+    x = (k.astype(np.float32) * np.float32(step)) / np.float32(x_scale)
+    exact = (k @ codes) * unit * (0.99 / 127)
+    floats = core.mvm(x, InputSlicing())  # no grid declared: the float32 product
+    core.set_input_grid(unit, kmin, kmax)
+    ints = core.mvm(x, InputSlicing())
+    scale = np.abs(exact).max()
+    assert np.abs(ints - exact).max() / scale < 2e-7  # one float32 rounding of the exact value
+    assert np.abs(ints - exact).max() <= np.abs(floats - exact).max()
+    assert np.abs(floats - exact).max() / scale < 2e-6  # the two agree to float rounding
+    # planes moved off their levels (as a programming error does): the float product, unchanged
+    moved, _ = _integer_array(np.random.default_rng(0), off_grid=1e-3)
+    reference = moved.mvm(x, InputSlicing())
+    moved.set_input_grid(unit, kmin, kmax)
+    np.testing.assert_array_equal(moved.mvm(x, InputSlicing()), reference)

@@ -108,7 +108,31 @@ class NeuralCore:
             for enc, (p, q) in zip(encodings, ((p, q) for p in range(len(self.row_slices))
                                                for q in range(len(self.col_slices))))
         ]
+        grid = self._input_codes()
+        for core in self._numeric_cores():
+            core.set_input_grid(*grid)  # integer input codes: exact int8 products where the weights allow
         self._set_compensation(hw, devices)
+
+    def _input_codes(self) -> tuple:
+        """(unit, kmin, kmax): every array input is ``k * unit`` (normalized volts) with integer ``k`` in
+        ``[kmin, kmax]``; (None,) when not.
+
+        True for a DAC on a grid through zero (zero-centred signed, or unsigned
+        from 0) of at most 256 levels applied to every input (:meth:`encode_inputs`,
+        :meth:`prequantize`), with an analog bias row driven at full scale only
+        when full scale is itself one of the codes.
+        """
+        q = self.dac
+        if self.slicing.enabled or not isinstance(q, UniformQuantizer) or not q.enabled:
+            return (None,)
+        kmin, kmax = q.k_range
+        if kmax - kmin > 255 or not (q.signed or q.lo == 0):
+            return (None,)
+        unit = q.step / self.x_scale
+        full = 1.0 / unit  # code of the analog bias row (driven at full scale)
+        if self.analog_bias and (abs(full - round(full)) > 1e-6 * full or not kmin <= round(full) <= kmax):
+            return (None,)
+        return unit, kmin, kmax
 
     def _set_inputs(self, hw) -> None:
         """DAC (``dac_bits`` over the input range) or input bit slicing, and the input full scale ``x_scale``."""

@@ -28,8 +28,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from simulator.backend import as_streams, backend_of
-from simulator.quantization.uniform import UniformQuantizer
+from simulator.backend import as_streams, backend_of, int8_matmul
+from simulator.quantization.uniform import UniformQuantizer, integer_codes
 
 log = logging.getLogger("xbarsim.cores")
 _said: set[str] = set()
@@ -81,10 +81,15 @@ class NumericCore:
     """One array: conductance planes, device effects, read-out and ADC."""
 
     def __init__(self, v_pos, v_neg, v_unit, *, options: ArrayOptions, devices, xp, rng, dtype, name: str = "",
-                 adc=None) -> None:
+                 adc=None, levels: int | None = None) -> None:
         """``adc``: the array's ADC in raw column-current units, the same for every column and input bit
-        (a UniformQuantizer or a circuit model from :mod:`simulator.circuits.converters`; None: no ADC)."""
+        (a UniformQuantizer or a circuit model from :mod:`simulator.circuits.converters`; None: no ADC).
+        ``levels``: the device levels of the planes (``v = code / levels``; None: continuous), which lets
+        products of integer input codes run exactly in int8 (:meth:`set_input_grid`)."""
         self.xp, self.dtype, self.opt, self.name = xp, dtype, options, name
+        self.levels = levels
+        self._x_unit = None  # voltage of one input code (set_input_grid); None: inputs are not integer codes
+        self._x_shift = 0  # subtracted from the input codes so that they fit int8 (unsigned 8-bit codes)
         #: keyed random streams (a RandomStreams; a Generator or int seed is turned into one)
         self.streams = as_streams(rng, backend_of(xp))
         #: BALANCED with subtract_current_in_xbar = false: one ADC per device plane
@@ -162,6 +167,7 @@ class NumericCore:
             if self.sigma_neg is not None:
                 var = var + self.sigma_neg**2
             self.var_eff = var.astype(dtype)
+        self._w_codes, self._w_unit, self._w_colsum = self._weight_codes()
         #: var_eff when every column has the same variances (noise independent of G): one column, broadcast,
         #: so the output variance costs a matrix-vector product, not a second matrix-matrix product
         self._var_col = None
@@ -170,6 +176,61 @@ class NumericCore:
             self._var_col = self.xp.ascontiguousarray(self.var_eff[:, :1])
             if bool(self.xp.all(self._var_col == self._var_col[0, 0])):
                 self._var_all = float(self._var_col[0, 0])
+
+    def _weight_codes(self):
+        """(int8 codes, unit, column sums) with ``G_eff = unit * codes`` to float32 rounding, else Nones.
+
+        Holds for BALANCED planes at their programmed levels (no device error
+        moved them) with at most 127 levels, float32, on the CPU, when the
+        int32 sums cannot overflow (rows * 255 * 127 < 2**31).
+        """
+        xp = self.xp
+        if (not self.levels or self.G_neg is None or self.has_unit or backend_of(xp).name != "numpy"
+                or xp.dtype(self.dtype) != xp.float32 or self.n_rows * 255 * 127 >= 2**31):
+            return None, None, None
+        unit = (1.0 - self.opt.Gmin) / self.levels
+        G = self.G_eff.astype(xp.float64)
+        codes = xp.rint(G / unit)
+        if float(xp.max(xp.abs(codes), initial=0.0)) > 127:
+            return None, None, None
+        if float(xp.max(xp.abs(G - codes * unit), initial=0.0)) > 4 * float(xp.finfo(xp.float32).eps):
+            return None, None, None
+        codes = xp.ascontiguousarray(codes.astype(xp.int8))
+        return codes, unit, codes.sum(axis=0, dtype=xp.int32)
+
+    def set_input_grid(self, unit: float | None, kmin: int = -127, kmax: int = 127) -> None:
+        """Declare the inputs integer codes: every ``x`` passed is ``k * unit``, ``k`` an integer in ``[kmin, kmax]``.
+
+        The NeuralCore sets it for a DAC of at most 256 levels. Then, when the
+        planes are on their integer levels too, the product ``x @ G_eff`` runs
+        exactly in int8 with int32 sums (torch's CPU int8 GEMM,
+        :func:`simulator.backend.int8_matmul`; unsigned codes shifted by 128 and
+        the shift's column sums added back) and is scaled to float once: the
+        exact value the float32 product approximates, several times faster.
+        None (or more than 256 codes): the float product.
+        """
+        self._x_unit, self._x_shift = None, 0
+        if unit is None or kmax - kmin > 255:
+            return
+        self._x_unit = float(unit)
+        if kmin < -128 or kmax > 127:
+            self._x_shift = int(kmin) + 128
+
+    def _product(self, x):
+        """``x @ G_eff`` (M, C): exact int8 products of the codes when inputs and weights are integer codes."""
+        xp = self.xp
+        if self._x_unit is not None and self._w_codes is not None and x.dtype == xp.float32:
+            k = integer_codes(x, 1.0 / self._x_unit, None, None, xp)
+            if self._x_shift:
+                k -= self._x_shift
+            y = int8_matmul(k.astype(xp.int8), self._w_codes)
+            if y is not None:
+                if self._x_shift:
+                    y += self._x_shift * self._w_colsum
+                out = y.astype(xp.float32)
+                out *= xp.float32(self._x_unit * self._w_unit)
+                return out
+        return x @ self.G_eff
 
     def output_variance(self, x2):
         """Read-noise variance of every column output for squared inputs ``x2`` (M, R): (M, C) or (M, 1)."""
@@ -321,7 +382,7 @@ class NumericCore:
             if self.G_neg is not None:
                 I = I - self._exact_noise_chunk(self.G_neg, self.sigma_neg, x, row0, "neg", bit)
             return I
-        I = x @ self.G_eff
+        I = self._product(x)
         if self.var_eff is not None:  # both planes' noise in one draw, from its own stream ("eff")
             self._add_read_noise(I, x, row0, "eff", bit)
         return I
@@ -365,7 +426,7 @@ class NumericCore:
         with the ADC and the scaling in place (no temporaries over the outputs).
         """
         xp = self.xp
-        I = x @ self.G_eff
+        I = self._product(x)
         if self.var_eff is not None:  # both planes' noise in one draw, from its own stream ("eff")
             self._add_read_noise(I, x, row0, "eff")
         I = self.adc(I, xp, out=I)

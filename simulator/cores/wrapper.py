@@ -76,6 +76,7 @@ class WrapperCore:
             self.cores.append(NumericCore(
                 enc.pos[i], enc.neg[i] if enc.neg is not None else None, v_units[i],
                 options=options, devices=devices, xp=xp, rng=streams, dtype=dtype, name=core_name, adc=adc,
+                levels=enc.device_levels,
             ))
 
     @property

@@ -312,3 +312,76 @@ def test_witin_export_refusal_without_module_metadata():
         node.meta.pop("nn_module_stack", None)
     with pytest.raises(ModelError, match=r"conv \(witin layer\), fc \(witin layer\) are witin_nn layers"):
         refuse_witin(ep, "prog.pt2")
+
+
+# ------------------------------------- layer_config fields xbarsim does not simulate (witin_nn 0.1.3 defaults)
+nn = torch.nn
+
+
+class _Built:
+    """witin_nn's build-time copy of a layer's config (``forward__func``): the fields it holds."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def _fake_witin(cls_name, built=None, live=None):
+    """A stand-in with witin_nn's attribute layout: class name, ``layer_config``, ``forward__func``, io_max."""
+    base = nn.Linear if cls_name == "WitinLinear" else nn.Tanh
+    mod = type(cls_name, (base,), {})(4, 3) if base is nn.Linear else type(cls_name, (base,), {})()
+    defaults = {"use_quantization": True, "use_auto_scale": True, "x_quant_bits": 8, "y_quant_bits": 8,
+                "weight_quant_bits": 8, "conv2d_split_N": 1000000, "debug_mode": False, "G_algo": 1}
+    mod.forward__func = _Built(**{**defaults, "x_clip": None, "gelu_shift_num": None, **(built or {})})
+    mod.layer_config = _Built(**{**defaults, "x_clip": None, "gelu_shift_num": None, "cln_simple": False,
+                                 "target_platform": "ANKE", **(live or {})})
+    for part in ("x", "weight", "y") if base is nn.Linear else ("x", "y"):
+        obj = nn.Module()
+        obj.io_max = nn.Parameter(torch.tensor(2.0), requires_grad=False)
+        setattr(mod, f"autoscale_{part}_obj", obj)
+    return mod
+
+
+# (class, field, non-default value on the build-time copy or on layer_config, the default that is simulated)
+_UNSIMULATED = [
+    ("WitinLinear", "G_algo", {"built": {"G_algo": 0}}, "1"),
+    ("WitinLinear", "G_algo", {"built": {"G_algo": 3}}, "1"),
+    ("WitinLinear", "conv2d_split_N", {"built": {"conv2d_split_N": 2}}, "1000000"),
+    ("WitinTanh", "x_clip", {"built": {"x_clip": 0.5}}, "None"),
+    ("WitinSigmoid", "x_clip", {"built": {"x_clip": 2.0}}, "None"),
+    ("WitinGELU", "gelu_shift_num", {"built": {"gelu_shift_num": 3}}, "None"),
+    ("WitinClnBn2d", "cln_simple", {"live": {"cln_simple": True}}, "False"),  # read from layer_config per call
+]
+
+
+@pytest.mark.parametrize("cls_name, field, values, default", _UNSIMULATED)
+def test_unsimulated_layer_config_value_is_refused(cls_name, field, values, default):
+    """witin_nn's outputs change with these values (docs/witin.md): one line naming layer, field, value, default."""
+    from simulator.errors import ModelError
+    from simulator.io.torch_import import from_torch
+
+    mod = _fake_witin(cls_name, **values)
+    x = torch.randn(2, 4) if cls_name == "WitinLinear" else torch.randn(2, 3, 3, 4)
+    value = next(iter(next(iter(values.values())).values()))
+    with pytest.raises(ModelError) as err:
+        from_torch(nn.Sequential(mod), x)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert f"layer '0' ({cls_name})" in msg
+    assert f"layer_config.{field} = {value!r} is not simulated" in msg and f"default {field} = {default}" in msg
+
+
+@pytest.mark.parametrize("cls_name, values", [
+    ("WitinLinear", {}),
+    ("WitinLinear", {"live": {"G_algo": 0, "debug_mode": True, "target_platform": "HE01"}}),  # edited after build
+    ("WitinLinear", {"built": {"x_clip": 0.5, "gelu_shift_num": 2, "debug_mode": True}}),  # not read by CIM layers
+    ("WitinTanh", {"built": {"G_algo": 0, "gelu_shift_num": 2}}),  # no effect on witin_nn's tanh
+])
+def test_fields_without_effect_import(cls_name, values):
+    """Defaults, values witin_nn does not compute with, and fields that change none of its outputs import."""
+    from simulator.io.torch_import import from_torch
+
+    mod = _fake_witin(cls_name, **values)
+    x = torch.randn(2, 4) if cls_name == "WitinLinear" else torch.randn(2, 3, 4)
+    net = from_torch(nn.Sequential(mod), x)
+    layer = net.layers[-1]
+    assert ("witin" if cls_name == "WitinLinear" else "witin_digital") in layer.attrs

@@ -16,7 +16,9 @@ from typing import Any, Callable
 from simulator.errors import ModelError
 from simulator.io.kernels import conv_kernel, depthwise_kernel
 from simulator.io.torch_tensors import pair, to_numpy, torch_module
-from simulator.io.witin_params import CIM_CLASSES, WITIN_CLASSES, digital_attrs, gru_witin_attrs, witin_attrs
+from simulator.io.witin_params import (
+    CIM_CLASSES, WITIN_CLASSES, digital_attrs, gru_witin_attrs, unsimulated_fields, witin_attrs,
+)
 from simulator.network import Layer
 
 
@@ -61,6 +63,9 @@ class GraphBuilder:
     def module(self, qual: str, mod, ins: list[str], in_rank: int, out_rank: int) -> str:
         """Add the layer computing module ``mod`` (qualified name ``qual``) on ``ins``; returns its output's name."""
         cls = type(mod).__name__
+        unsimulated = unsimulated_fields(mod) if cls in WITIN_CLASSES else []
+        if unsimulated:
+            raise self.err(qual, cls, "; ".join(unsimulated))
         for matches, translate in module_rules():
             if matches(mod, cls):
                 return translate(self, qual, mod, ins, in_rank, out_rank)

@@ -21,6 +21,39 @@ DIGITAL_CLASSES = {
 }
 WITIN_CLASSES = CIM_CLASSES | DIGITAL_CLASSES
 
+# witin_nn 0.1.3 layer_config fields whose non-default values change witin_nn's outputs in ways xbarsim does not
+# simulate: field -> (the classes whose outputs it changes, measured with witin_nn 0.1.3, see docs/witin.md; the
+# default, which is what xbarsim computes). debug_mode and target_platform change no output and are not read.
+UNSIMULATED_FIELDS: dict[str, tuple[frozenset[str], Any]] = {
+    "conv2d_split_N": (frozenset(WITIN_CLASSES), 1000000),  # witin_nn itself refuses every other value
+    "G_algo": (frozenset(CIM_CLASSES), 1),
+    "x_clip": (frozenset({"WitinSigmoid", "WitinTanh"}), None),
+    "gelu_shift_num": (frozenset({"WitinGELU"}), None),
+    "cln_simple": (frozenset({"WitinClnBn2d"}), False),
+}
+
+
+def unsimulated_fields(module) -> list[str]:
+    """One phrase per layer_config field of witin module ``module`` set to a value xbarsim does not simulate.
+
+    A field is read from the copy witin_nn took when the layer was built
+    where that copy holds it, else from ``layer_config`` (witin_nn reads
+    ``cln_simple`` there at every call).
+    """
+    cls = type(module).__name__
+    built, live = _built_config(module), getattr(module, "layer_config", None)
+    out = []
+    for field, (classes, default) in UNSIMULATED_FIELDS.items():
+        src = built if built is not None and hasattr(built, field) else live
+        if cls not in classes or src is None or not hasattr(src, field):
+            continue
+        value = getattr(src, field)
+        value = None if value is None else scalar(value)
+        if (value is None) != (default is None) or (value is not None and value != default):
+            out.append(f"layer_config.{field} = {value!r} is not simulated (xbarsim computes witin_nn 0.1.3's "
+                       f"default {field} = {default!r}, and witin_nn's outputs differ with other values)")
+    return out
+
 
 def _io_max(module, name: str):
     obj = getattr(module, f"autoscale_{name}_obj", None)

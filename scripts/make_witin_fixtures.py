@@ -41,6 +41,10 @@ Nothing of witin_nn is copied; only its outputs are stored:
   of the layer (keys ``noise/<i>/{layer,x,mean,std,w_*}``). witin_nn 0.1.3's
   SIMPLE model compounds two of its stds with every call of a layer; the
   first call draws the model's distribution.
+* ``witin_unread_fields.npz`` (``--only unread_fields``): digital cases as
+  in ``witin_digital.npz`` (seed ``SEED + 5``) with the layer_config values
+  of ``UNREAD_CASES``: ``x_clip`` of WitinSigmoid / WitinTanh in both modes,
+  ``gelu_shift_num`` of WitinGELU (every third case with fixed scales).
 * ``witin_export_float.pt2`` / ``witin_export_fixed.pt2`` (``--only export``):
   ``torch.export.export(..., strict=False)`` programs of a tiny witin model
   (WitinConv2d 1->2, 3x3 - relu - WitinLinear 32->3, input 1x1x4x4, weights
@@ -83,11 +87,17 @@ OPS = ("WitinSigmoid", "WitinTanh", "WitinGELU", "WitinPReLU", "WitinElementAdd"
        "WitinBatchNorm2d", "WitinClnBn2d")
 CONFIG_FIELDS = ("use_quantization", "use_auto_scale", "x_quant_bits", "y_quant_bits", "weight_quant_bits",
                  "x_left_quant_bits", "x_right_quant_bits", "scale_x", "scale_y", "scale_weight", "scale_x_left",
-                 "scale_x_right", "mean_sum_quant_bits", "sqrt_left_shift_bits")
+                 "scale_x_right", "mean_sum_quant_bits", "sqrt_left_shift_bits", "x_clip", "gelu_shift_num")
+#: (operator, layer_config values) of witin_unread_fields.npz: x_clip of Sigmoid / Tanh (both modes), GELU's
+#: gelu_shift_num (0 acts as the default None in witin_nn 0.1.3; float mode ignores it)
+UNREAD_CASES = tuple((op, {"x_clip": c, "use_quantization": q}) for op in ("WitinTanh", "WitinSigmoid")
+                     for c in (0.1, 0.5, 2.0, 7.0) for q in (True, False)) + tuple(
+    ("WitinGELU", {"gelu_shift_num": k}) for k in (1, 0.5, 3, -1, 2, 0.25, 1, 4)) + (
+    ("WitinGELU", {"gelu_shift_num": 2, "use_quantization": False}),)
 
 
-def digital_case(wn, name, i, rnd: random.Random, g):
-    """One random case of operator ``name``: (config dict, inputs, weights, output)."""
+def digital_case(wn, name, i, rnd: random.Random, g, extra: dict | None = None):
+    """One random case of operator ``name`` (layer_config values ``extra`` set last): (config, inputs, weights, out)."""
     import torch
 
     c = wn.LayerConfigFactory.get_default_config()
@@ -99,6 +109,8 @@ def digital_case(wn, name, i, rnd: random.Random, g):
         c.use_auto_scale = False
         for k in ("scale_x", "scale_y", "scale_weight", "scale_x_left", "scale_x_right"):
             setattr(c, k, rnd.choice([4, 8, 16, 32, 64, 128, 12.5]))
+    for k, v in (extra or {}).items():
+        setattr(c, k, v)
     shape = (2, 3, 3, 4)
     x1 = torch.randn(shape, generator=g) * rnd.choice([0.3, 1, 3, 10])
     x2 = torch.randn(shape, generator=g) * rnd.choice([0.3, 1, 3, 10])
@@ -283,6 +295,22 @@ def write_vpu_noise(wn, path: Path) -> None:
     print(f"wrote {path} ({VPU_CASES} VPU layers, {len(NOISE_CASES)} noise cases)")
 
 
+def write_unread_fields(wn, path: Path) -> None:
+    """Digital operators with x_clip / gelu_shift_num (``UNREAD_CASES``), keyed like witin_digital.npz."""
+    import torch
+
+    rnd, g = random.Random(SEED + 5), torch.Generator().manual_seed(SEED + 5)
+    arrays: dict[str, np.ndarray] = {}
+    for i, (name, extra) in enumerate(UNREAD_CASES):
+        config, ins, _, out = digital_case(wn, name, i, rnd, g, extra)
+        arrays[f"{name}/{i}/config"] = np.array(json.dumps(config))
+        for j, a in enumerate(ins):
+            arrays[f"{name}/{i}/x{j + 1}"] = a.astype(np.float32)
+        arrays[f"{name}/{i}/out"] = out.astype(np.float32)
+    np.savez_compressed(path, **arrays)
+    print(f"wrote {path} ({len(UNREAD_CASES)} cases)")
+
+
 def _plain(v):
     return v.item() if hasattr(v, "item") else v
 
@@ -292,7 +320,7 @@ def main() -> None:
     ap.add_argument("checkout", type=Path, help="witmem/witin-nn checkout (with py311_linux/witin_nn)")
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures")
     ap.add_argument("--skip-networks", action="store_true")
-    ap.add_argument("--only", choices=("digital", "fields", "networks", "export", "vpu_noise"), default=None,
+    ap.add_argument("--only", choices=("digital", "fields", "networks", "export", "vpu_noise", "unread_fields"), default=None,
                     help="write only this fixture file (default: all)")
     args = ap.parse_args()
     wn = W.load_witin(args.checkout)
@@ -305,6 +333,10 @@ def main() -> None:
     if args.only in (None, "export"):
         write_export(wn, args.out)
     if args.only == "export":
+        return
+    if args.only in (None, "unread_fields"):
+        write_unread_fields(wn, args.out / "witin_unread_fields.npz")
+    if args.only == "unread_fields":
         return
     if args.only in (None, "vpu_noise"):
         write_vpu_noise(wn, args.out / "witin_vpu_noise.npz")

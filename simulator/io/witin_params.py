@@ -23,12 +23,11 @@ WITIN_CLASSES = CIM_CLASSES | DIGITAL_CLASSES
 
 # witin_nn 0.1.3 layer_config fields whose non-default values change witin_nn's outputs in ways xbarsim does not
 # simulate: field -> (the classes whose outputs it changes, measured with witin_nn 0.1.3, see docs/witin.md; the
-# default, which is what xbarsim computes). debug_mode and target_platform change no output and are not read.
+# default, which is what xbarsim computes). debug_mode and target_platform change no output and are not read;
+# x_clip and gelu_shift_num are simulated (simulator/witin/digital.py).
 UNSIMULATED_FIELDS: dict[str, tuple[frozenset[str], Any]] = {
     "conv2d_split_N": (frozenset(WITIN_CLASSES), 1000000),  # witin_nn itself refuses every other value
     "G_algo": (frozenset(CIM_CLASSES), 1),
-    "x_clip": (frozenset({"WitinSigmoid", "WitinTanh"}), None),
-    "gelu_shift_num": (frozenset({"WitinGELU"}), None),
     "cln_simple": (frozenset({"WitinClnBn2d"}), False),
 }
 

@@ -23,7 +23,9 @@ Operators (``sx = s(io_max_x, xb)``, ``sy = s(io_max_y, yb)`` unless said):
 
 ==================  ==========================================================
 Sigmoid             ``U(sigmoid(Q(x,sx,xb)/sx), sy, yb) / sy`` (signed scale, unsigned range)
-Tanh, GELU          ``Q(f(Q(x,sx,xb)/sx), sy, yb) / sy``
+Tanh, GELU          ``Q(f(Q(x,sx,xb)/sx), sy, yb) / sy``; Sigmoid and Tanh clip ``x`` to ``±x_clip``
+                    first (also in float mode); GELU with ``gelu_shift_num = k`` (not 0):
+                    ``Q(gelu(Q(x,sx,xb)/sx) + k, sy', yb+1) / sy'``, ``sy' = s(io_max_y, yb+1)``
 PReLU               slope ``a = Q(w, sw, wb)/sw`` (``sw = s(io_max_weight, wb)``);
                     ``Q(prelu(Q(x)/sx, a), sy, yb) / sy``
 ElementAdd          both inputs on the smaller input scale ``s = min(s1, s2)``;
@@ -75,14 +77,14 @@ OPS = {
 CONFIG_KEYS = (
     "use_quantization", "use_auto_scale", "x_quant_bits", "y_quant_bits", "weight_quant_bits",
     "x_left_quant_bits", "x_right_quant_bits", "scale_x", "scale_y", "scale_weight", "scale_x_left",
-    "scale_x_right", "mean_sum_quant_bits", "sqrt_left_shift_bits",
+    "scale_x_right", "mean_sum_quant_bits", "sqrt_left_shift_bits", "x_clip", "gelu_shift_num",
 )
 
 DEFAULTS: dict[str, Any] = {
     "use_quantization": False, "use_auto_scale": True, "x_quant_bits": 8, "y_quant_bits": 8,
     "weight_quant_bits": 8, "x_left_quant_bits": 8, "x_right_quant_bits": 8, "scale_x": 1.0, "scale_y": 1.0,
     "scale_weight": 1.0, "scale_x_left": 1.0, "scale_x_right": 1.0, "mean_sum_quant_bits": 55,
-    "sqrt_left_shift_bits": 8,
+    "sqrt_left_shift_bits": 8, "x_clip": None, "gelu_shift_num": None,
 }
 
 F32 = np.float32
@@ -161,6 +163,12 @@ class DigitalOp:
         self.lb, self.rb = int(v["x_left_quant_bits"]), int(v["x_right_quant_bits"])
         self.M = int(v["mean_sum_quant_bits"])
         self.L = int(v["sqrt_left_shift_bits"])
+        # Sigmoid / Tanh: the float input clipped to +-x_clip first (both modes); GELU in quantization mode:
+        # gelu + gelu_shift_num on yb+1 bits (witin_nn 0.1.3 ignores both elsewhere, and a shift of 0)
+        self.x_clip = float(v["x_clip"]) if v["x_clip"] is not None and self.op in ("sigmoid", "tanh") else None
+        shift = float(v["gelu_shift_num"]) if v["gelu_shift_num"] is not None else 0.0
+        self.gelu_shift = shift if shift and self.op == "gelu" and self.quantized else None
+        self.gelu_yb = self.yb + 1 if self.gelu_shift is not None else self.yb
         auto = bool(v["use_auto_scale"])
         self.attrs = attrs
 
@@ -185,7 +193,7 @@ class DigitalOp:
         if op_ in ("add", "mul", "divide", "cat", "matmul"):
             self.s["x2"] = scale("io_max_x2", self.rb, "scale_x_right")
         if op_ != "mean":
-            self.s["y"] = scale("io_max_y", self.yb, "scale_y", unsigned=op_ in ("sqrt", "invsqrt", "hypot"))
+            self.s["y"] = scale("io_max_y", self.gelu_yb, "scale_y", unsigned=op_ in ("sqrt", "invsqrt", "hypot"))
         if op_ in ("prelu", "batchnorm"):
             self.s["w"] = scale("io_max_weight", self.wb, "scale_weight")
 
@@ -204,6 +212,8 @@ class DigitalOp:
         ``moving_mean``, ``moving_variance``.
         """
         xs = [_f32(a) for a in inputs]
+        if self.x_clip is not None:
+            xs[0] = np.clip(xs[0], -F32(self.x_clip), F32(self.x_clip))
         w = weights or {}
         if not self.quantized:
             return self._float(xs, w, axis, eps)
@@ -214,6 +224,9 @@ class DigitalOp:
         xd = q_signed(xs[0], sx, self.xb) / F32(sx)
         if op == "sigmoid":
             return q_unsigned(_sigmoid(xd), self.s["y"], self.yb) / F32(self.s["y"])
+        if self.gelu_shift is not None:
+            sy = self.s["y"]
+            return q_signed(_gelu(xd) + F32(self.gelu_shift), sy, self.gelu_yb) / F32(sy)
         return self._out(np.tanh(xd) if op == "tanh" else _gelu(xd))
 
     def _q_prelu(self, op: str, xs: list, w: dict, axis, eps: float):

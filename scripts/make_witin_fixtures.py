@@ -44,7 +44,8 @@ Nothing of witin_nn is copied; only its outputs are stored:
 * ``witin_unread_fields.npz`` (``--only unread_fields``): digital cases as
   in ``witin_digital.npz`` (seed ``SEED + 5``) with the layer_config values
   of ``UNREAD_CASES``: ``x_clip`` of WitinSigmoid / WitinTanh in both modes,
-  ``gelu_shift_num`` of WitinGELU (every third case with fixed scales).
+  ``gelu_shift_num`` of WitinGELU, ``cln_simple`` of WitinClnBn2d (every
+  third case with fixed scales).
 * ``witin_export_float.pt2`` / ``witin_export_fixed.pt2`` (``--only export``):
   ``torch.export.export(..., strict=False)`` programs of a tiny witin model
   (WitinConv2d 1->2, 3x3 - relu - WitinLinear 32->3, input 1x1x4x4, weights
@@ -87,13 +88,15 @@ OPS = ("WitinSigmoid", "WitinTanh", "WitinGELU", "WitinPReLU", "WitinElementAdd"
        "WitinBatchNorm2d", "WitinClnBn2d")
 CONFIG_FIELDS = ("use_quantization", "use_auto_scale", "x_quant_bits", "y_quant_bits", "weight_quant_bits",
                  "x_left_quant_bits", "x_right_quant_bits", "scale_x", "scale_y", "scale_weight", "scale_x_left",
-                 "scale_x_right", "mean_sum_quant_bits", "sqrt_left_shift_bits", "x_clip", "gelu_shift_num")
+                 "scale_x_right", "mean_sum_quant_bits", "sqrt_left_shift_bits", "x_clip", "gelu_shift_num",
+                 "cln_simple")
 #: (operator, layer_config values) of witin_unread_fields.npz: x_clip of Sigmoid / Tanh (both modes), GELU's
-#: gelu_shift_num (0 acts as the default None in witin_nn 0.1.3; float mode ignores it)
+#: gelu_shift_num (0 acts as the default None in witin_nn 0.1.3; float mode ignores it), ClnBn2d's cln_simple
 UNREAD_CASES = tuple((op, {"x_clip": c, "use_quantization": q}) for op in ("WitinTanh", "WitinSigmoid")
                      for c in (0.1, 0.5, 2.0, 7.0) for q in (True, False)) + tuple(
     ("WitinGELU", {"gelu_shift_num": k}) for k in (1, 0.5, 3, -1, 2, 0.25, 1, 4)) + (
-    ("WitinGELU", {"gelu_shift_num": 2, "use_quantization": False}),)
+    ("WitinGELU", {"gelu_shift_num": 2, "use_quantization": False}),) + tuple(
+    ("WitinClnBn2d", {"cln_simple": True, "use_quantization": q}) for q in (True,) * 7 + (False,) * 2)
 
 
 def digital_case(wn, name, i, rnd: random.Random, g, extra: dict | None = None):

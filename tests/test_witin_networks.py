@@ -346,7 +346,6 @@ _UNSIMULATED = [
     ("WitinLinear", "G_algo", {"built": {"G_algo": 0}}, "1"),
     ("WitinLinear", "G_algo", {"built": {"G_algo": 3}}, "1"),
     ("WitinLinear", "conv2d_split_N", {"built": {"conv2d_split_N": 2}}, "1000000"),
-    ("WitinClnBn2d", "cln_simple", {"live": {"cln_simple": True}}, "False"),  # read from layer_config per call
 ]
 
 
@@ -373,18 +372,21 @@ def test_unsimulated_layer_config_value_is_refused(cls_name, field, values, defa
     ("WitinLinear", {"built": {"x_clip": 0.5, "gelu_shift_num": 2, "debug_mode": True}}),  # not read by CIM layers
     ("WitinTanh", {"built": {"G_algo": 0, "gelu_shift_num": 2}}),  # no effect on witin_nn's tanh
     ("WitinTanh", {"built": {"x_clip": 0.5}}),  # simulated (test_unread_field_digital_op_matches_witin)
+    ("WitinClnBn2d", {"live": {"cln_simple": True}}),  # simulated; witin_nn reads it from layer_config per call
 ])
 def test_fields_without_effect_import(cls_name, values):
     """Defaults, values witin_nn does not compute with, and fields that change none of its outputs import."""
     from simulator.io.torch_import import from_torch
 
     mod = _fake_witin(cls_name, **values)
-    x = torch.randn(2, 4) if cls_name == "WitinLinear" else torch.randn(2, 3, 4)
+    x = {"WitinLinear": torch.randn(2, 4), "WitinClnBn2d": torch.randn(2, 3, 3, 4)}.get(cls_name, torch.randn(2, 3, 4))
     net = from_torch(nn.Sequential(mod), x)
     layer = net.layers[-1]
     attrs = layer.attrs["witin" if cls_name == "WitinLinear" else "witin_digital"]
     if cls_name == "WitinTanh":
         assert attrs["x_clip"] == values.get("built", {}).get("x_clip")  # read from witin's build-time copy
+    if cls_name == "WitinClnBn2d":
+        assert attrs["cln_simple"] is True
 
 
 UNREAD = np.load(FIX / "witin_unread_fields.npz")
@@ -393,19 +395,21 @@ UNREAD_CASES = sorted({k.rsplit("/", 1)[0] for k in UNREAD.files})
 
 def test_unread_fields_fixture_covers_both_fields():
     cfgs = [json.loads(str(UNREAD[f"{c}/config"])) for c in UNREAD_CASES]
-    assert {c.split("/")[0] for c in UNREAD_CASES} == {"WitinTanh", "WitinSigmoid", "WitinGELU"}
+    assert {c.split("/")[0] for c in UNREAD_CASES} == {"WitinTanh", "WitinSigmoid", "WitinGELU", "WitinClnBn2d"}
     assert {c["x_clip"] for c in cfgs if c["x_clip"] is not None} == {0.1, 0.5, 2.0, 7.0}
     assert sum(c["gelu_shift_num"] is not None for c in cfgs) == 9
+    assert sum(c["cln_simple"] is True for c in cfgs) == 9
 
 
 @pytest.mark.parametrize("case", UNREAD_CASES)
 def test_unread_field_digital_op_matches_witin(case):
-    """x_clip (Sigmoid / Tanh) and gelu_shift_num (GELU) as witin_nn 0.1.3 computes them: bit exact in
-    quantization mode; float mode within float32 rounding (witin's torch tanh / sigmoid / gelu kernels)."""
+    """x_clip (Sigmoid / Tanh), gelu_shift_num (GELU) and cln_simple (ClnBn2d) as witin_nn 0.1.3 computes them:
+    bit exact in quantization mode; float mode within float32 rounding (witin's torch kernels)."""
     cfg = json.loads(str(UNREAD[f"{case}/config"]))
     name = case.split("/")[0]
     x, ref = UNREAD[f"{case}/x1"], UNREAD[f"{case}/out"]
-    out = DigitalOp(name, cfg, case)([x])
+    axis = tuple(cfg["axis"]) if isinstance(cfg["axis"], list) else cfg["axis"]
+    out = DigitalOp(name, cfg, case)([x], axis=axis, eps=cfg["eps"])
     assert out.shape == ref.shape
     if cfg["use_quantization"]:
         assert int((out != ref).sum()) == 0, f"{int((out != ref).sum())} of {ref.size} elements differ"
@@ -414,11 +418,13 @@ def test_unread_field_digital_op_matches_witin(case):
 
 
 def test_unread_fields_change_witin_outputs():
-    """Without x_clip / gelu_shift_num, 18 of the 25 fixture cases are off by more than 0.01 (the others clip
-    beyond the input range, or are GELU in float mode, where witin_nn ignores the shift)."""
+    """Without x_clip / gelu_shift_num / cln_simple, 27 of the 34 fixture cases are off by more than 0.01 (the
+    others clip beyond the input range, or are GELU in float mode, where witin_nn ignores the shift)."""
     off = 0
     for case in UNREAD_CASES:
         cfg = json.loads(str(UNREAD[f"{case}/config"]))
-        plain = DigitalOp(case.split("/")[0], {**cfg, "x_clip": None, "gelu_shift_num": None}, case)
-        off += int(np.abs(plain([UNREAD[f"{case}/x1"]]) - UNREAD[f"{case}/out"]).max() > 1e-2)
-    assert off == 18
+        axis = tuple(cfg["axis"]) if isinstance(cfg["axis"], list) else cfg["axis"]
+        plain = DigitalOp(case.split("/")[0], {**cfg, "x_clip": None, "gelu_shift_num": None, "cln_simple": False})
+        out = plain([UNREAD[f"{case}/x1"]], axis=axis, eps=cfg["eps"])
+        off += int(np.abs(out - UNREAD[f"{case}/out"]).max() > 1e-2)
+    assert off == 27

@@ -24,11 +24,10 @@ WITIN_CLASSES = CIM_CLASSES | DIGITAL_CLASSES
 # witin_nn 0.1.3 layer_config fields whose non-default values change witin_nn's outputs in ways xbarsim does not
 # simulate: field -> (the classes whose outputs it changes, measured with witin_nn 0.1.3, see docs/witin.md; the
 # default, which is what xbarsim computes). debug_mode and target_platform change no output and are not read;
-# x_clip and gelu_shift_num are simulated (simulator/witin/digital.py).
+# x_clip, gelu_shift_num and cln_simple are simulated (simulator/witin/digital.py).
 UNSIMULATED_FIELDS: dict[str, tuple[frozenset[str], Any]] = {
     "conv2d_split_N": (frozenset(WITIN_CLASSES), 1000000),  # witin_nn itself refuses every other value
     "G_algo": (frozenset(CIM_CLASSES), 1),
-    "cln_simple": (frozenset({"WitinClnBn2d"}), False),
 }
 
 
@@ -126,15 +125,18 @@ def digital_attrs(module) -> dict[str, Any]:
 
     Read from the config snapshot the module computes with (witin_nn copies a
     layer's config when the layer is built, so later edits of the
-    ``layer_config`` object change nothing there, and nothing here).
+    ``layer_config`` object change nothing there, and nothing here); fields
+    the snapshot lacks (``cln_simple``) from ``layer_config``, where witin_nn
+    reads them at every call.
     """
     from simulator.witin.digital import CONFIG_KEYS
 
-    cfg = _built_config(module)
+    cfg, live = _built_config(module), getattr(module, "layer_config", None)
     out: dict[str, Any] = {}
     for key in CONFIG_KEYS:
-        if cfg is not None and hasattr(cfg, key):
-            out[key] = scalar(getattr(cfg, key))
+        src = cfg if cfg is not None and hasattr(cfg, key) else live  # cln_simple: read at every call
+        if src is not None and hasattr(src, key):
+            out[key] = scalar(getattr(src, key))
     for name, _ in module.named_parameters():
         if name.startswith("autoscale_") and name.endswith("_obj.io_max"):
             part = name[len("autoscale_") : -len("_obj.io_max")]

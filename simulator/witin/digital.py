@@ -50,7 +50,8 @@ BatchNorm2d         ``a = gamma / sqrt(var+eps)``, ``b = beta - mean*gamma/sqrt(
                     ``Q((qa*q + qb) / (sw*sx/sy), sy, yb) / sy``
 ClnBn2d             normalisation of each (n, h) over C and W:
                     ``m = Q(round(sum(q)/n))``, ``v = clip(round(sum((q-m)**2)/n), 0, 2**(2*xb)-1)``,
-                    ``r = isqrt(v * 2**L)``, ``Q((q - m) * (2**(L/2)/r), sy, yb) / sy`` (0 where v = 0)
+                    ``r = isqrt(v * 2**L)``, ``Q((q - m) * (2**(L/2)/r), sy, yb) / sy`` (0 where v = 0);
+                    ``cln_simple = True``: the same with ``m = 0``
 ==================  ==========================================================
 
 With ``use_auto_scale = False`` the scales are the layer's fixed ``scale_x``,
@@ -77,14 +78,14 @@ OPS = {
 CONFIG_KEYS = (
     "use_quantization", "use_auto_scale", "x_quant_bits", "y_quant_bits", "weight_quant_bits",
     "x_left_quant_bits", "x_right_quant_bits", "scale_x", "scale_y", "scale_weight", "scale_x_left",
-    "scale_x_right", "mean_sum_quant_bits", "sqrt_left_shift_bits", "x_clip", "gelu_shift_num",
+    "scale_x_right", "mean_sum_quant_bits", "sqrt_left_shift_bits", "x_clip", "gelu_shift_num", "cln_simple",
 )
 
 DEFAULTS: dict[str, Any] = {
     "use_quantization": False, "use_auto_scale": True, "x_quant_bits": 8, "y_quant_bits": 8,
     "weight_quant_bits": 8, "x_left_quant_bits": 8, "x_right_quant_bits": 8, "scale_x": 1.0, "scale_y": 1.0,
     "scale_weight": 1.0, "scale_x_left": 1.0, "scale_x_right": 1.0, "mean_sum_quant_bits": 55,
-    "sqrt_left_shift_bits": 8, "x_clip": None, "gelu_shift_num": None,
+    "sqrt_left_shift_bits": 8, "x_clip": None, "gelu_shift_num": None, "cln_simple": False,
 }
 
 F32 = np.float32
@@ -169,6 +170,7 @@ class DigitalOp:
         shift = float(v["gelu_shift_num"]) if v["gelu_shift_num"] is not None else 0.0
         self.gelu_shift = shift if shift and self.op == "gelu" and self.quantized else None
         self.gelu_yb = self.yb + 1 if self.gelu_shift is not None else self.yb
+        self.cln_simple = bool(v["cln_simple"])  # ClnBn2d without the mean: m = 0
         auto = bool(v["use_auto_scale"])
         self.attrs = attrs
 
@@ -330,7 +332,7 @@ class DigitalOp:
         n = int(np.prod([q.shape[a] for a in ax]))
         half = 2.0 ** (self.xb - 1)
         m = np.clip(np.round(q.sum(axis=ax, keepdims=True, dtype=F32) / F32(n)), -half, half - 1).astype(F32)
-        d = q - m
+        d = q if self.cln_simple else q - m
         var = np.clip(np.round((d * d).sum(axis=ax, keepdims=True, dtype=F32) / F32(n)), 0, 2.0 ** (2 * self.xb) - 1)
         r = isqrt(var.astype(np.int64) << self.L).astype(F32)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -382,6 +384,8 @@ class DigitalOp:
             return _bcast_channel(a, x, axis) * x + _bcast_channel(b, x, axis)
         if op == "clnbn":
             ax = tuple(axis)
+            if self.cln_simple:  # witin_nn 0.1.3's float cln_simple: x / sqrt(mean(x**2) + eps)
+                return x / np.sqrt((x * x).mean(axis=ax, keepdims=True) + F32(eps))
             m = x.mean(axis=ax, keepdims=True)
             v = ((x - m) ** 2).mean(axis=ax, keepdims=True)
             return (x - m) / np.sqrt(v)

@@ -231,13 +231,13 @@ def test_pad_nhwc_equals_numpy_pad(pads, value):
     np.testing.assert_array_equal(out, ref)
 
 
-def _integer_array(rng, rows=300, cols=40, Gmin=0.01, off_grid=0.0):
+def _integer_array(rng, rows=300, cols=40, Gmin=0.01, off_grid=0.0, input_grid=None):
     """A BALANCED array on 8-bit weight codes (optionally moved off its levels) and its codes."""
     codes = rng.integers(-127, 128, (rows, cols))
     v_pos, v_neg = np.maximum(codes, 0) / 127, np.maximum(-codes, 0) / 127
     v_pos = np.clip(v_pos + off_grid * rng.standard_normal(v_pos.shape), 0, 1)
     core = NumericCore(v_pos, v_neg, None, options=ArrayOptions(Gmin=Gmin), devices=None, xp=np, rng=0,
-                       dtype=np.float32, levels=127)
+                       dtype=np.float32, levels=127, input_grid=input_grid)
     return core, codes
 
 
@@ -258,8 +258,7 @@ def test_integer_codes_multiply_exactly_in_int8(kmin, kmax):
     x = (k.astype(np.float32) * np.float32(step)) / np.float32(x_scale)
     exact = (k @ codes) * unit * (0.99 / 127)
     floats = core.mvm(x, InputSlicing())  # no grid declared: the float32 product
-    core.set_input_grid(unit, kmin, kmax)
-    ints = core.mvm(x, InputSlicing())
+    ints = _integer_array(np.random.default_rng(0), input_grid=(unit, kmin, kmax))[0].mvm(x, InputSlicing())
     scale = np.abs(exact).max()
     assert np.abs(ints - exact).max() / scale < 2e-7  # one float32 rounding of the exact value
     assert np.abs(ints - exact).max() <= np.abs(floats - exact).max()
@@ -267,5 +266,5 @@ def test_integer_codes_multiply_exactly_in_int8(kmin, kmax):
     # planes moved off their levels (as a programming error does): the float product, unchanged
     moved, _ = _integer_array(np.random.default_rng(0), off_grid=1e-3)
     reference = moved.mvm(x, InputSlicing())
-    moved.set_input_grid(unit, kmin, kmax)
-    np.testing.assert_array_equal(moved.mvm(x, InputSlicing()), reference)
+    moved_grid, _ = _integer_array(np.random.default_rng(0), off_grid=1e-3, input_grid=(unit, kmin, kmax))
+    np.testing.assert_array_equal(moved_grid.mvm(x, InputSlicing()), reference)

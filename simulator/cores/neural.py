@@ -101,16 +101,14 @@ class NeuralCore:
                                 self.rows_max, hw.style, self.input_signed)
         self.adc_range = AdcRange(hw, self.units, adc_calibration, name)
         split = len(self.col_slices) > 1
+        grid = self._input_codes()  # integer input codes: exact int8 products where the weights allow
         self.wrappers = [
             WrapperCore(enc, units=self.units, digital_offset=hw.digital_offset, options=options, devices=devices,
                         xp=xp, rng=rng, dtype=dtype, adc_range=self.adc_range,
-                        name=f"{name}/part{p}" + (f"c{q}" if split else ""))
+                        input_grid=grid if grid[0] is not None else None, name=f"{name}/part{p}" + (f"c{q}" if split else ""))
             for enc, (p, q) in zip(encodings, ((p, q) for p in range(len(self.row_slices))
                                                for q in range(len(self.col_slices))))
         ]
-        grid = self._input_codes()
-        for core in self._numeric_cores():
-            core.set_input_grid(*grid)  # integer input codes: exact int8 products where the weights allow
         self._set_compensation(hw, devices)
 
     def _input_codes(self) -> tuple:

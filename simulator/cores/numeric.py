@@ -81,15 +81,18 @@ class NumericCore:
     """One array: conductance planes, device effects, read-out and ADC."""
 
     def __init__(self, v_pos, v_neg, v_unit, *, options: ArrayOptions, devices, xp, rng, dtype, name: str = "",
-                 adc=None, levels: int | None = None) -> None:
+                 adc=None, levels: int | None = None, input_grid: tuple | None = None) -> None:
         """``adc``: the array's ADC in raw column-current units, the same for every column and input bit
         (a UniformQuantizer or a circuit model from :mod:`simulator.circuits.converters`; None: no ADC).
         ``levels``: the device levels of the planes (``v = code / levels``; None: continuous), which lets
-        products of integer input codes run exactly in int8 (:meth:`set_input_grid`)."""
+        products of integer input codes run exactly in int8; ``input_grid`` = ``(unit, kmin, kmax)`` declares
+        the inputs integer codes (see :meth:`_set_input_grid`; None: they are not)."""
         self.xp, self.dtype, self.opt, self.name = xp, dtype, options, name
         self.levels = levels
-        self._x_unit = None  # voltage of one input code (set_input_grid); None: inputs are not integer codes
+        self._x_unit = None  # voltage of one input code (input_grid); None: inputs are not integer codes
         self._x_shift = 0  # subtracted from the input codes so that they fit int8 (unsigned 8-bit codes)
+        if input_grid is not None:
+            self._set_input_grid(*input_grid)
         #: keyed random streams (a RandomStreams; a Generator or int seed is turned into one)
         self.streams = as_streams(rng, backend_of(xp))
         #: BALANCED with subtract_current_in_xbar = false: one ADC per device plane
@@ -198,10 +201,10 @@ class NumericCore:
         codes = xp.ascontiguousarray(codes.astype(xp.int8))
         return codes, unit, codes.sum(axis=0, dtype=xp.int32)
 
-    def set_input_grid(self, unit: float | None, kmin: int = -127, kmax: int = 127) -> None:
+    def _set_input_grid(self, unit: float | None, kmin: int = -127, kmax: int = 127) -> None:
         """Declare the inputs integer codes: every ``x`` passed is ``k * unit``, ``k`` an integer in ``[kmin, kmax]``.
 
-        The NeuralCore sets it for a DAC of at most 256 levels. Then, when the
+        The NeuralCore declares it at construction for a DAC of at most 256 levels. Then, when the
         planes are on their integer levels too, the product ``x @ G_eff`` runs
         exactly in int8 with int32 sums (torch's CPU int8 GEMM,
         :func:`simulator.backend.int8_matmul`; unsigned codes shifted by 128 and

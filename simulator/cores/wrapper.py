@@ -55,11 +55,12 @@ class WrapperCore:
 
     def __init__(
         self, encoding: SliceEncoding, *, units: LayerUnits, digital_offset: bool, options: ArrayOptions, devices,
-        xp, rng, dtype, name: str = "", adc_range: AdcRange | None = None,
+        xp, rng, dtype, name: str = "", adc_range: AdcRange | None = None, input_grid: tuple | None = None,
     ) -> None:
         """``encoding``: this block's conductance slices (:mod:`simulator.cores.mapping`); ``units``: the
         layer's units (the slice gains used to recombine); ``adc_range``: the layer's ADC policy, which
-        gives every array its ADC (None: no ADCs)."""
+        gives every array its ADC (None: no ADCs); ``input_grid``: ``(unit, kmin, kmax)`` when the inputs are
+        integer DAC codes (see NumericCore), else None."""
         self.xp, self.name, self.opt = xp, name, options
         self.encoding = enc = encoding
         self.style = enc.style
@@ -76,7 +77,7 @@ class WrapperCore:
             self.cores.append(NumericCore(
                 enc.pos[i], enc.neg[i] if enc.neg is not None else None, v_units[i],
                 options=options, devices=devices, xp=xp, rng=streams, dtype=dtype, name=core_name, adc=adc,
-                levels=enc.device_levels,
+                levels=enc.device_levels, input_grid=input_grid,
             ))
 
     @property

@@ -46,6 +46,9 @@ Nothing of witin_nn is copied; only its outputs are stored:
   of ``UNREAD_CASES``: ``x_clip`` of WitinSigmoid / WitinTanh in both modes,
   ``gelu_shift_num`` of WitinGELU, ``cln_simple`` of WitinClnBn2d (every
   third case with fixed scales).
+* ``witin_g_algo.npz`` (``--only g_algo``): ``G_ALGO_CASES`` single CIM
+  layers drawn as for ``witin_fields.npz`` (VPU too, seed ``SEED + 7``)
+  with ``G_algo`` cycling through ``G_ALGO_VALUES`` (keys as there).
 * ``witin_export_float.pt2`` / ``witin_export_fixed.pt2`` (``--only export``):
   ``torch.export.export(..., strict=False)`` programs of a tiny witin model
   (WitinConv2d 1->2, 3x3 - relu - WitinLinear 32->3, input 1x1x4x4, weights
@@ -83,6 +86,8 @@ CASES = 6
 EPOCHS = 10
 NOISE_CALLS = 200
 FIELD_CASES = 60
+G_ALGO_CASES = 45
+G_ALGO_VALUES = (0.5, 2, 3)
 OPS = ("WitinSigmoid", "WitinTanh", "WitinGELU", "WitinPReLU", "WitinElementAdd", "WitinElementMul",
        "WitinElementDivide", "WitinSqrt", "WitinInvSqrt", "WitinHypot", "WitinMean", "WitinCat", "WitinMatMul",
        "WitinBatchNorm2d", "WitinClnBn2d")
@@ -240,6 +245,24 @@ def write_export(wn, out: Path) -> None:
         print(f"wrote {out / f'witin_export_{tag}.pt2'}")
 
 
+def _store_layer_case(arrays: dict, key: str, m, x) -> None:
+    """witin_nn's output of module ``m`` on ``x`` and its imported layer, under ``key/{layer,w_*,x,out}``."""
+    import contextlib
+    import io
+
+    import torch
+
+    from simulator.io.torch_import import from_torch
+
+    with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+        ref = m(x).numpy()
+    layer = from_torch(torch.nn.Sequential(m), x).layers[1]
+    arrays[f"{key}/layer"] = _layer_json(layer)
+    for k, a in layer.weights.items():
+        arrays[f"{key}/w_{k}"] = np.asarray(a, dtype=np.float32)
+    arrays[f"{key}/x"], arrays[f"{key}/out"] = x.numpy(), ref
+
+
 def _layer_json(layer):
     from simulator.network import _jsonable
 
@@ -268,13 +291,7 @@ def write_vpu_noise(wn, path: Path) -> None:
         m, x, values = C.build_case(kind, rnd, extra={"hardware": wn.HardwareType.VPU})
         if values.get("use_quantization", True) is False:
             continue
-        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
-            ref = m(x).numpy()
-        layer = from_torch(torch.nn.Sequential(m), x).layers[1]
-        arrays[f"vpu/{n}/layer"] = _layer_json(layer)
-        for k, a in layer.weights.items():
-            arrays[f"vpu/{n}/w_{k}"] = np.asarray(a, dtype=np.float32)
-        arrays[f"vpu/{n}/x"], arrays[f"vpu/{n}/out"] = x.numpy(), ref
+        _store_layer_case(arrays, f"vpu/{n}", m, x)
         n += 1
     C.EXTRA_FIELDS = False
     for i, (model, kind, level, neg) in enumerate(NOISE_CASES):
@@ -296,6 +313,25 @@ def write_vpu_noise(wn, path: Path) -> None:
         print(f"noise case {i}: {model} {kind} level {level} {neg}: mean std {outs.std(axis=0).mean():.4g}", flush=True)
     np.savez_compressed(path, **arrays)
     print(f"wrote {path} ({VPU_CASES} VPU layers, {len(NOISE_CASES)} noise cases)")
+
+
+def write_g_algo(wn, path: Path) -> None:
+    """Single CIM layers (``compare_witin_nn.py --fields`` draws, VPU included) with G_algo = 0.5 / 2 / 3."""
+    import torch
+
+    import compare_witin_nn as C
+
+    C.WN, C.EXTRA_FIELDS, C.DRAW_VPU = wn, True, True
+    rnd = random.Random(SEED + 7)
+    torch.manual_seed(SEED + 7)
+    arrays: dict[str, np.ndarray] = {}
+    for n in range(G_ALGO_CASES):
+        kind = ("Linear", "Conv2d", "ConvTranspose2d")[(n // 3) % 3]
+        m, x, _ = C.build_case(kind, rnd, extra={"G_algo": G_ALGO_VALUES[n % 3]})
+        _store_layer_case(arrays, str(n), m, x)
+    C.EXTRA_FIELDS = C.DRAW_VPU = False
+    np.savez_compressed(path, **arrays)
+    print(f"wrote {path} ({G_ALGO_CASES} layers)")
 
 
 def write_unread_fields(wn, path: Path) -> None:
@@ -323,7 +359,7 @@ def main() -> None:
     ap.add_argument("checkout", type=Path, help="witmem/witin-nn checkout (with py311_linux/witin_nn)")
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures")
     ap.add_argument("--skip-networks", action="store_true")
-    ap.add_argument("--only", choices=("digital", "fields", "networks", "export", "vpu_noise", "unread_fields"), default=None,
+    ap.add_argument("--only", choices=("digital", "fields", "networks", "export", "vpu_noise", "unread_fields", "g_algo"), default=None,
                     help="write only this fixture file (default: all)")
     args = ap.parse_args()
     wn = W.load_witin(args.checkout)
@@ -336,6 +372,10 @@ def main() -> None:
     if args.only in (None, "export"):
         write_export(wn, args.out)
     if args.only == "export":
+        return
+    if args.only in (None, "g_algo"):
+        write_g_algo(wn, args.out / "witin_g_algo.npz")
+    if args.only == "g_algo":
         return
     if args.only in (None, "unread_fields"):
         write_unread_fields(wn, args.out / "witin_unread_fields.npz")

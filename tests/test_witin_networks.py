@@ -203,6 +203,71 @@ def test_cim_layer_fields_match_witin(case):
         assert int((y.astype(np.float32) != ref).sum()) == 0
 
 
+G_ALGO = np.load(FIX / "witin_g_algo.npz")
+G_ALGO_CASES = sorted({k.split("/")[0] for k in G_ALGO.files}, key=int)
+
+
+def _g_algo_output(case, g_algo=None):
+    """Our output of fixture layer ``case`` (``g_algo``: replaces the layer's G_algo), and witin_nn's."""
+    from simulator.network import Layer
+    from simulator.witin.chip import WitinChipLayer
+
+    spec = json.loads(str(G_ALGO[f"{case}/layer"]))
+    if g_algo is not None:
+        spec["attrs"]["witin"]["G_algo"] = g_algo
+    weights = {k.split("/w_", 1)[1]: G_ALGO[k] for k in G_ALGO.files if k.startswith(f"{case}/w_")}
+    layer = Layer(spec["name"], spec["type"], ["input"], spec["config"], weights, spec["attrs"])
+    x, ref = G_ALGO[f"{case}/x"], G_ALGO[f"{case}/out"]
+    y = np.asarray(WitinChipLayer(layer, None, np, np.random.default_rng(0)).forward(
+        x.transpose(0, 2, 3, 1) if x.ndim == 4 else x))
+    return (y.transpose(0, 3, 1, 2) if y.ndim == 4 else y), ref, spec["attrs"]["witin"]
+
+
+@pytest.mark.parametrize("case", G_ALGO_CASES)
+def test_g_algo_layers_match_witin(case):
+    """G_algo = 0.5 / 2 / 3 on Linear / Conv2d / ConvTranspose2d (FALSE / PN / Shift, x > 8 bits, output_fp_clip,
+    to_linear, VPU, float mode) as witin_nn 0.1.3 computes them: bit exact in quantization mode."""
+    y, ref, attrs = _g_algo_output(case)
+    if attrs.get("use_quantization") is False:  # float32 sums in another order
+        np.testing.assert_allclose(y, ref, rtol=0, atol=1e-5 * max(1.0, float(np.abs(ref).max())))
+    else:
+        assert int((y.astype(np.float32) != ref).sum()) == 0
+
+
+def test_g_algo_fixture_needs_g_algo():
+    """The fixture covers the paths, and G_algo read as 1 would miss witin_nn's outputs in most cases."""
+    attrs = [_g_algo_output(c)[2] for c in G_ALGO_CASES]
+    assert {a["G_algo"] for a in attrs} == {0.5, 2, 3}
+    assert {a["handle_neg_in"] for a in attrs} == {"FALSE", "PN", "Shift"}
+    assert any(a["x_quant_bits"] > 8 for a in attrs) and any(a.get("use_quantization") is False for a in attrs)
+    assert any(a.get("hardware") == "VPU" for a in attrs)
+    off = 0
+    for c in G_ALGO_CASES:
+        y, ref, _ = _g_algo_output(c, g_algo=1)
+        off += bool(np.abs(y - ref).max() > 1e-3 * max(1.0, float(np.abs(ref).max())))
+    vpu = sum(a.get("hardware") == "VPU" and a.get("use_quantization") is not False for a in attrs)
+    assert off >= len(G_ALGO_CASES) - vpu - 3  # the VPU ignores G_algo (measured)
+
+
+def test_g_algo_zero_and_noise_refused():
+    """G_algo = 0 (witin_nn: inf / NaN) is refused at import and at simulation; G_algo != 1 with noise too."""
+    from simulator.errors import ModelError
+    from simulator.io.torch_import import from_torch
+    from simulator.network import Layer
+    from simulator.witin.chip import WitinChipLayer
+
+    with pytest.raises(ModelError, match=r"layer '0' \(WitinLinear\): layer_config.G_algo = 0 is not simulated"):
+        from_torch(nn.Sequential(_fake_witin("WitinLinear", built={"G_algo": 0})), torch.randn(2, 4))
+    spec = json.loads(str(G_ALGO["0/layer"]))
+    weights = {k.split("/w_", 1)[1]: G_ALGO[k] for k in G_ALGO.files if k.startswith("0/w_")}
+    for g, params, what in ((0, None, "G_algo > 0"), (2, {"noise_level": 3}, "noise_level = 3")):
+        spec["attrs"]["witin"]["G_algo"] = g
+        layer = Layer(spec["name"], spec["type"], ["input"], spec["config"], weights, spec["attrs"])
+        with pytest.raises(ModelError, match=what) as err:
+            WitinChipLayer(layer, params, np, np.random.default_rng(0))
+        assert "\n" not in str(err.value)
+
+
 def _chip_case(data, key, seed=0):
     from simulator.network import Layer
     from simulator.witin.chip import WitinChipLayer
@@ -343,8 +408,6 @@ def _fake_witin(cls_name, built=None, live=None):
 
 # (class, field, non-default value on the build-time copy or on layer_config, the default that is simulated)
 _UNSIMULATED = [
-    ("WitinLinear", "G_algo", {"built": {"G_algo": 0}}, "1"),
-    ("WitinLinear", "G_algo", {"built": {"G_algo": 3}}, "1"),
     ("WitinLinear", "conv2d_split_N", {"built": {"conv2d_split_N": 2}}, "1000000"),
 ]
 
@@ -368,6 +431,7 @@ def test_unsimulated_layer_config_value_is_refused(cls_name, field, values, defa
 
 @pytest.mark.parametrize("cls_name, values", [
     ("WitinLinear", {}),
+    ("WitinLinear", {"built": {"G_algo": 3}}),  # simulated (test_g_algo_layers_match_witin)
     ("WitinLinear", {"live": {"G_algo": 0, "debug_mode": True, "target_platform": "HE01"}}),  # edited after build
     ("WitinLinear", {"built": {"x_clip": 0.5, "gelu_shift_num": 2, "debug_mode": True}}),  # not read by CIM layers
     ("WitinTanh", {"built": {"G_algo": 0, "gelu_shift_num": 2}}),  # no effect on witin_nn's tanh

@@ -24,10 +24,11 @@ WITIN_CLASSES = CIM_CLASSES | DIGITAL_CLASSES
 # witin_nn 0.1.3 layer_config fields whose non-default values change witin_nn's outputs in ways xbarsim does not
 # simulate: field -> (the classes whose outputs it changes, measured with witin_nn 0.1.3, see docs/witin.md; the
 # default, which is what xbarsim computes). debug_mode and target_platform change no output and are not read;
-# x_clip, gelu_shift_num and cln_simple are simulated (simulator/witin/digital.py).
+# x_clip, gelu_shift_num and cln_simple are simulated (simulator/witin/digital.py), G_algo > 0 on the CIM layers
+# but GRU cells (simulator/witin/chip.py; G_algo = 0 is refused below: witin_nn's outputs are inf / NaN).
 UNSIMULATED_FIELDS: dict[str, tuple[frozenset[str], Any]] = {
     "conv2d_split_N": (frozenset(WITIN_CLASSES), 1000000),  # witin_nn itself refuses every other value
-    "G_algo": (frozenset(CIM_CLASSES), 1),
+    "G_algo": (frozenset({"WitinGruCell", "WitinGRUCell"}), 1),  # simulated on the other CIM layers (G > 0)
 }
 
 
@@ -50,6 +51,10 @@ def unsimulated_fields(module) -> list[str]:
         if (value is None) != (default is None) or (value is not None and value != default):
             out.append(f"layer_config.{field} = {value!r} is not simulated (xbarsim computes witin_nn 0.1.3's "
                        f"default {field} = {default!r}, and witin_nn's outputs differ with other values)")
+    g = getattr(built, "G_algo", None) if built is not None else None
+    if cls in CIM_CLASSES and g is not None and not scalar(g) > 0:
+        out.append(f"layer_config.G_algo = {scalar(g)!r} is not simulated: witin_nn divides the layer's outputs by "
+                   "G_algo (0 gives inf / NaN outputs); give G_algo > 0")
     return out
 
 
@@ -75,7 +80,7 @@ def witin_attrs(module) -> dict[str, Any]:
     if "handle_neg_in" in out:
         out["handle_neg_in"] = normalize_handle_neg_in(out["handle_neg_in"])
     if cfg is not None:
-        for key in ("use_quantization", "noise_model", "to_linear", "output_fp_clip", "hardware"):
+        for key in ("use_quantization", "noise_model", "to_linear", "output_fp_clip", "hardware", "G_algo"):
             if hasattr(cfg, key):
                 out[key] = scalar(getattr(cfg, key))
         out["noise_model"] = str(out.get("noise_model", "NORMAL"))

@@ -9,8 +9,8 @@ layer's own (algorithmic) units:
 * DAC: ``x_quant_bits`` bits with step ``1/scale_x`` over ``[0, (2**xb - 1)/scale_x]``
   (``handle_neg_in = "FALSE"``), or a signed range with one more bit (PN / Shift:
   positive and negative inputs on the same rows);
-* weights: ``NPU_w / scale_weight`` as 8-bit weights with ``W_max`` fixed to
-  ``127 / scale_weight`` (BALANCED) or ``128 / scale_weight`` (OFFSET), so the
+* weights: ``NPU_w / (scale_weight*G_algo)`` as 8-bit weights with ``W_max`` fixed to
+  ``127 / (scale_weight*G_algo)`` (BALANCED) or ``128 / (...)`` (OFFSET), so the
   int8 levels are the arrays' levels exactly and ``Nslices`` can slice them;
 * bias: ``NPU_b = 128 * steps`` realized on ``bias_row_N`` extra rows driven at
   ``128 / scale_x`` whose weights split ``steps`` evenly (each within int8);
@@ -67,13 +67,14 @@ def witin_array_products(layer, hw, xp, rng):
     for suffix, prod in products:
         s = prod.spec
         nw = np.asarray(prod.nw, dtype=np.float64)
-        W = product_matrix(layer.type, layer.config, nw) / s.scale_weight
+        sw = s.scale_weight * s.g_algo  # witin divides every accumulator by scale_x*scale_weight*G_algo
+        W = product_matrix(layer.type, layer.config, nw) / sw
         steps = np.asarray(prod.analog_steps, dtype=np.float64).reshape(-1)
         if prod.digital_steps is not None:
             steps = steps + np.asarray(prod.digital_steps, dtype=np.float64).reshape(-1)
         const = np.zeros(0)
         if np.any(steps != 0):
-            rows = _split_steps(np.rint(steps), s.bias_row_N) / s.scale_weight
+            rows = _split_steps(np.rint(steps), s.bias_row_N) / sw
             W = np.concatenate([W, rows], axis=0)
             const = np.full(s.bias_row_N, quant.BIAS_ROW_INPUT / s.scale_x)
         xmax = (2**s.xb - 1) / s.scale_x
@@ -87,7 +88,7 @@ def witin_array_products(layer, hw, xp, rng):
         if hw.style == "BALANCED" and hw.Nslices == 1:
             override.update(adc_bits=s.yb, adc_range_option="calibrated", adc_range=(-ymax, ymax), adc_exponents=None)
             out_q = None  # the ADC is the output quantizer
-        wmax = (127.0 if hw.style == "BALANCED" else 128.0) / s.scale_weight
+        wmax = (127.0 if hw.style == "BALANCED" else 128.0) / sw
         out.append((suffix, W, const, override, wmax, out_q))
     return out
 

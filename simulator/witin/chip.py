@@ -171,6 +171,7 @@ class _Spec:
         self.vpu = self.hardware == "VPU" and layer_type in ("Conv2D", "Conv2DTranspose") and self.use_quantization
         self.to_linear = self.model_to_linear and layer_type == "Conv2D" and not self.vpu
         self.output_fp_clip = model.get("output_fp_clip")
+        self.g_algo = float(1 if model.get("G_algo") is None else model["G_algo"])  # witin's default 1
         self.noise_model = str(model.get("noise_model") or "NORMAL").split(".")[-1]
         self._check(layer_type)
         # WitinConv2d with to_linear unfolds its input and runs the WitinLinear pipeline on the patches
@@ -237,6 +238,18 @@ class _Spec:
                              "unfolded transposed convolution fails on most shapes)")
         if self.output_fp_clip is not None and not float(self.output_fp_clip) > 0:
             raise ModelError(f"{w}: witin output_fp_clip must be > 0 or None, got {self.output_fp_clip!r}")
+        self._check_g_algo(layer_type)
+
+    def _check_g_algo(self, layer_type: str) -> None:
+        """G_algo divides the outputs (quant.output_divisor; float mode ``(x W + b) / G``; docs/witin.md)."""
+        w, g = self.where, self.g_algo
+        if not g > 0:
+            raise ModelError(f"{w}: witin G_algo = {g:g} is not simulated: witin_nn divides the layer's outputs by "
+                             "G_algo (0 gives inf / NaN outputs); give G_algo > 0")
+        if g != 1 and (layer_type == "GRUCell" or (self.noise_level > 0 and self.use_quantization and not self.vpu)):
+            what = "GRU cells" if layer_type == "GRUCell" else f"noise_level = {self.noise_level} (set it to 0)"
+            raise ModelError(f"{w}: witin G_algo = {g:g} is not simulated with {what}: it was traced without noise "
+                             "on Linear / Conv2d / ConvTranspose2d only (G_algo = 1 is simulated everywhere)")
 
     def _check_noise_model(self, layer_type: str) -> None:
         w = self.where
@@ -408,10 +421,11 @@ class _Product:
             fp_clip = (s.output_fp_clip if isinstance(self.op, (_Conv2D, _Conv2DTranspose)) and not s.to_linear
                        else None)
             return quant.quantize_output(self._analog(nx), s.scale_x, s.scale_weight, s.scale_y, bits, xp,
-                                         fp_clip=fp_clip)
+                                         fp_clip=fp_clip, g_algo=s.g_algo)
         low, high = quant.split_input(nx, xp)
         digital = self.op(high, self.nw) + self.digital_steps * quant.BIAS_ROW_INPUT
-        return quant.combine_outputs(self._analog(low), digital, s.scale_x, s.scale_weight, s.scale_y, s.yb, xp)
+        return quant.combine_outputs(self._analog(low), digital, s.scale_x, s.scale_weight, s.scale_y, s.yb, xp,
+                                     g_algo=s.g_algo)
 
     def _analog(self, nx):
         """Accumulator of the analog array: product, bias rows and (noise_level > 0) read noise."""
@@ -466,7 +480,7 @@ class _Product:
             if hasattr(self.op, "pad_input"):
                 x = self.op.pad_input(xp.asarray(x))
             y = self.op(xp.asarray(x, dtype=xp.float32), self.float_w)
-            return y if self.float_b is None else y + self.float_b
+            return (y if self.float_b is None else y + self.float_b) / xp.float32(self.spec.g_algo)
         if self.spec.to_linear:
             # WitinConv2d(to_linear): the WitinLinear result, then the conv wrapper's own int8 clip, computed
             # unrounded in float32: clip(f32(f32(NPU_y/sy)*sy), -128, 127)/sy

@@ -253,12 +253,18 @@ def split_input(nx, xp, analog_bits: int = ANALOG_INPUT_BITS, twos_complement: b
     return low, nx - low
 
 
-def output_units(accs, scale_x: float, scale_weight: float, xp):
-    """witin_nn's float32 ``acc / (scale_x*scale_weight)``; a tuple of accumulators (PN conv passes) is
-    divided pass by pass and the quotients are summed in float32."""
+def output_divisor(scale_x: float, scale_weight: float, g_algo: float, xp):
+    """witin_nn's float32 divisor of an accumulator, ``(scale_x*scale_weight) * G_algo`` (``G_algo``: witin's
+    layer_config field, default 1; its scale product times G, see docs/witin.md)."""
+    return xp.float32(scale_product(scale_x, scale_weight)) * xp.float32(g_algo)
+
+
+def output_units(accs, scale_x: float, scale_weight: float, xp, g_algo: float = 1.0):
+    """witin_nn's float32 ``acc / (scale_x*scale_weight*G_algo)``; a tuple of accumulators (PN conv passes)
+    is divided pass by pass and the quotients are summed in float32."""
     if not isinstance(accs, (list, tuple)):
         accs = (accs,)
-    p = xp.float32(scale_product(scale_x, scale_weight))
+    p = output_divisor(scale_x, scale_weight, g_algo, xp)
     total = None
     for acc in accs:
         q = _f32(acc, xp) / p
@@ -267,30 +273,31 @@ def output_units(accs, scale_x: float, scale_weight: float, xp):
 
 
 def quantize_output(acc, scale_x: float, scale_weight: float, scale_y: float, y_quant_bits: int, xp,
-                    fp_clip: float | None = None):
-    """NPU_y = round(clip(acc / (scale_x*scale_weight) * scale_y, -2**(yb-1), 2**(yb-1)-1)).
+                    fp_clip: float | None = None, g_algo: float = 1.0):
+    """NPU_y = round(clip(acc / (scale_x*scale_weight*G_algo) * scale_y, -2**(yb-1), 2**(yb-1)-1)).
 
     Computed in float32 in witin_nn's order (divide by the scale product, then
     multiply by scale_y), which is what makes results bit exact when the scales
     are not powers of two (then it is not ``round(acc / g_value)``). ``acc`` may
     be a tuple of accumulators (see :func:`output_units`). ``fp_clip`` (witin's
-    ``output_fp_clip``) clips ``acc / (scale_x*scale_weight)`` to ``±fp_clip`` first.
+    ``output_fp_clip``) clips ``acc / (scale_x*scale_weight*G_algo)`` to ``±fp_clip`` first.
     """
     half = 2.0 ** (y_quant_bits - 1)
-    units = output_units(acc, scale_x, scale_weight, xp)
+    units = output_units(acc, scale_x, scale_weight, xp, g_algo)
     if fp_clip is not None:
         units = xp.clip(units, -xp.float32(fp_clip), xp.float32(fp_clip))
     y = units * xp.float32(scale_y)
     return _round(xp.clip(y, -half, half - 1), xp).astype(xp.float64)
 
 
-def digital_divisor(scale_x: float, scale_weight: float, scale_y: float) -> float:
-    """The divisor of the digital part of a split computation: witin_nn rounds g_value to an integer
-    (half to even: 204.8 -> 205, 312.5 -> 312, 0.5 -> 0) before dividing by it in float32."""
-    return float(np.round(g_value(scale_x, scale_weight, scale_y)))
+def digital_divisor(scale_x: float, scale_weight: float, scale_y: float, g_algo: float = 1.0) -> float:
+    """The divisor of the digital part of a split computation: witin_nn rounds ``g_value * G_algo`` (float32)
+    to an integer (half to even: 204.8 -> 205, 312.5 -> 312, 0.5 -> 0) before dividing by it in float32."""
+    return float(np.round(output_divisor(scale_x, scale_weight, g_algo, np) / np.float32(scale_y)))
 
 
-def combine_outputs(analog_acc, digital_acc, scale_x: float, scale_weight: float, scale_y: float, y_quant_bits: int, xp):
+def combine_outputs(analog_acc, digital_acc, scale_x: float, scale_weight: float, scale_y: float, y_quant_bits: int, xp,
+                    g_algo: float = 1.0):
     """Final NPU_y of a split computation (guide 2.5, step 4).
 
     The analog part is quantized with :func:`quantize_output` (rounded and
@@ -300,8 +307,8 @@ def combine_outputs(analog_acc, digital_acc, scale_x: float, scale_weight: float
     (``acc_d = 0`` gives NaN, other values saturate), to stay bit exact.
     """
     half = 2.0 ** (y_quant_bits - 1)
-    ya = quantize_output(analog_acc, scale_x, scale_weight, scale_y, y_quant_bits, xp)
-    g = xp.float32(digital_divisor(scale_x, scale_weight, scale_y))
+    ya = quantize_output(analog_acc, scale_x, scale_weight, scale_y, y_quant_bits, xp, g_algo=g_algo)
+    g = xp.float32(digital_divisor(scale_x, scale_weight, scale_y, g_algo))
     with np.errstate(divide="ignore", invalid="ignore"):
         yd = _round(_f32(digital_acc, xp) / g, xp).astype(xp.float64)
     return xp.clip(ya + yd, -half, half - 1)

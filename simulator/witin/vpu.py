@@ -14,7 +14,8 @@ of the CIM array, in one pass::
 The input scale is the signed one (``2**(xb-1) / 2**ceil(log2 io_max_x)``)
 for both convolution types; ``handle_neg_in``, ``shift_num``,
 ``bias_row_N``, ``bias_d``, ``output_fp_clip`` and the noise fields play no
-part (witin_nn draws no noise there). WitinLinear and ``to_linear``
+part (witin_nn draws no noise there), nor does ``G_algo`` (measured: G_algo = 0.5 / 2 / 3 leave the VPU
+output unchanged; float mode divides by it, see chip.py). WitinLinear and ``to_linear``
 convolutions ignore ``hardware`` (their trace is the ARRAY one).
 """
 from __future__ import annotations

@@ -332,7 +332,8 @@ def test_unsupported_noise_fields_are_refused_by_name():
     base = {"io_max_x": 1.0, "io_max_weight": 1.0, "io_max_y": 1.0, "use_auto_scale": True}
     k = np.ones((4, 2), np.float32) * 0.1
     conv = np.ones((3, 3, 1, 2), np.float32) * 0.1
-    cases = ((("Dense", {"units": 2}, k), {"noise_model": "ARRMDL", "noise_level": 3}, "noise_model = ARRMDL"),
+    cases = ((("Dense", {"units": 2}, k), {"noise_model": "ARRMDL", "noise_level": 3},
+              "noise_model = ARRMDL is not simulated .witin_nn 0.1.3's ARRMDL layers raise AttributeError"),
              (("Conv2D", {"filters": 2, "kernel_size": [3, 3]}, conv), {"noise_model": "MBS", "noise_level": 2},
               "MBS exists for WitinLinear and to_linear"),
              (("Dense", {"units": 2}, k), {"noise_model": "SIMPLE", "noise_level": 1, "noise_mode": "output"},

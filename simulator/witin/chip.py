@@ -254,8 +254,8 @@ class _Spec:
     def _check_noise_model(self, layer_type: str) -> None:
         w = self.where
         if self.noise_model not in ("NORMAL", "SIMPLE", "MBS"):
-            raise ModelError(f"{w}: witin noise_model = {self.noise_model} is not simulated (NORMAL, SIMPLE and MBS "
-                             "are; set noise_level = 0 or choose one of them)")
+            raise ModelError(f"{w}: witin noise_model = {self.noise_model} is not simulated (witin_nn 0.1.3's "
+                             "ARRMDL layers raise AttributeError at noise_level > 0); use level 0 or NORMAL/SIMPLE/MBS")
         if self.noise_model == "MBS" and layer_type != "Dense" and not self.to_linear:
             raise ModelError(f"{w}: witin noise_model = MBS exists for WitinLinear and to_linear = True convolutions "
                              "only (witin_nn 0.1.3 raises an AssertionError for this layer)")

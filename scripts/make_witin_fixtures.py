@@ -48,7 +48,9 @@ Nothing of witin_nn is copied; only its outputs are stored:
   third case with fixed scales).
 * ``witin_g_algo.npz`` (``--only g_algo``): ``G_ALGO_CASES`` single CIM
   layers drawn as for ``witin_fields.npz`` (VPU too, seed ``SEED + 7``)
-  with ``G_algo`` cycling through ``G_ALGO_VALUES`` (keys as there).
+  with ``G_algo`` cycling through ``G_ALGO_VALUES`` (keys as there), and the
+  ``G_ALGO_NOISE`` layers' output mean / std over ``NOISE_MODEL_CALLS``
+  first calls (keys ``noise/<i>/{layer,x,mean,std,w_*}``).
 * ``witin_export_float.pt2`` / ``witin_export_fixed.pt2`` (``--only export``):
   ``torch.export.export(..., strict=False)`` programs of a tiny witin model
   (WitinConv2d 1->2, 3x3 - relu - WitinLinear 32->3, input 1x1x4x4, weights
@@ -88,6 +90,10 @@ NOISE_CALLS = 200
 FIELD_CASES = 60
 G_ALGO_CASES = 45
 G_ALGO_VALUES = (0.5, 2, 3)
+#: (noise_model, layer, noise_level, G_algo) of the noisy cases of witin_g_algo.npz
+G_ALGO_NOISE = (("NORMAL", "Linear", 5, 3), ("NORMAL", "Conv2d", 6, 0.5), ("SIMPLE", "Linear", 5, 3),
+                ("SIMPLE", "Conv2d", 6, 0.5), ("SIMPLE", "ConvTranspose2d", 4, 3), ("MBS", "Linear", 6, 0.5),
+                ("MBS", "Conv2d to_linear", 5, 3))
 OPS = ("WitinSigmoid", "WitinTanh", "WitinGELU", "WitinPReLU", "WitinElementAdd", "WitinElementMul",
        "WitinElementDivide", "WitinSqrt", "WitinInvSqrt", "WitinHypot", "WitinMean", "WitinCat", "WitinMatMul",
        "WitinBatchNorm2d", "WitinClnBn2d")
@@ -263,6 +269,36 @@ def _store_layer_case(arrays: dict, key: str, m, x) -> None:
     arrays[f"{key}/x"], arrays[f"{key}/out"] = x.numpy(), ref
 
 
+def _store_noise_case(arrays: dict, key: str, wn, rnd, model: str, kind: str, level: int, extra: dict) -> float:
+    """A random noisy layer (``compare_witin_nn.build_case``, output io_max x8) and the mean / std of
+    ``NOISE_MODEL_CALLS`` witin_nn first calls under ``key/{layer,w_*,x,mean,std}``; returns the mean std."""
+    import contextlib
+    import copy
+    import io
+
+    import torch
+
+    import compare_witin_nn as C
+    from simulator.io.torch_import import from_torch
+
+    extra = {"noise_model": getattr(wn.NoiseModel, model), **extra}
+    if kind.endswith("to_linear"):
+        kind, extra["to_linear"] = "Conv2d", True
+    m, x, _ = C.build_case(kind, rnd, noise_level=level, extra=extra)
+    with torch.no_grad():
+        m.autoscale_y_obj.io_max.fill_(m.autoscale_y_obj.io_max.item() * 8)
+        pristine = copy.deepcopy(m)  # before any call: the import below runs the layer (SIMPLE keeps state)
+        layer = from_torch(torch.nn.Sequential(m), x).layers[1]
+    with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+        outs = np.stack([C.first_call(pristine, x) for _ in range(NOISE_MODEL_CALLS)])
+    arrays[f"{key}/layer"] = _layer_json(layer)
+    for k, a in layer.weights.items():
+        arrays[f"{key}/w_{k}"] = np.asarray(a, dtype=np.float32)
+    arrays[f"{key}/x"] = x.numpy()
+    arrays[f"{key}/mean"], arrays[f"{key}/std"] = outs.mean(axis=0), outs.std(axis=0)
+    return float(outs.std(axis=0).mean())
+
+
 def _layer_json(layer):
     from simulator.network import _jsonable
 
@@ -272,14 +308,9 @@ def _layer_json(layer):
 
 def write_vpu_noise(wn, path: Path) -> None:
     """hardware = VPU convolutions (bit exact) and SIMPLE / MBS noise statistics of single layers."""
-    import contextlib
-    import copy
-    import io
-
     import torch
 
     import compare_witin_nn as C
-    from simulator.io.torch_import import from_torch
 
     C.WN, C.EXTRA_FIELDS = wn, True
     rnd = random.Random(SEED + 3)
@@ -295,28 +326,16 @@ def write_vpu_noise(wn, path: Path) -> None:
         n += 1
     C.EXTRA_FIELDS = False
     for i, (model, kind, level, neg) in enumerate(NOISE_CASES):
-        extra = {"noise_model": getattr(wn.NoiseModel, model), "handle_neg_in": getattr(wn.HandleNegInType, neg)}
-        if kind.endswith("to_linear"):
-            kind, extra["to_linear"] = "Conv2d", True
-        m, x, _ = C.build_case(kind, rnd, noise_level=level, extra=extra)
-        with torch.no_grad():
-            m.autoscale_y_obj.io_max.fill_(m.autoscale_y_obj.io_max.item() * 8)
-            pristine = copy.deepcopy(m)  # before any call: the import below runs the layer (SIMPLE keeps state)
-            layer = from_torch(torch.nn.Sequential(m), x).layers[1]
-        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
-            outs = np.stack([C.first_call(pristine, x) for _ in range(NOISE_MODEL_CALLS)])
-        arrays[f"noise/{i}/layer"] = _layer_json(layer)
-        for k, a in layer.weights.items():
-            arrays[f"noise/{i}/w_{k}"] = np.asarray(a, dtype=np.float32)
-        arrays[f"noise/{i}/x"] = x.numpy()
-        arrays[f"noise/{i}/mean"], arrays[f"noise/{i}/std"] = outs.mean(axis=0), outs.std(axis=0)
-        print(f"noise case {i}: {model} {kind} level {level} {neg}: mean std {outs.std(axis=0).mean():.4g}", flush=True)
+        std = _store_noise_case(arrays, f"noise/{i}", wn, rnd, model, kind, level,
+                                {"handle_neg_in": getattr(wn.HandleNegInType, neg)})
+        print(f"noise case {i}: {model} {kind} level {level} {neg}: mean std {std:.4g}", flush=True)
     np.savez_compressed(path, **arrays)
     print(f"wrote {path} ({VPU_CASES} VPU layers, {len(NOISE_CASES)} noise cases)")
 
 
 def write_g_algo(wn, path: Path) -> None:
-    """Single CIM layers (``compare_witin_nn.py --fields`` draws, VPU included) with G_algo = 0.5 / 2 / 3."""
+    """Single CIM layers (``compare_witin_nn.py --fields`` draws, VPU included) with G_algo = 0.5 / 2 / 3, and
+    the output std of the ``G_ALGO_NOISE`` noisy layers over ``NOISE_MODEL_CALLS`` first calls."""
     import torch
 
     import compare_witin_nn as C
@@ -330,8 +349,10 @@ def write_g_algo(wn, path: Path) -> None:
         m, x, _ = C.build_case(kind, rnd, extra={"G_algo": G_ALGO_VALUES[n % 3]})
         _store_layer_case(arrays, str(n), m, x)
     C.EXTRA_FIELDS = C.DRAW_VPU = False
+    for i, (model, kind, level, g_algo) in enumerate(G_ALGO_NOISE):
+        _store_noise_case(arrays, f"noise/{i}", wn, rnd, model, kind, level, {"G_algo": g_algo})
     np.savez_compressed(path, **arrays)
-    print(f"wrote {path} ({G_ALGO_CASES} layers)")
+    print(f"wrote {path} ({G_ALGO_CASES} layers, {len(G_ALGO_NOISE)} noise cases)")
 
 
 def write_unread_fields(wn, path: Path) -> None:

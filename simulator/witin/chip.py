@@ -241,15 +241,14 @@ class _Spec:
         self._check_g_algo(layer_type)
 
     def _check_g_algo(self, layer_type: str) -> None:
-        """G_algo divides the outputs (quant.output_divisor; float mode ``(x W + b) / G``; docs/witin.md)."""
+        """G_algo divides the outputs (quant.output_divisor; float mode ``(x W + b) / G``; noise: noise.py)."""
         w, g = self.where, self.g_algo
         if not g > 0:
             raise ModelError(f"{w}: witin G_algo = {g:g} is not simulated: witin_nn divides the layer's outputs by "
                              "G_algo (0 gives inf / NaN outputs); give G_algo > 0")
-        if g != 1 and (layer_type == "GRUCell" or (self.noise_level > 0 and self.use_quantization and not self.vpu)):
-            what = "GRU cells" if layer_type == "GRUCell" else f"noise_level = {self.noise_level} (set it to 0)"
-            raise ModelError(f"{w}: witin G_algo = {g:g} is not simulated with {what}: it was traced without noise "
-                             "on Linear / Conv2d / ConvTranspose2d only (G_algo = 1 is simulated everywhere)")
+        if g != 1 and layer_type == "GRUCell":  # also refused at import (witin_params.UNSIMULATED_FIELDS)
+            raise ModelError(f"{w}: witin G_algo = {g:g} is not simulated for GRU cells (traced on Linear / Conv2d / "
+                             "ConvTranspose2d only; G_algo = 1 is simulated everywhere)")
 
     def _check_noise_model(self, layer_type: str) -> None:
         w = self.where

@@ -88,7 +88,8 @@ class ArrayNoise:
         self.p = product
         s = product.spec
         self.f = s.noise_level / 4.0
-        self.g = quant.g_value(s.scale_x, s.scale_weight, s.scale_y)
+        # one NPU_y step in accumulator units: witin divides the accumulator by sx*sw*G_algo, then * sy
+        self.g = quant.g_value(s.scale_x, s.scale_weight, s.scale_y) * s.g_algo
         self.simple = s.noise_model == "SIMPLE"
 
     def _normal(self, shape):

@@ -105,15 +105,15 @@ class NeuralCore:
         self.wrappers = [
             WrapperCore(enc, units=self.units, digital_offset=hw.digital_offset, options=options, devices=devices,
                         xp=xp, rng=rng, dtype=dtype, adc_range=self.adc_range,
-                        input_grid=grid if grid[0] is not None else None, name=f"{name}/part{p}" + (f"c{q}" if split else ""))
+                        input_grid=grid, name=f"{name}/part{p}" + (f"c{q}" if split else ""))
             for enc, (p, q) in zip(encodings, ((p, q) for p in range(len(self.row_slices))
                                                for q in range(len(self.col_slices))))
         ]
         self._set_compensation(hw, devices)
 
-    def _input_codes(self) -> tuple:
+    def _input_codes(self) -> tuple | None:
         """(unit, kmin, kmax): every array input is ``k * unit`` (normalized volts) with integer ``k`` in
-        ``[kmin, kmax]``; (None,) when not.
+        ``[kmin, kmax]``; None when not.
 
         True for a DAC on a grid through zero (zero-centred signed, or unsigned
         from 0) of at most 256 levels applied to every input (:meth:`encode_inputs`,
@@ -122,14 +122,14 @@ class NeuralCore:
         """
         q = self.dac
         if self.slicing.enabled or not isinstance(q, UniformQuantizer) or not q.enabled:
-            return (None,)
+            return None
         kmin, kmax = q.k_range
         if kmax - kmin > 255 or not (q.signed or q.lo == 0):
-            return (None,)
+            return None
         unit = q.step / self.x_scale
         full = 1.0 / unit  # code of the analog bias row (driven at full scale)
         if self.analog_bias and (abs(full - round(full)) > 1e-6 * full or not kmin <= round(full) <= kmax):
-            return (None,)
+            return None
         return unit, kmin, kmax
 
     def _set_inputs(self, hw) -> None:

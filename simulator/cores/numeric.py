@@ -422,21 +422,6 @@ class NumericCore:
         return self.xp.asarray([(2**sz - 1) * 2.0 ** (sz * k) / slicing.divisor for k in range(slicing.n_steps)],
                                dtype=dtype)[:, None, None]
 
-    def _mvm_fast(self, x, row0: int, scale: float):
-        """``scale * ADC(x @ G_eff + read noise)`` in one output buffer (the common path, no bit slicing).
-
-        The arithmetic of :meth:`analog`, the ADC and the caller's scaling,
-        with the ADC and the scaling in place (no temporaries over the outputs).
-        """
-        xp = self.xp
-        I = self._product(x)
-        if self.var_eff is not None:  # both planes' noise in one draw, from its own stream ("eff")
-            self._add_read_noise(I, x, row0, "eff")
-        I = self.adc(I, xp, out=I)
-        if scale != 1.0:
-            I *= scale
-        return I
-
     def mvm(self, x, slicing: InputSlicing, row0: int = 0, scale: float = 1.0):
         """Digitized outputs (M, C) in raw current units, times ``scale``.
 
@@ -447,8 +432,13 @@ class NumericCore:
         ``adc_per_bit``, else accumulated in analog and digitized once.
         ``scale`` (the caller's digital gain) multiplies the digitized result.
         """
-        if not slicing.enabled and self.observer is None and not self.separate_planes and not self.exact_noise:
-            return self._mvm_fast(x, row0, scale)
+        if not slicing.enabled and self.observer is None and not self.needs_bitwise_analog:
+            # the common path: ADC and scaling in place on the fresh analog output (no temporaries)
+            I = self.analog(x, row0)
+            I = self.adc(I, self.xp, out=I)
+            if scale != 1.0:
+                I *= scale
+            return I
         y = self._mvm_general(x, slicing, row0)
         return y * scale  # always a new array: an observer may hold y, callers add into the result
 

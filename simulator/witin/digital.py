@@ -309,7 +309,7 @@ class DigitalOp:
         return self._out(np.concatenate([a, b], axis=axis))
 
     def _q_matmul(self, op: str, xs: list, w: dict, axis, eps: float):
-        s1, s2, sy = self.s["x1"], self.s["x2"], self.s["y"]
+        s1, s2 = self.s["x1"], self.s["x2"]  # the output scale is applied by _out
         q1, q2 = q_signed(xs[0], s1, self.lb), q_signed(xs[1], s2, self.rb)
         acc = np.matmul(q1.astype(np.float64), q2.astype(np.float64)).astype(F32)
         return self._out((acc / F32(s1)) / F32(s2))

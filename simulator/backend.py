@@ -52,14 +52,8 @@ def backend_of(xp) -> Backend:
 _TORCH = None  # torch, False when it is not installed, None before the first look
 
 
-def int8_matmul(a, b):
-    """Exact ``a @ b`` of int8 NumPy arrays as int32 (torch's CPU int8 GEMM), or None without torch.
-
-    The product of integer codes: DAC codes times weight codes, with int32
-    accumulation (exact while ``rows * 127**2 < 2**31``). torch (an optional
-    dependency) runs it on the CPU's int8 units (VNNI / AMX where present),
-    several times the float32 GEMM rate; the arrays are shared, not copied.
-    """
+def has_int8_matmul() -> bool:
+    """Whether :func:`int8_matmul` can run here (torch is installed); looked up once per process."""
     global _TORCH
     if _TORCH is None:
         try:
@@ -68,10 +62,22 @@ def int8_matmul(a, b):
             _TORCH = torch
         except ImportError:
             _TORCH = False
-    if not _TORCH:
+    return bool(_TORCH)
+
+
+def int8_matmul(a, b):
+    """Exact ``a @ b`` of int8 NumPy arrays as int32 (torch's CPU int8 GEMM), or None without torch.
+
+    The product of integer codes: DAC codes times weight codes, with int32
+    accumulation (exact while ``rows * 127**2 < 2**31``). torch (an optional
+    dependency) runs it on the CPU's int8 units (VNNI / AMX where present),
+    several times the float32 GEMM rate; the arrays are shared, not copied
+    (``a`` is made C-contiguous first when it is a view).
+    """
+    if not has_int8_matmul():
         return None
     torch = _TORCH
-    return torch._int_mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    return torch._int_mm(torch.from_numpy(numpy.ascontiguousarray(a)), torch.from_numpy(b)).numpy()
 
 
 def get_backend(use_gpu: bool = False, gpu_num: int = 0) -> Backend:
@@ -100,6 +106,7 @@ def get_backend(use_gpu: bool = False, gpu_num: int = 0) -> Backend:
 _GOLDEN = 0x9E3779B97F4A7C15  # SplitMix64 increment (2**64 / golden ratio)
 _MIX1, _MIX2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB  # SplitMix64 finalizer multipliers
 _NORMAL_BLOCK = 1 << 14  # Box-Muller pairs per block on the CPU (the block's temporaries stay in the L1/L2 cache)
+_ADD_BLOCK = 1 << 17  # values per block of add_normal on the CPU (its draws stay in the L2 cache)
 
 
 def _key_words(parts: tuple) -> list[int]:
@@ -233,6 +240,23 @@ class RandomStreams:
             xp.sin(ts, out=cs)
             xp.multiply(rs, cs, out=out[s : s + n, 1])
         return out.reshape(-1)[start - 2 * q0 : start - 2 * q0 + count]
+
+    def add_normal(self, out, scale, key: tuple, start: int) -> None:
+        """``out += scale * z`` in place: ``z`` = :meth:`normal` values ``start ..`` of stream ``key``, laid out like ``out``.
+
+        ``out``: C-contiguous (M, ...); ``scale`` broadcasts against it with a
+        leading axis of M or 1 (e.g. one std per row, (M, 1)). The numbers are
+        those of ``normal(key, start, out.size)``, drawn a block of rows at a
+        time on the CPU, so the draws never exist whole and stay in cache.
+        """
+        M = out.shape[0]
+        per_row = math.prod(out.shape[1:])
+        rows = max(1, _ADD_BLOCK // max(per_row, 1)) if self.backend.name == "numpy" else max(M, 1)
+        for r in range(0, M, rows):
+            n = min(rows, M - r)
+            z = self.normal(key, start + r * per_row, n * per_row, out.dtype).reshape((n,) + out.shape[1:])
+            z *= scale if scale.shape[0] == 1 else scale[r : r + n]
+            out[r : r + n] += z
 
     def draws(self, *key, row0: int = 0) -> "KeyedDraws":
         """A Generator-like view of stream ``key`` whose arrays start at MVM row ``row0``."""

@@ -268,3 +268,50 @@ def test_integer_codes_multiply_exactly_in_int8(kmin, kmax):
     reference = moved.mvm(x, InputSlicing())
     moved_grid, _ = _integer_array(np.random.default_rng(0), off_grid=1e-3, input_grid=(unit, kmin, kmax))
     np.testing.assert_array_equal(moved_grid.mvm(x, InputSlicing()), reference)
+
+
+@pytest.mark.parametrize("extra", [
+    {},
+    {"dac_range": [-4.0, 4.0]},
+    {"noise_model": "alpha", "alpha_noise": 0.05},
+    {"noise_model": "alpha", "alpha_noise": 0.05, "dac_range": [-4.0, 4.0], "NrowsMax": 40},
+    {"digital_bias": False, "noise_model": "alpha", "alpha_noise": 0.05},
+    {"noise_model": "alpha", "alpha_noise": 0.05, "proportional_noise": True},
+], ids=["unsigned", "signed", "read-noise", "signed-partitions", "analog-bias", "proportional-noise"])
+def test_dac_codes_through_im2col_equal_voltages(digits, extra):
+    """int8 DAC codes before im2col (the common float32 path) give the outputs of voltages, bit for bit.
+
+    The digits CNN's DAC ranges are unsigned (256 codes, stored shifted by 128,
+    so a padded window holds -128 for 0 V); ``[-4, 4]`` is signed. With an
+    observer (public ``observe``) every layer takes voltages and turns them into
+    codes inside each array: the same codes, products and keyed read noise.
+    """
+    net, x = digits
+    x = x[:16]
+    cfg = {"weight_bits": 8, "dac_bits": 8, "adc_bits": 8, "precision": "float32", **extra}
+    sim = Simulation(net, cfg, seed=3)
+    assert all(core.takes_codes for core in sim.cores.values())
+    codes = sim.forward(x, image_offset=0)
+    with sim.observe(samples=0):
+        assert not any(core.takes_codes for core in sim.cores.values())
+        voltages = sim.forward(x, image_offset=0)
+    np.testing.assert_array_equal(codes, voltages)
+
+
+def test_dac_codes_equal_the_float_product_without_int8(digits, monkeypatch):
+    """Without torch's int8 GEMM (as with no torch installed) the float32 product and the sums of squares of
+    the voltages give the same outputs to float32 rounding (no ADC: nothing to flip), with the same noise draws."""
+    import simulator.cores.numeric as numeric
+
+    net, x = digits
+    x = x[:16]
+    for extra in ({}, {"noise_model": "alpha", "alpha_noise": 0.05}):
+        cfg = {"weight_bits": 8, "dac_bits": 8, "adc_bits": 0, "precision": "float32", **extra}
+        sim = Simulation(net, cfg, seed=3)
+        ints = sim.forward(x, image_offset=0)
+        with monkeypatch.context() as m:
+            m.setattr(numeric, "has_int8_matmul", lambda: False)
+            floats = Simulation(net, cfg, seed=3)
+            assert not any(core.takes_codes for core in floats.cores.values())
+            out = floats.forward(x, image_offset=0)
+        assert np.abs(out - ints).max() <= 1e-5 * np.abs(ints).max()

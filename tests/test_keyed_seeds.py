@@ -124,3 +124,20 @@ def test_keyed_normals_are_standard_normal(dtype):
     assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
     assert stats.kstest(z, "norm").pvalue > 1e-3
     assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < 0.01  # the two values of a Box-Muller pair are independent
+
+
+@pytest.mark.parametrize("shape,start,scale_rows", [((3000, 100), 7, 3000), ((5, 4), 0, 1), ((2000, 3, 70), 1, 2000)],
+                         ids=["blocks-odd-start", "one-block-broadcast", "3d"])
+def test_add_normal_adds_the_keyed_normals_in_place(shape, start, scale_rows):
+    """``add_normal(out, s, key, start)`` == ``out + s * normal(key, start, out.size)`` bit for bit.
+
+    3000 x 100 values span three blocks of rows, and an odd start splits a
+    Box-Muller pair at the stream position; the draws are the same numbers as one call of ``normal``.
+    """
+    s = RandomStreams(5)
+    rng = np.random.default_rng(0)
+    out = rng.standard_normal(shape).astype(np.float32)
+    scale = rng.random((scale_rows,) + (1,) * (len(shape) - 1)).astype(np.float32)
+    expected = out + scale * s.normal(("read", "x"), start, out.size, "float32").reshape(shape)
+    s.add_normal(out, scale, ("read", "x"), start)
+    np.testing.assert_array_equal(out, expected)

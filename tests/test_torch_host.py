@@ -472,3 +472,28 @@ def test_bad_module_spec_and_per_group_calibrated_refused(tmp_path):
     with pytest.raises(XbarsimError, match="grouped_conv = 'per_group' does not take calibrated"):
         Simulation(net, {"grouped_conv": "per_group", "adc_bits": 8, "adc_range_option": "calibrated",
                          "adc_range": [-1.0, 1.0]}, seed=0)
+
+
+@pytest.mark.parametrize("grouped", ["block_diagonal", "per_group"])
+def test_grouped_convs_take_dac_codes_through_im2col(grouped):
+    """Grouped and depthwise convolutions with padding on int8 DAC codes: the outputs of voltages, bit for bit.
+
+    The observed run (public ``observe``) takes voltages everywhere; read noise is keyed, so both runs draw the same.
+    """
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1, groups=2), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=2, groups=8),
+                      nn.Conv2d(8, 6, 1), nn.Flatten(), nn.Linear(6 * 10 * 10, 3)).eval()
+    x = torch.randn(3, 4, 8, 8)
+    net = from_torch(m, x)
+    for dac_range in ([-3.0, 3.0], [0.0, 3.0]):
+        cfg = {"weight_bits": 8, "dac_bits": 8, "adc_bits": 0, "dac_range": dac_range, "grouped_conv": grouped,
+               "noise_model": "alpha", "alpha_noise": 0.05, "precision": "float32"}  # no ADC: nothing hides a difference
+        sim = Simulation(net, cfg, seed=1)
+        assert all(c.takes_codes for c in sim.cores.values())
+        codes = sim.forward(x.numpy(), image_offset=0)
+        with sim.observe(samples=0):
+            voltages = sim.forward(x.numpy(), image_offset=0)
+        np.testing.assert_array_equal(codes, voltages)
+        quiet = Simulation(net, {**cfg, "noise_model": "none"}, seed=1).forward(x.numpy(), image_offset=0)
+        assert not np.array_equal(codes, quiet)  # the read noise is drawn
+        assert np.abs(quiet - m(x).detach().numpy()).max() < 0.05 * np.abs(quiet).max() or dac_range[0] == 0

@@ -52,9 +52,17 @@ class GroupedCore:
     def can_prequantize(self) -> bool:
         return all(getattr(c, "can_prequantize", False) for c in self.cores)
 
+    @property
+    def takes_codes(self) -> bool:
+        """Whether every group takes int8 DAC codes (NeuralCore.takes_codes)."""
+        return all(c.takes_codes for c in self.cores)
+
     def prequantize(self, X):
-        """The shared DAC on the activations (every group has the layer's input range)."""
-        return self.cores[0].prequantize(X)
+        """The shared DAC on the activations (every group has the layer's input range); int8 codes when all take them."""
+        return self.cores[0].prequantize(X, codes=self.takes_codes)
+
+    def prequantized_zero(self, X) -> float:
+        return self.cores[0].prequantized_zero(X)
 
     def __call__(self, X, **kwargs):
         xp = self.xp

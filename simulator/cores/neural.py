@@ -34,7 +34,7 @@ from simulator.backend import as_streams, backend_of
 from simulator.circuits.converters import make_dac
 from simulator.cores.adc_range import AdcRange, LayerUnits
 from simulator.cores.mapping import SliceEncoding, encode, partition_sizes, slice_columns, weight_range
-from simulator.cores.numeric import ArrayOptions, InputSlicing
+from simulator.cores.numeric import ArrayOptions, InputSlicing, input_code_shift
 from simulator.cores.wrapper import WrapperCore
 from simulator.errors import ConfigError
 from simulator.quantization.uniform import UniformQuantizer, integer_codes
@@ -102,6 +102,7 @@ class NeuralCore:
         self.adc_range = AdcRange(hw, self.units, adc_calibration, name)
         split = len(self.col_slices) > 1
         grid = self._input_codes()  # integer input codes: exact int8 products where the weights allow
+        self._grid = grid
         self.wrappers = [
             WrapperCore(enc, units=self.units, digital_offset=hw.digital_offset, options=options, devices=devices,
                         xp=xp, rng=rng, dtype=dtype, adc_range=self.adc_range,
@@ -354,13 +355,40 @@ class NeuralCore:
         zero = self.xp.zeros(1, dtype=self.dtype)
         return float(self.dac(zero, self.xp)[0]) == 0.0
 
-    def prequantize(self, X):
-        """Elementwise input encoding of activations ``X``: normalized DAC voltages, or integer codes when bit slicing."""
+    @property
+    def takes_codes(self) -> bool:
+        """Whether :meth:`prequantize` hands out int8 DAC codes rather than voltages.
+
+        The codes (``k - shift``, :func:`~simulator.cores.numeric.input_code_shift`)
+        are a quarter of the bytes through im2col, and every array multiplies
+        them in int8 as they are (:attr:`NumericCore.takes_codes`), so no pass
+        turns voltages back into codes. Needs a DAC on an integer grid, BALANCED
+        arrays on their levels and no observer; the outputs are the ones the
+        voltages give, bit for bit.
+        """
+        return (self._grid is not None and self.observer is None
+                and all(core.takes_codes for w in self.wrappers for core in w.cores))
+
+    def prequantized_zero(self, X) -> float:
+        """What 0 V is in :meth:`prequantize`'s output ``X``: the padding value of a convolution's windows."""
+        return float(-input_code_shift(*self._grid[1:])) if X.dtype == self.xp.int8 else 0.0
+
+    def prequantize(self, X, codes: bool | None = None):
+        """Elementwise input encoding of activations ``X``: normalized DAC voltages, or integer codes when bit slicing.
+
+        ``codes`` (default :attr:`takes_codes`): int8 DAC codes instead of voltages.
+        """
         xp = self.xp
         X = xp.asarray(X, dtype=self.dtype)
         if self.slicing.enabled:
             L = self.slicing.divisor
             return integer_codes(X, L / self.x_scale, -L if self.slicing.signed else 0.0, L, xp)
+        if self.takes_codes if codes is None else codes:
+            k = self.dac.codes(X, xp)  # the levels the voltages below sit on, k * unit
+            shift = input_code_shift(*self._grid[1:])
+            if shift:
+                k -= shift
+            return k.astype(xp.int8)
         t = self.dac(X, xp)
         t /= self.x_scale
         return t
@@ -368,9 +396,15 @@ class NeuralCore:
     def encode_inputs(self, X, prequantized: bool = False):
         """(x, x_hw): what drives the rows (voltages or integer codes) and the normalized voltages.
 
-        ``prequantized``: ``X`` already went through :meth:`prequantize`.
+        ``prequantized``: ``X`` already went through :meth:`prequantize` (int8 ``X``:
+        DAC codes, returned as both; only OFFSET arrays read ``x_hw``, and they take no codes).
         """
         xp = self.xp
+        if prequantized and X.dtype == xp.int8:
+            if self.analog_bias:  # the bias row at full scale: code 1 / unit
+                full = round(1.0 / self._grid[0]) - input_code_shift(*self._grid[1:])
+                X = xp.concatenate([X, xp.full((X.shape[0], 1), full, dtype=xp.int8)], axis=1)
+            return X, X
         if self.slicing.enabled:
             L = self.slicing.divisor
             x_int = X if prequantized else self.prequantize(X)
@@ -404,7 +438,8 @@ class NeuralCore:
         after the previous call's rows.
         """
         xp = self.xp
-        X = xp.asarray(X, dtype=self.dtype)
+        if not (prequantized and X.dtype == xp.int8):  # int8: DAC codes from prequantize
+            X = xp.asarray(X, dtype=self.dtype)
         M = X.shape[0]
         if row0 is None:
             row0 = self._next_row

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from simulator.backend import as_streams, backend_of, int8_matmul
+from simulator.backend import as_streams, backend_of, has_int8_matmul, int8_matmul
 from simulator.quantization.uniform import UniformQuantizer, integer_codes
 
 log = logging.getLogger("xbarsim.cores")
@@ -40,6 +40,11 @@ def log_once(message: str) -> None:
     if message not in _said:
         _said.add(message)
         log.warning(message)
+
+
+def input_code_shift(kmin: int, kmax: int) -> int:
+    """What int8 storage subtracts from input codes in ``[kmin, kmax]``: 0 when they fit int8, else ``kmin + 128``."""
+    return int(kmin) + 128 if kmin < -128 or kmax > 127 else 0
 
 
 @dataclass(frozen=True)
@@ -210,47 +215,91 @@ class NumericCore:
         :func:`simulator.backend.int8_matmul`; unsigned codes shifted by 128 and
         the shift's column sums added back) and is scaled to float once: the
         exact value the float32 product approximates, several times faster.
+        The read noise's ``sum(x**2)`` is then the exact integer ``unit**2 * sum(k**2)``.
         None (or more than 256 codes): the float product.
         """
         self._x_unit, self._x_shift = None, 0
         if unit is None or kmax - kmin > 255:
             return
         self._x_unit = float(unit)
-        if kmin < -128 or kmax > 127:
-            self._x_shift = int(kmin) + 128
+        self._x_shift = input_code_shift(kmin, kmax)
 
-    def _product(self, x):
-        """``x @ G_eff`` (M, C): exact int8 products of the codes when inputs and weights are integer codes."""
+    @property
+    def takes_codes(self) -> bool:
+        """Whether :meth:`mvm` may be given the int8 input codes themselves (``k - shift``) instead of voltages.
+
+        True while the product runs in int8 (inputs on the declared grid, planes
+        on their levels, float32, torch present) on the common path: no
+        separate planes, per-conductance noise or input bit slicing. Other
+        paths decode codes to voltages first, so codes are never wrong, only slower.
+        """
+        return (self._x_unit is not None and self._w_codes is not None and not self.needs_bitwise_analog
+                and not self.separate_planes and has_int8_matmul())
+
+    def decode_inputs(self, k):
+        """Normalized voltages (float32) of int8 input codes ``k`` (stored as ``code - shift``)."""
         xp = self.xp
-        if self._x_unit is not None and self._w_codes is not None and x.dtype == xp.float32:
-            k = integer_codes(x, 1.0 / self._x_unit, None, None, xp)
+        x = k.astype(xp.float32)
+        if self._x_shift:
+            x += xp.float32(self._x_shift)
+        x *= xp.float32(self._x_unit)
+        return x
+
+    def _codes_of(self, x):
+        """The int8 input codes of ``x`` (``code - shift``) when the product can run in int8, else None."""
+        xp = self.xp
+        if not self.takes_codes:
+            return None
+        if x.dtype == xp.int8:
+            return x
+        if x.dtype != xp.float32:
+            return None
+        k = integer_codes(x, 1.0 / self._x_unit, None, None, xp)
+        if self._x_shift:
+            k -= self._x_shift
+        return k.astype(xp.int8)
+
+    def _product(self, x, k):
+        """``x @ G_eff`` (M, C): exact int8 products of the codes ``k`` when given (:meth:`_codes_of`)."""
+        xp = self.xp
+        if k is not None:
+            y = int8_matmul(k, self._w_codes)
             if self._x_shift:
-                k -= self._x_shift
-            y = int8_matmul(k.astype(xp.int8), self._w_codes)
-            if y is not None:
-                if self._x_shift:
-                    y += self._x_shift * self._w_colsum
-                out = y.astype(xp.float32)
-                out *= xp.float32(self._x_unit * self._w_unit)
-                return out
+                y += self._x_shift * self._w_colsum
+            out = y.astype(xp.float32)
+            out *= xp.float32(self._x_unit * self._w_unit)
+            return out
         return x @ self.G_eff
 
     def output_variance(self, x2):
         """Read-noise variance of every column output for squared inputs ``x2`` (M, R): (M, C) or (M, 1)."""
         return x2 @ (self._var_col if self._var_col is not None else self.var_eff)
 
-    def _add_read_noise(self, I, x, row0: int, tag: str, bit=None):
-        """``I += sqrt(x**2 @ var) * N(0, 1)`` in place (output-equivalent read noise, DESIGN performance rules)."""
+    def _code_energy(self, k):
+        """``sum_i x_i**2`` (M, 1) float32 of int8 codes ``k``: exact in integers, then times ``unit**2``."""
+        xp = self.xp
+        e = xp.einsum("ij,ij->i", k, k, dtype=xp.int32).astype(xp.float64)
+        if self._x_shift:  # codes are k + shift: sum (k+s)**2 = sum k**2 + 2 s sum k + R s**2
+            s = float(self._x_shift)
+            e += 2 * s * k.sum(axis=1, dtype=xp.int32) + k.shape[1] * s * s
+        e *= self._x_unit**2
+        return e.astype(xp.float32)[:, None]
+
+    def _add_read_noise(self, I, x, row0: int, tag: str, bit=None, k=None):
+        """``I += sqrt(x**2 @ var) * N(0, 1)`` in place (output-equivalent read noise, DESIGN performance rules).
+
+        ``k``: the int8 input codes of ``x`` when the product used them (the sums of squares come from them).
+        """
         xp = self.xp
         if self._var_all is not None:  # one pass over x, no (M, R) temporary
-            std = xp.einsum("ij,ij->i", x, x)[:, None]
+            std = self._code_energy(k) if k is not None else xp.einsum("ij,ij->i", x, x)[:, None]
             std *= self._var_all
         else:
+            if k is not None:  # the voltages of the codes (whether the caller gave codes or voltages)
+                x = self.decode_inputs(k)
             std = self.output_variance(x * x)
         xp.sqrt(std, out=std)
-        z = self._normal(tag, row0, I.shape, I.dtype, bit)
-        z *= std
-        I += z
+        self.streams.add_normal(I, std, self._key(tag, bit), row0 * I.shape[1])
         return I
 
     # ------------------------------------------------------------------ shape
@@ -357,6 +406,9 @@ class NumericCore:
         voltages are (bit slicing), which keys its own noise.
         """
         xp = self.xp
+        k = self._codes_of(x)
+        if k is None and x.dtype == xp.int8:  # codes on a path that needs voltages
+            x = self.decode_inputs(x)
         if self._plane is not None:  # one device plane alone (separate ADCs per plane)
             G, sig = (self.G_pos, self.sigma_pos) if self._plane == "pos" else (self.G_neg, self.sigma_neg)
             return self._plane_current(G, sig if self.noisy else None, x, None, row0, self._plane, bit)
@@ -385,9 +437,9 @@ class NumericCore:
             if self.G_neg is not None:
                 I = I - self._exact_noise_chunk(self.G_neg, self.sigma_neg, x, row0, "neg", bit)
             return I
-        I = self._product(x)
+        I = self._product(x, k)
         if self.var_eff is not None:  # both planes' noise in one draw, from its own stream ("eff")
-            self._add_read_noise(I, x, row0, "eff", bit)
+            self._add_read_noise(I, x, row0, "eff", bit, k)
         return I
 
     # ------------------------------------------------------------------- MVM

@@ -81,9 +81,11 @@ def conv_mvm(sim: Executor, x, layer: Layer, mvm, kernel, strides, dilation, pad
     run = mvm
     if getattr(mvm, "can_prequantize", False):
         # The DAC is elementwise: encode every activation once, not its kh*kw window copies.
-        x = mvm.prequantize(x)
+        x = mvm.prequantize(x)  # voltages, or int8 DAC codes (a quarter of the bytes through im2col)
         run = lambda cols, row0: mvm(cols, prequantized=True, row0=row0)  # noqa: E731
-    x = ops.pad_nhwc(x, pads, xp)
+        x = ops.pad_nhwc(x, pads, xp, mvm.prequantized_zero(x))
+    else:
+        x = ops.pad_nhwc(x, pads, xp)
     N, H, W, C = x.shape
     Ho = ops.conv_output_size(H, kh, sh, dh)
     Wo = ops.conv_output_size(W, kw, sw, dw)

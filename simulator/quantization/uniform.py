@@ -107,6 +107,18 @@ class UniformQuantizer:
         """
         if not self.enabled:
             return y
+        t = self.codes(y, xp, out=out)
+        t *= self.step
+        if not self.signed:
+            t += self.lo
+        return t
+
+    def codes(self, y, xp, out=None):
+        """The level index ``k`` of every element of ``y`` (float array of integers in :attr:`k_range`).
+
+        ``clip(rint(y / step), kmin, kmax)`` (``(y - lo) / step`` when unsigned),
+        in one buffer like :meth:`__call__`, which is ``codes * step (+ lo)``.
+        """
         kmin, kmax = self.k_range
         step = self.step
         if self.signed:
@@ -116,9 +128,6 @@ class UniformQuantizer:
             t /= step
         xp.rint(t, out=t)
         xp.clip(t, kmin, kmax, out=t)
-        t *= step
-        if not self.signed:
-            t += self.lo
         return t
 
 

@@ -497,3 +497,28 @@ def test_grouped_convs_take_dac_codes_through_im2col(grouped):
         quiet = Simulation(net, {**cfg, "noise_model": "none"}, seed=1).forward(x.numpy(), image_offset=0)
         assert not np.array_equal(codes, quiet)  # the read noise is drawn
         assert np.abs(quiet - m(x).detach().numpy()).max() < 0.05 * np.abs(quiet).max() or dac_range[0] == 0
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_nan_made_inside_the_model_is_refused_by_the_next_analog_layer(precision):
+    """A model op that makes NaN (log of a negative conv output) -> DataError naming the analog layer it reaches.
+
+    Inputs and weights are checked on loading; without this check the int8 DAC codes (float32) would turn
+    NaN into numbers and print an accuracy computed from them.
+    """
+    class LogNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2, self.fc = nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.Linear(64, 3)
+
+        def forward(self, x):
+            return self.fc(self.c2(torch.log(self.c1(x))).flatten(1))
+
+    torch.manual_seed(0)
+    m = LogNet().eval()
+    x = torch.rand(2, 2, 4, 4) + 0.5
+    assert torch.isnan(m.c1(x).log()).any()
+    sim = Simulation(from_torch(m, x), {"weight_bits": 8, "dac_bits": 8, "adc_bits": 8, "dac_range": [-2, 2],
+                                       "precision": precision}, seed=0)
+    with pytest.raises(DataError, match=r"layer 'c2': \d+ of its 128 input values are NaN or infinite"):
+        sim.forward(x.numpy())

@@ -36,7 +36,7 @@ from simulator.cores.adc_range import AdcRange, LayerUnits
 from simulator.cores.mapping import SliceEncoding, encode, partition_sizes, slice_columns, weight_range
 from simulator.cores.numeric import ArrayOptions, InputSlicing, input_code_shift
 from simulator.cores.wrapper import WrapperCore
-from simulator.errors import ConfigError
+from simulator.errors import ConfigError, DataError
 from simulator.quantization.uniform import UniformQuantizer, integer_codes
 
 
@@ -380,6 +380,7 @@ class NeuralCore:
         """
         xp = self.xp
         X = xp.asarray(X, dtype=self.dtype)
+        self._refuse_non_finite(X)
         if self.slicing.enabled:
             L = self.slicing.divisor
             return integer_codes(X, L / self.x_scale, -L if self.slicing.signed else 0.0, L, xp)
@@ -392,6 +393,19 @@ class NeuralCore:
         t = self.dac(X, xp)
         t /= self.x_scale
         return t
+
+    def _refuse_non_finite(self, X) -> None:
+        """DataError when activations ``X`` hold NaN or infinite values (a DAC has no code for them).
+
+        Only a model's own ops can make them (inputs and weights are checked on
+        loading); the integer codes would otherwise turn them into numbers. One
+        sum detects them (checked element-wise only when the sum is not finite).
+        """
+        xp = self.xp
+        if X.size and not bool(xp.isfinite(X.sum())) and not bool(xp.isfinite(X).all()):
+            bad = int(X.size - int(xp.count_nonzero(xp.isfinite(X))))
+            raise DataError(f"layer {self.name!r}: {bad} of its {X.size} input values are NaN or infinite "
+                            "(computed by the model's ops before it); an analog array cannot be driven by them")
 
     def encode_inputs(self, X, prequantized: bool = False):
         """(x, x_hw): what drives the rows (voltages or integer codes) and the normalized voltages.
@@ -440,6 +454,8 @@ class NeuralCore:
         xp = self.xp
         if not (prequantized and X.dtype == xp.int8):  # int8: DAC codes from prequantize
             X = xp.asarray(X, dtype=self.dtype)
+            if not prequantized:
+                self._refuse_non_finite(X)
         M = X.shape[0]
         if row0 is None:
             row0 = self._next_row

@@ -315,3 +315,37 @@ def test_dac_codes_equal_the_float_product_without_int8(digits, monkeypatch):
             assert not any(core.takes_codes for core in floats.cores.values())
             out = floats.forward(x, image_offset=0)
         assert np.abs(out - ints).max() <= 1e-5 * np.abs(ints).max()
+
+
+def test_state_independent_read_noise_and_int8_route_hold_no_extra_matrices():
+    """Memory held by a Simulation: constant read noise adds no per-weight arrays, the int8 route drops G_eff.
+
+    A 1024 x 1024 Dense layer (1 M weights: a float32 matrix is 4 MB). With alpha read noise the stds and
+    variances are one number per array (read-only broadcast views), so the live memory after building
+    grows by far less than one matrix; state-dependent noise (proportional) keeps its full matrices.
+    Outputs are unchanged: the fast-path tests above compare these runs with the general path.
+    """
+    import tracemalloc
+
+    from simulator.network import Layer, Network
+
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((1024, 1024)).astype(np.float32) * 0.05
+    net = Network("dense", [Layer("input", "Input"),
+                            Layer("fc", "Dense", ["input"], {"units": 1024, "use_bias": False}, {"kernel": W})],
+                  ["fc"], "NHWC", (1024,))
+
+    def live(cfg) -> float:
+        tracemalloc.start()
+        sim = Simulation(net, {"weight_bits": 8, "dac_bits": 8, "adc_bits": 8, "dac_range": [-2, 2],
+                               "precision": "float32", **cfg}, seed=0)
+        cur = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        assert sim.forward(rng.standard_normal((4, 1024)).astype(np.float32)).shape == (4, 1024)
+        return cur / 2**20
+
+    quiet = live({})
+    noisy = live({"noise_model": "alpha", "alpha_noise": 0.02})
+    proportional = live({"noise_model": "alpha", "alpha_noise": 0.02, "proportional_noise": True})
+    assert noisy - quiet < 0.5  # MB; a full float32 matrix would be 4 MB
+    assert proportional - quiet > 3 * 4  # sigma_pos, sigma_neg, var_eff (and G_eff for the float noise sums)

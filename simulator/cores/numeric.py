@@ -47,6 +47,17 @@ def input_code_shift(kmin: int, kmax: int) -> int:
     return int(kmin) + 128 if kmin < -128 or kmax > 127 else 0
 
 
+def uniform_view(a, xp):
+    """``a`` itself, or a read-only broadcast view of its one value when every element is equal (no memory).
+
+    The read-noise stds of a state-independent noise model are one number per
+    array; stored whole they would take as much memory as the conductances.
+    """
+    if a is None or a.ndim == 0 or a.size <= 1 or not bool(xp.all(a == a.reshape(-1)[0])):
+        return a
+    return xp.broadcast_to(a.reshape(-1)[:1].copy().reshape((1,) * a.ndim), a.shape)  # a copy: a itself is freed
+
+
 @dataclass(frozen=True)
 class InputSlicing:
     """How inputs reach the array: all at once (DAC) or one bit at a time (8.2)."""
@@ -148,9 +159,10 @@ class NumericCore:
         """Install the conductances read at inference time and what depends on them (read noise, fast path)."""
         xp, options, devices, dtype = self.xp, self.opt, self.devices, self.dtype
         self.G_pos, self.G_neg = G_pos, G_neg
-        self.sigma_pos = devices.noise_sigma(self.G_pos, xp) if devices is not None else None
+        self.sigma_pos = uniform_view(devices.noise_sigma(self.G_pos, xp), xp) if devices is not None else None
         self.sigma_neg = (
-            devices.noise_sigma(self.G_neg, xp) if devices is not None and self.G_neg is not None else None
+            uniform_view(devices.noise_sigma(self.G_neg, xp), xp) if devices is not None and self.G_neg is not None
+            else None
         )
         self.noisy = self.sigma_pos is not None and bool(xp.any(self.sigma_pos > 0) or (
             self.sigma_neg is not None and xp.any(self.sigma_neg > 0)))
@@ -168,14 +180,16 @@ class NumericCore:
                          "since the circuit is not linear in the conductances")
         # Fast path: one matrix of effective conductances and one of output variances.
         self.separate_planes = options.Rp > 0 or options.Icol_limit > 0 or self.separate_adc
-        self.G_eff = self.G_pos if self.G_neg is None else self.G_pos - self.G_neg
+        self._G_eff = self.G_pos if self.G_neg is None else self.G_pos - self.G_neg
         self.var_eff = None
         if self.noisy and not self.exact_noise:
             var = self.sigma_pos**2
             if self.sigma_neg is not None:
                 var = var + self.sigma_neg**2
-            self.var_eff = var.astype(dtype)
+            self.var_eff = uniform_view(var.astype(dtype), xp)
         self._w_codes, self._w_unit, self._w_colsum = self._weight_codes()
+        if self._w_codes is not None and self.G_neg is not None:
+            self._G_eff = None  # the int8 codes stand for it (a quarter of the memory); rebuilt if a path needs it
         #: var_eff when every column has the same variances (noise independent of G): one column, broadcast,
         #: so the output variance costs a matrix-vector product, not a second matrix-matrix product
         self._var_col = None
@@ -184,6 +198,14 @@ class NumericCore:
             self._var_col = self.xp.ascontiguousarray(self.var_eff[:, :1])
             if bool(self.xp.all(self._var_col == self._var_col[0, 0])):
                 self._var_all = float(self._var_col[0, 0])
+
+    @property
+    def G_eff(self):
+        """Effective conductances ``G_pos - G_neg`` (R, C) of the float product (built on first use when the
+        int8 weight codes stand for them)."""
+        if self._G_eff is None:
+            self._G_eff = self.G_pos if self.G_neg is None else self.G_pos - self.G_neg
+        return self._G_eff
 
     def _weight_codes(self):
         """(int8 codes, unit, column sums) with ``G_eff = unit * codes`` to float32 rounding, else Nones.

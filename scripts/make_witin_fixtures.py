@@ -390,26 +390,18 @@ def main() -> None:
     from simulator.network import save_model
 
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.only in (None, "export"):
-        write_export(wn, args.out)
-    if args.only == "export":
-        return
-    if args.only in (None, "g_algo"):
-        write_g_algo(wn, args.out / "witin_g_algo.npz")
-    if args.only == "g_algo":
-        return
-    if args.only in (None, "unread_fields"):
-        write_unread_fields(wn, args.out / "witin_unread_fields.npz")
-    if args.only == "unread_fields":
-        return
-    if args.only in (None, "vpu_noise"):
-        write_vpu_noise(wn, args.out / "witin_vpu_noise.npz")
-    if args.only == "vpu_noise":
-        return
-    if args.only in (None, "fields"):
-        write_fields(wn, args.out / "witin_fields.npz")
-    if args.only == "fields":
-        return
+    single = {  # --only NAME writes that fixture alone; no --only writes each of them, then the networks
+        "export": lambda: write_export(wn, args.out),
+        "g_algo": lambda: write_g_algo(wn, args.out / "witin_g_algo.npz"),
+        "unread_fields": lambda: write_unread_fields(wn, args.out / "witin_unread_fields.npz"),
+        "vpu_noise": lambda: write_vpu_noise(wn, args.out / "witin_vpu_noise.npz"),
+        "fields": lambda: write_fields(wn, args.out / "witin_fields.npz"),
+    }
+    for name, write in single.items():
+        if args.only in (None, name):
+            write()
+        if args.only == name:
+            return
     if args.only == "networks":
         args.skip_digital = True
     rnd, g = random.Random(SEED), torch.Generator().manual_seed(SEED)

@@ -103,6 +103,7 @@ class NeuralCore:
         split = len(self.col_slices) > 1
         grid = self._input_codes()  # integer input codes: exact int8 products where the weights allow
         self._grid = grid
+        self._code_shift = 0 if grid is None else input_code_shift(*grid[1:])  # int8 storage of the DAC codes
         self.wrappers = [
             WrapperCore(enc, units=self.units, digital_offset=hw.digital_offset, options=options, devices=devices,
                         xp=xp, rng=rng, dtype=dtype, adc_range=self.adc_range,
@@ -371,7 +372,7 @@ class NeuralCore:
 
     def prequantized_zero(self, X) -> float:
         """What 0 V is in :meth:`prequantize`'s output ``X``: the padding value of a convolution's windows."""
-        return float(-input_code_shift(*self._grid[1:])) if X.dtype == self.xp.int8 else 0.0
+        return float(-self._code_shift) if X.dtype == self.xp.int8 else 0.0
 
     def prequantize(self, X, codes: bool | None = None):
         """Elementwise input encoding of activations ``X``: normalized DAC voltages, or integer codes when bit slicing.
@@ -386,9 +387,8 @@ class NeuralCore:
             return integer_codes(X, L / self.x_scale, -L if self.slicing.signed else 0.0, L, xp)
         if self.takes_codes if codes is None else codes:
             k = self.dac.codes(X, xp)  # the levels the voltages below sit on, k * unit
-            shift = input_code_shift(*self._grid[1:])
-            if shift:
-                k -= shift
+            if self._code_shift:
+                k -= self._code_shift
             return k.astype(xp.int8)
         t = self.dac(X, xp)
         t /= self.x_scale
@@ -416,7 +416,7 @@ class NeuralCore:
         xp = self.xp
         if prequantized and X.dtype == xp.int8:
             if self.analog_bias:  # the bias row at full scale: code 1 / unit
-                full = round(1.0 / self._grid[0]) - input_code_shift(*self._grid[1:])
+                full = round(1.0 / self._grid[0]) - self._code_shift
                 X = xp.concatenate([X, xp.full((X.shape[0], 1), full, dtype=xp.int8)], axis=1)
             return X, X
         if self.slicing.enabled:
